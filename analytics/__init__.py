@@ -1,0 +1,1 @@
+"""Privacy wall, differentially private learning, FHE analytics, token-gated release, privacy budget."""

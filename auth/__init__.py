@@ -1,0 +1,1 @@
+"""FlexPass authentication, second factors, lockout, JWT sessions, user directory and wallets."""

@@ -1,0 +1,1 @@
+"""Rule-guided synthetic data fabrication with MiniZinc, profiler and realism verification."""

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs everything SERUMS needs on a fresh Debian machine: Debian packages, the project's
+# virtual environment and its Python packages. Idempotent, and quick when nothing changed.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+
+# --- Debian packages -------------------------------------------------------------------------
+# minizinc (+ Gecode): the fabrication constraint solver.
+need=()
+command -v minizinc >/dev/null 2>&1 || need+=(minizinc)
+command -v python3 >/dev/null 2>&1 || need+=(python3 python3-venv)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  log "installing Debian packages: ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# --- virtual environment -----------------------------------------------------------------------
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  log "creating .venv"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.serums-installed
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
+  log "installing Python packages into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip
+  # torch first, as the local CPU build, so that nothing pulls a CUDA build later (SDV, Opacus).
+  if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
+    .venv/bin/python -m pip install -q "torch==2.13.0"
+  fi
+  .venv/bin/python -m pip install -q -e ".[dev,bench]"
+  echo "$want" > "$stamp"
+fi
+log "ready: $(.venv/bin/serums --version 2>/dev/null || echo 'serums installed')"

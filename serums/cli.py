@@ -1,0 +1,79 @@
+"""The ``serums`` command.
+
+Each area registers its sub-commands from a module in ``serums/commands/`` exposing
+``register(subparsers)``; a sub-command's handler takes the parsed arguments and returns an exit
+code. Expected failures (bad input, missing network, …) raise ``CommandError`` or one of the
+areas' own error types and are printed as one line, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import pkgutil
+import sys
+
+from . import __version__
+from .config import Settings
+
+# Exceptions whose message is a complete, user-facing explanation.
+USER_ERRORS: tuple[type[BaseException], ...] = ()
+
+
+class CommandError(Exception):
+    """A failure to report as one line on stderr with a non-zero exit code."""
+
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from network import ConfigError, IdentityError
+
+    return (CommandError, ConfigError, IdentityError, *USER_ERRORS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="serums",
+        description="SERUMS: share confidential patient records over a permissioned ledger.",
+    )
+    parser.add_argument("--version", action="version", version=f"serums {__version__}")
+    parser.add_argument(
+        "--data-dir", help="where all state of the embedded default lives (env SERUMS_DATA_DIR)"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from . import commands
+
+    for mod in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{commands.__name__}.{mod.name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    args.settings = Settings.from_env(data_dir=args.data_dir)
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        print("serums: interrupted", file=sys.stderr)
+        return 130
+    except _user_errors() as exc:
+        print(f"serums: {exc}", file=sys.stderr)
+        return getattr(exc, "code", 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Sub-command modules of ``serums``: each exposes ``register(subparsers)``."""

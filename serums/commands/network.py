@@ -1,0 +1,33 @@
+"""``serums network …``: crypto material and channel configuration."""
+
+from __future__ import annotations
+
+from network import init_network, parse_hospitals
+
+
+def register(sub) -> None:
+    p = sub.add_parser("network", help="create and inspect the network's organisations")
+    nsub = p.add_subparsers(dest="network_command", metavar="ACTION", required=True)
+    init = nsub.add_parser("init", help="create each hospital's CA, peer and admin identities")
+    init.add_argument("--hospitals", default="lothian,zmc,fcrb", help="comma-separated hospital names")
+    init.add_argument("--channel", default="serums")
+    init.add_argument("--endpoint", default="127.0.0.1:7051", help="where the node serves the Gateway API")
+    init.add_argument("--force", action="store_true", help="replace an existing network (new keys)")
+    init.set_defaults(handler=_init)
+
+
+def _init(args) -> int:
+    s = args.settings
+    cfg = init_network(
+        s.network_dir,
+        parse_hospitals(args.hospitals),
+        channel=args.channel,
+        endpoint=args.endpoint,
+        passphrase=s.key_passphrase,
+        force=args.force,
+    )
+    print(f"network initialised in {cfg.root}")
+    for h in cfg.hospitals:
+        print(f"  {h.name:<12} {h.msp_id}")
+    print(f"  channel {cfg.channel}, endpoint {cfg.endpoint}")
+    return 0
