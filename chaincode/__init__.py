@@ -1,1 +1,71 @@
-"""Smart contracts and their runtime: contract API, stub interface, chaincode-as-a-service shim."""
+"""Smart contracts and their runtime: contract API, stub interface, chaincode-as-a-service shim.
+
+Imports nothing else of the project: both engines (the embedded node and real Fabric through the
+CCaaS shim) run the same contracts against the same :class:`ChaincodeStub` interface.
+"""
+
+from .contract import (
+    METADATA_FN,
+    Chaincode,
+    ChaincodeError,
+    Conflict,
+    Context,
+    Contract,
+    Forbidden,
+    InvalidArgument,
+    NotFound,
+    Response,
+    encode_result,
+    evaluate,
+    transaction,
+)
+from .stub import (
+    FABRIC_ATTRS_OID,
+    KV,
+    MAX_RUNE,
+    NODE_ROLES,
+    ChaincodeStub,
+    ClientIdentity,
+    KeyModification,
+    QueryPage,
+    StubError,
+    certificate_attributes,
+    certificate_common_name,
+    certificate_id,
+    certificate_node_role,
+    create_composite_key,
+    split_composite_key,
+    validate_simple_key,
+)
+
+__all__ = [
+    "FABRIC_ATTRS_OID",
+    "KV",
+    "MAX_RUNE",
+    "METADATA_FN",
+    "NODE_ROLES",
+    "Chaincode",
+    "ChaincodeError",
+    "ChaincodeStub",
+    "ClientIdentity",
+    "Conflict",
+    "Context",
+    "Contract",
+    "Forbidden",
+    "InvalidArgument",
+    "KeyModification",
+    "NotFound",
+    "QueryPage",
+    "Response",
+    "StubError",
+    "certificate_attributes",
+    "certificate_common_name",
+    "certificate_id",
+    "certificate_node_role",
+    "create_composite_key",
+    "encode_result",
+    "evaluate",
+    "split_composite_key",
+    "transaction",
+    "validate_simple_key",
+]

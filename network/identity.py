@@ -31,14 +31,20 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from cryptography.x509.oid import NameOID
 from fabric_protos.msp import identities_pb2
 
+# Certificates read the same on both sides of the chaincode boundary.
+from chaincode import (
+    FABRIC_ATTRS_OID,
+    NODE_ROLES,
+    certificate_attributes,
+    certificate_common_name,
+    certificate_id,
+    certificate_node_role,
+)
+
 # Order of the P-256 group: a signature (r, s) with s > n/2 is "high-S" and Fabric refuses it.
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 _HALF_ORDER = P256_ORDER >> 1
 
-# Fabric CA puts enrolment attributes in this extension as JSON {"attrs": {...}}.
-FABRIC_ATTRS_OID = x509.ObjectIdentifier("1.2.3.4.5.6.7.8.1")
-
-NODE_ROLES = ("client", "peer", "orderer", "admin")
 
 
 class IdentityError(Exception):
@@ -148,11 +154,6 @@ def load_private_key(pem: bytes, passphrase: bytes | str | None = None) -> ec.El
 # --------------------------------------------------------------------------- identities
 
 
-def _name_attr(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
-    vals = name.get_attributes_for_oid(oid)
-    return str(vals[0].value) if vals else None
-
-
 @dataclass(frozen=True)
 class Identity:
     """A member of an organisation: its MSP id and X.509 certificate."""
@@ -171,28 +172,16 @@ class Identity:
 
     @property
     def common_name(self) -> str:
-        return _name_attr(self.certificate.subject, NameOID.COMMON_NAME) or ""
+        return certificate_common_name(self.certificate)
 
     @property
     def node_role(self) -> str | None:
         """Fabric NodeOU role: client, peer, orderer or admin."""
-        for ou in self.certificate.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME):
-            if str(ou.value) in NODE_ROLES:
-                return str(ou.value)
-        return None
+        return certificate_node_role(self.certificate)
 
     @property
     def attributes(self) -> dict[str, str]:
-        try:
-            ext = self.certificate.extensions.get_extension_for_oid(FABRIC_ATTRS_OID)
-        except x509.ExtensionNotFound:
-            return {}
-        try:
-            data = json.loads(ext.value.value)  # type: ignore[attr-defined]
-        except (ValueError, AttributeError):
-            return {}
-        attrs = data.get("attrs", {}) if isinstance(data, dict) else {}
-        return {str(k): str(v) for k, v in attrs.items()}
+        return certificate_attributes(self.certificate)
 
     @property
     def fingerprint(self) -> str:
@@ -202,7 +191,7 @@ class Identity:
     @property
     def id(self) -> str:
         """Fabric's client identity id: x509::<subject>::<issuer>."""
-        return f"x509::{self.certificate.subject.rfc4514_string()}::{self.certificate.issuer.rfc4514_string()}"
+        return certificate_id(self.certificate)
 
     def serialize(self) -> bytes:
         return identities_pb2.SerializedIdentity(mspid=self.msp_id, id_bytes=self.pem).SerializeToString()

@@ -1,0 +1,7 @@
+"""The embedded node: peers, orderer and committers in one process, serving Fabric's Gateway API."""
+
+from .membership import Membership, MembershipError
+from .node import EmbeddedNode
+from .store import OrdererStore, PeerStore
+
+__all__ = ["EmbeddedNode", "Membership", "MembershipError", "OrdererStore", "PeerStore"]

@@ -1,0 +1,161 @@
+"""The embedded node: one peer per hospital, an ordering service and the committers, in one process.
+
+Start-up reads the network configuration, creates the channel's genesis block on first run,
+brings every peer up to the orderer's height (so a node killed at any moment resumes where its
+blocks say it was), then serves the Gateway and Deliver gRPC services on a loopback port.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from fabric_protos.common import common_pb2
+
+from .. import protocol as P
+from ..config import NetworkConfig
+from ..policy import parse_policy
+from .membership import Membership
+from .orderer import Orderer, msps_from_genesis
+from .peer import DeployedChaincode, Peer, load_chaincode
+from .store import OrdererStore, PeerStore
+
+log = logging.getLogger(__name__)
+
+
+def parse_block_transactions(block: common_pb2.Block) -> list[P.ParsedTransaction | None]:
+    out: list[P.ParsedTransaction | None] = []
+    for data in block.data.data:
+        try:
+            out.append(P.parse_transaction(data))
+        except P.ProtocolError:
+            out.append(None)
+    return out
+
+
+class EmbeddedNode:
+    def __init__(self, cfg: NetworkConfig, *, passphrase: str | None = None, ledger_dir: Path | None = None):
+        self.cfg = cfg
+        self.channel = cfg.channel
+        self.address: str | None = None
+        ledger = Path(ledger_dir or cfg.ledger_dir())
+        ledger.mkdir(parents=True, exist_ok=True)
+
+        o_ident, o_signer = cfg.load_peer(cfg.orderer.name, passphrase)
+        self.orderer_store = OrdererStore(ledger / "orderer.db")
+        self._commit_queue: queue.Queue[common_pb2.Block | None] = queue.Queue()
+        self.orderer = Orderer(cfg.channel, o_ident, o_signer, self.orderer_store, cfg.batch, self._commit_queue.put)
+
+        if self.orderer.height == 0:
+            from ..identity import MSP
+
+            msps = {msp_id: MSP(msp_id, certs) for msp_id, certs in cfg.root_certs().items()}
+            genesis = self.orderer.create_genesis(msps, cfg.orderer.msp_id)
+        else:
+            genesis = P.parse_block(self.orderer_store.block(0) or b"")
+            msps, _ = msps_from_genesis(genesis)
+        self.membership = Membership(msps)
+
+        hospital_msps = [h.msp_id for h in cfg.hospitals]
+        self.chaincodes: dict[str, DeployedChaincode] = {}
+        for d in cfg.chaincodes:
+            self.chaincodes[d.name] = DeployedChaincode(
+                d, parse_policy(d.endorsement_policy, hospital_msps), load_chaincode(d.module)
+            )
+
+        self.peers: dict[str, Peer] = {}
+        for h in cfg.hospitals:
+            ident, signer = cfg.load_peer(h.name, passphrase)
+            store = PeerStore(ledger / f"peer0.{h.name}.db")
+            self.peers[h.msp_id] = Peer(h.msp_id, ident, signer, store, cfg.channel, self.chaincodes, self.membership)
+
+        self._server = None
+        self._committer: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self.catch_up()
+
+    # ------------------------------------------------------------------ commit pipeline
+
+    def catch_up(self) -> int:
+        """Commit on every peer the orderer's blocks it does not have yet. Returns how many."""
+        target = self.orderer.height
+        done = 0
+        for peer in self.peers.values():
+            if peer.height > target:
+                raise RuntimeError(
+                    f"peer {peer.msp_id} is at height {peer.height} but the orderer only at {target}: "
+                    "the orderer's block store is missing blocks"
+                )
+        for num in range(min((p.height for p in self.peers.values()), default=target), target):
+            block = P.parse_block(self.orderer_store.block(num) or b"")
+            parsed = parse_block_transactions(block) if num else [None]
+            for peer in self.peers.values():
+                if peer.height == num:
+                    peer.commit(block, parsed)
+                    done += 1
+        if done:
+            log.info("caught up %d block commits to height %d", done, target)
+        return done
+
+    def _commit_loop(self) -> None:
+        while True:
+            block = self._commit_queue.get()
+            if block is None:
+                return
+            parsed = parse_block_transactions(block) if block.header.number else [None]
+            for peer in self.peers.values():
+                try:
+                    peer.commit(block, parsed)
+                except Exception:  # noqa: BLE001 - keep the other peers going; verify will report it
+                    log.exception("peer %s failed to commit block %d", peer.msp_id, block.header.number)
+
+    def start(self, address: str | None = None) -> str:
+        """Start ordering and committing, and serve gRPC on ``address`` (default: the configured
+        endpoint; port 0 picks a free one). Returns the address actually bound."""
+        from .service import serve
+
+        self._committer = threading.Thread(target=self._commit_loop, name="committer", daemon=True)
+        self._committer.start()
+        self.orderer.start()
+        address = address or self.cfg.endpoint
+        self._server, port = serve(self, address)
+        host = address.rsplit(":", 1)[0]
+        self.address = f"{host}:{port}"
+        log.info("embedded node serving channel %s on %s (%d peers)", self.channel, self.address, len(self.peers))
+        return self.address
+
+    def stop(self, grace: float = 1.0) -> None:
+        self._stopping.set()
+        if self._server is not None:
+            self._server.stop(grace).wait()
+        self.orderer.stop()
+        if self._committer is not None:
+            self._commit_queue.put(None)
+            self._committer.join(timeout=30)
+        for p in self.peers.values():
+            p.store.close()
+        self.orderer_store.close()
+
+    def wait(self) -> None:
+        if self._server is not None:
+            self._server.wait_for_termination()
+
+    # ------------------------------------------------------------------ reading
+
+    def iter_peer_blocks(
+        self, peer: Peer, start: int, is_active: Callable[[], bool] = lambda: True
+    ) -> Iterator[tuple[int, common_pb2.Block]]:
+        """Committed blocks of ``peer`` from ``start`` on, waiting for new ones while ``is_active()``."""
+        num = start
+        while is_active() and not self._stopping.is_set():
+            if num >= peer.height:
+                peer.wait_for_height(num + 1, 0.5)
+                continue
+            data = peer.store.block(num)
+            if data is None:
+                return
+            yield num, P.parse_block(data)
+            num += 1

@@ -1,0 +1,451 @@
+"""A peer of the embedded node: endorses by simulating chaincode, validates and commits blocks.
+
+Endorsement runs the chaincode in-process against this peer's own world state through
+:class:`TxSimulator`, which records a Fabric read-write set (reads with versions, writes,
+range-query reads for phantom detection), and signs the proposal response with the peer's key.
+
+Validation follows Fabric's committer: for each transaction of a block, the creator's
+certificate and signature, the transaction id, duplicate ids, every endorser's certificate and
+signature over the same response payload, the chaincode's endorsement policy, then MVCC on read
+versions and phantom reads for range queries against the state as left by the block's earlier
+valid transactions. Only VALID transactions' writes apply; every transaction's validation code
+goes into the block's TRANSACTIONS_FILTER metadata.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import importlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from fabric_protos.common import common_pb2
+from fabric_protos.peer import chaincode_event_pb2, proposal_response_pb2
+
+from chaincode import (
+    KV,
+    ChaincodeStub,
+    ClientIdentity,
+    KeyModification,
+    QueryPage,
+    Response,
+    StubError,
+    validate_simple_key,
+)
+
+from .. import protocol as P
+from ..config import ChaincodeDefinition
+from ..identity import Identity, Signer
+from ..policy import Policy, evaluate
+from .membership import Membership, MembershipError
+from .store import PeerStore, StateReader, StateUpdate, Version
+
+log = logging.getLogger(__name__)
+
+TXC = P.TxValidationCode
+MAX_VALUE_BYTES = 4 * 1024 * 1024
+
+
+def load_chaincode(module_spec: str):
+    """Import ``package.module:factory`` and return the chaincode object it makes."""
+    mod_name, _, attr = module_spec.partition(":")
+    if not mod_name or not attr:
+        raise ValueError(f"chaincode module {module_spec!r} must look like 'package.module:factory'")
+    obj = getattr(importlib.import_module(mod_name), attr)
+    return obj() if callable(obj) and not hasattr(obj, "invoke") else obj
+
+
+@dataclass
+class DeployedChaincode:
+    definition: ChaincodeDefinition
+    policy: Policy
+    code: object  # has invoke(stub) -> chaincode.Response
+
+
+# --------------------------------------------------------------------------- simulation
+
+
+class SimulationError(Exception):
+    pass
+
+
+class TxSimulator(ChaincodeStub):
+    """The stub of the embedded engine: reads from a snapshot, records a read-write set."""
+
+    def __init__(self, reader: StateReader, prop: P.UnpackedProposal, creator: Identity):
+        self._reader = reader
+        self._prop = prop
+        self._creator = creator
+        self.ns = prop.chaincode
+        self.rwset = P.RWSet(self.ns)
+        self.event: tuple[str, bytes] | None = None
+        self.paginated = False
+        self._client: ClientIdentity | None = None
+
+    # context
+    def get_args(self) -> list[bytes]:
+        return self._prop.args
+
+    def get_tx_id(self) -> str:
+        return self._prop.tx_id
+
+    def get_channel_id(self) -> str:
+        return self._prop.channel
+
+    def get_tx_timestamp(self) -> _dt.datetime:
+        return self._prop.timestamp
+
+    def get_creator(self) -> ClientIdentity:
+        if self._client is None:
+            self._client = ClientIdentity(self._creator.msp_id, self._creator.pem)
+        return self._client
+
+    def get_transient(self) -> dict[str, bytes]:
+        return dict(self._prop.transient)
+
+    def set_event(self, name: str, payload: bytes) -> None:
+        if not name:
+            raise StubError("event name must not be empty")
+        self.event = (name, bytes(payload))
+
+    # state
+    def _record_read(self, key: str, version: Version | None) -> None:
+        self.rwset.reads.setdefault(key, version)
+
+    def get_state(self, key: str) -> bytes | None:
+        if not key:
+            raise StubError("key must not be empty")
+        got = self._reader.get(self.ns, key)
+        self._record_read(key, got[1] if got else None)
+        return got[0] if got else None
+
+    def put_state(self, key: str, value: bytes) -> None:
+        if not key.startswith("\x00"):
+            validate_simple_key(key)
+        if not isinstance(value, bytes | bytearray):
+            raise StubError("state values must be bytes")
+        if len(value) > MAX_VALUE_BYTES:
+            raise StubError(f"state value of {len(value)} bytes exceeds {MAX_VALUE_BYTES}")
+        self.rwset.writes[key] = bytes(value)
+
+    def del_state(self, key: str) -> None:
+        if not key:
+            raise StubError("key must not be empty")
+        self.rwset.writes[key] = None
+
+    def get_state_by_range(self, start_key: str, end_key: str) -> Iterator[KV]:
+        rows = self._reader.range(self.ns, start_key, end_key)
+        self.rwset.range_queries.append(
+            P.RangeQuery(start_key, end_key, True, [(k, ver) for k, _, ver in rows])
+        )
+        return iter([KV(k, v) for k, v, _ in rows])
+
+    def get_state_by_range_with_pagination(
+        self, start_key: str, end_key: str, page_size: int, bookmark: str = ""
+    ) -> QueryPage:
+        if not isinstance(page_size, int) or page_size < 1:
+            raise StubError("page size must be a positive integer")
+        self.paginated = True
+        start = bookmark or start_key
+        if bookmark and (bookmark < start_key or (end_key and bookmark >= end_key)):
+            raise StubError("bookmark lies outside the queried range")
+        rows = self._reader.range(self.ns, start, end_key, limit=page_size + 1)
+        page, more = rows[:page_size], len(rows) > page_size
+        self.rwset.range_queries.append(
+            P.RangeQuery(start, end_key, not more, [(k, ver) for k, _, ver in page])
+        )
+        return QueryPage([KV(k, v) for k, v, _ in page], len(page), rows[page_size][0] if more else "")
+
+    def get_history_for_key(self, key: str) -> Iterator[KeyModification]:
+        for h in self._reader.history(self.ns, key):
+            yield KeyModification(
+                h.tx_id, h.value, _dt.datetime.fromtimestamp(h.ts_us / 1e6, tz=_dt.UTC), h.is_delete
+            )
+
+
+@dataclass
+class SimulationResult:
+    response: Response
+    rwset: bytes
+    event: chaincode_event_pb2.ChaincodeEvent | None
+
+
+# --------------------------------------------------------------------------- the peer
+
+
+@dataclass
+class _Pending:
+    value: bytes | None
+    version: Version
+
+
+class Peer:
+    def __init__(
+        self,
+        msp_id: str,
+        identity: Identity,
+        signer: Signer,
+        store: PeerStore,
+        channel: str,
+        chaincodes: dict[str, DeployedChaincode],
+        membership: Membership,
+    ):
+        self.msp_id = msp_id
+        self.identity = identity
+        self.signer = signer
+        self.store = store
+        self.channel = channel
+        self.chaincodes = chaincodes
+        self.membership = membership
+        self._serialized = identity.serialize()
+        self._cond = threading.Condition()
+        self._recent: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        self._height = store.height()
+        self._last_commit_hash = self._read_last_commit_hash()
+
+    @property
+    def height(self) -> int:
+        return self._height
+
+    # ------------------------------------------------------------------ endorsement
+
+    def simulate(self, prop: P.UnpackedProposal, creator: Identity) -> SimulationResult:
+        cc = self.chaincodes.get(prop.chaincode)
+        if cc is None:
+            return SimulationResult(Response(404, f"chaincode {prop.chaincode!r} is not deployed"), b"", None)
+        with self.store.snapshot() as reader:
+            stub = TxSimulator(reader, prop, creator)
+            resp = cc.code.invoke(stub)  # type: ignore[attr-defined]
+        if resp.ok and stub.paginated and stub.rwset.writes:
+            resp = Response(400, "paginated queries are only allowed in read-only transactions")
+        event = None
+        if stub.event is not None:
+            event = chaincode_event_pb2.ChaincodeEvent(
+                chaincode_id=prop.chaincode, tx_id=prop.tx_id, event_name=stub.event[0], payload=stub.event[1]
+            )
+        return SimulationResult(resp, stub.rwset.to_proto().SerializeToString(), event)
+
+    def endorse(self, prop: P.UnpackedProposal, creator: Identity) -> proposal_response_pb2.ProposalResponse:
+        """Simulate and, when the chaincode succeeded, sign the response payload."""
+        sim = self.simulate(prop, creator)
+        resp = proposal_response_pb2.Response(
+            status=sim.response.status, message=sim.response.message, payload=sim.response.payload
+        )
+        if not sim.response.ok:
+            return proposal_response_pb2.ProposalResponse(version=1, response=resp)
+        cc = self.chaincodes[prop.chaincode]
+        prp = P.create_proposal_response_payload(
+            prop,
+            status=sim.response.status,
+            message=sim.response.message,
+            payload=sim.response.payload,
+            rwset=sim.rwset,
+            event=sim.event,
+            chaincode_version=cc.definition.version,
+        )
+        sig = self.signer.sign(P.endorsement_message(prp, self._serialized))
+        pr = proposal_response_pb2.ProposalResponse(
+            version=1,
+            response=resp,
+            payload=prp,
+            endorsement=proposal_response_pb2.Endorsement(endorser=self._serialized, signature=sig),
+        )
+        pr.timestamp.GetCurrentTime()
+        return pr
+
+    # ------------------------------------------------------------------ validation
+
+    def _static_check(self, ptx: P.ParsedTransaction) -> int:
+        """Checks that need no state: creator, signatures, policy, shape."""
+        if ptx.channel_header.channel_id != self.channel:
+            return TXC.Value("TARGET_CHAIN_NOT_FOUND")
+        try:
+            creator = self.membership.identity(ptx.creator)
+        except MembershipError:
+            return TXC.Value("BAD_CREATOR_SIGNATURE")
+        if not self.membership.check_signature(creator, ptx.payload_bytes, ptx.signature):
+            return TXC.Value("BAD_CREATOR_SIGNATURE")
+        if ptx.action_header_creator != ptx.creator:
+            return TXC.Value("BAD_PAYLOAD")
+        if ptx.tx_id != P.compute_txid(ptx.signature_header.nonce, ptx.creator):
+            return TXC.Value("BAD_PROPOSAL_TXID")
+        cc = self.chaincodes.get(ptx.chaincode)
+        if cc is None:
+            return TXC.Value("INVALID_CHAINCODE")
+        if ptx.action.chaincode_id.name != ptx.chaincode:
+            return TXC.Value("BAD_PAYLOAD")
+        if ptx.response.status >= 400:
+            return TXC.Value("BAD_RESPONSE_PAYLOAD")
+        signers: list[tuple[str, str | None]] = []
+        for e in ptx.endorsements:
+            try:
+                ident = self.membership.identity(e.endorser)
+            except MembershipError:
+                continue
+            if self.membership.check_signature(ident, P.endorsement_message(ptx.prp_bytes, e.endorser), e.signature):
+                signers.append((ident.msp_id, ident.node_role))
+        if not evaluate(cc.policy, signers):
+            return TXC.Value("ENDORSEMENT_POLICY_FAILURE")
+        return P.VALID
+
+    def validate_block(
+        self, block: common_pb2.Block, parsed: list[P.ParsedTransaction | None], reader: StateReader
+    ) -> tuple[list[int], list[StateUpdate]]:
+        num = block.header.number
+        codes: list[int] = []
+        pending: dict[tuple[str, str], _Pending] = {}
+        updates: list[StateUpdate] = []
+        seen: set[str] = set()
+        for txnum, ptx in enumerate(parsed):
+            if ptx is None:
+                codes.append(TXC.Value("BAD_PAYLOAD"))
+                continue
+            code = self._static_check(ptx)
+            if code == P.VALID and (ptx.tx_id in seen or self.store.has_tx(ptx.tx_id)):
+                code = TXC.Value("DUPLICATE_TXID")
+            seen.add(ptx.tx_id)
+            rwsets: list[P.RWSet] = []
+            if code == P.VALID:
+                try:
+                    rwsets = ptx.rwsets()
+                except P.ProtocolError:
+                    code = TXC.Value("BAD_RWSET")
+            if code == P.VALID and any(rw.namespace != ptx.chaincode for rw in rwsets):
+                code = TXC.Value("ILLEGAL_WRITESET")
+            if code == P.VALID:
+                code = self._mvcc(rwsets, pending, reader)
+            codes.append(code)
+            if code != P.VALID:
+                continue
+            ts_us = int(ptx.timestamp.timestamp() * 1_000_000)
+            for rw in rwsets:
+                for key, value in rw.writes.items():
+                    pending[(rw.namespace, key)] = _Pending(value, (num, txnum))
+                    updates.append(StateUpdate(rw.namespace, key, value, (num, txnum), ptx.tx_id, ts_us))
+        return codes, updates
+
+    @staticmethod
+    def _current(ns: str, key: str, pending: dict, reader: StateReader) -> Version | None:
+        p = pending.get((ns, key))
+        if p is not None:
+            return None if p.value is None else p.version
+        return reader.version(ns, key)
+
+    def _mvcc(self, rwsets: list[P.RWSet], pending: dict, reader: StateReader) -> int:
+        for rw in rwsets:
+            for key, ver in rw.reads.items():
+                if self._current(rw.namespace, key, pending, reader) != ver:
+                    return TXC.Value("MVCC_READ_CONFLICT")
+            for rq in rw.range_queries:
+                if not self._range_unchanged(rw.namespace, rq, pending, reader):
+                    return TXC.Value("PHANTOM_READ_CONFLICT")
+        return P.VALID
+
+    @staticmethod
+    def _range_unchanged(ns: str, rq: P.RangeQuery, pending: dict, reader: StateReader) -> bool:
+        end = rq.end_key
+        if not rq.exhausted:
+            # the simulation stopped early: compare only up to (and including) its last key
+            if not rq.reads:
+                return True
+            end = rq.reads[-1][0] + "\x00"
+        current = {k: ver for k, _, ver in reader.range(ns, rq.start_key, end)}
+        for (pns, key), p in pending.items():
+            if pns == ns and key >= rq.start_key and (not end or key < end):
+                if p.value is None:
+                    current.pop(key, None)
+                else:
+                    current[key] = p.version
+        return sorted(current.items()) == [(k, v) for k, v in rq.reads]
+
+    # ------------------------------------------------------------------ commit
+
+    def _read_last_commit_hash(self) -> bytes:
+        h = self.store.height()
+        if h == 0:
+            return b""
+        data = self.store.block(h - 1)
+        block = P.parse_block(data or b"")
+        md = block.metadata.metadata
+        return md[P.METADATA_COMMIT_HASH] if len(md) > P.METADATA_COMMIT_HASH else b""
+
+    def commit(self, block: common_pb2.Block, parsed: list[P.ParsedTransaction | None]) -> list[int]:
+        """Validate and commit the orderer's ``block`` (it must be the next one). Returns the codes."""
+        num = block.header.number
+        if num != self._height:
+            raise RuntimeError(f"peer {self.msp_id} at height {self._height} cannot commit block {num}")
+        if num == 0:
+            codes, updates = [P.VALID] * len(parsed), []
+        else:
+            codes, updates = self.validate_block(block, parsed, self.store.reader())
+        committed = common_pb2.Block()
+        committed.CopyFrom(block)
+        flt = bytes(codes)
+        commit_hash = compute_commit_hash(self._last_commit_hash, num, flt, updates)
+        while len(committed.metadata.metadata) < P.METADATA_SLOTS:
+            committed.metadata.metadata.append(b"")
+        committed.metadata.metadata[P.METADATA_TRANSACTIONS_FILTER] = flt
+        committed.metadata.metadata[P.METADATA_COMMIT_HASH] = commit_hash
+        txs = [(ptx.tx_id, i, codes[i]) for i, ptx in enumerate(parsed) if ptx is not None and ptx.tx_id]
+        self.store.commit_block(
+            num, P.block_header_hash(block.header), committed.SerializeToString(), txs, updates
+        )
+        self._last_commit_hash = commit_hash
+        with self._cond:
+            self._height = num + 1
+            for tx_id, _, code in txs:
+                if tx_id not in self._recent:
+                    self._recent[tx_id] = (num, code)
+            while len(self._recent) > 100_000:
+                self._recent.popitem(last=False)
+            self._cond.notify_all()
+        return codes
+
+    # ------------------------------------------------------------------ waiting
+
+    def tx_status(self, tx_id: str) -> tuple[int, int] | None:
+        with self._cond:
+            hit = self._recent.get(tx_id)
+        return hit or self.store.tx_status(tx_id)
+
+    def wait_for_tx(self, tx_id: str, timeout: float, is_active=lambda: True) -> tuple[int, int] | None:
+        """Wait until ``tx_id`` is committed on this peer: (block number, validation code), or None
+        on timeout or when ``is_active()`` turns false (the client went away)."""
+        deadline = time.monotonic() + timeout
+        hit = self.tx_status(tx_id)  # a commit after this check lands in _recent, checked below
+        with self._cond:
+            while hit is None:
+                hit = self._recent.get(tx_id)
+                if hit is not None:
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not is_active():
+                    return None
+                self._cond.wait(min(remaining, 0.5))
+        return hit
+
+    def wait_for_height(self, height: int, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._height >= height, timeout)
+
+
+def compute_commit_hash(previous: bytes, num: int, flt: bytes, updates: list[StateUpdate]) -> bytes:
+    """A running hash over every block's validation codes and applied writes: peers that committed
+    the same blocks the same way agree on it, and a rebuilt state can be checked against it."""
+    h = hashlib.sha256()
+    h.update(previous)
+    h.update(num.to_bytes(8, "big"))
+    h.update(len(flt).to_bytes(4, "big"))
+    h.update(flt)
+    for u in updates:
+        for part in (u.ns.encode(), u.key.encode(), b"" if u.value is None else u.value):
+            h.update(len(part).to_bytes(4, "big"))
+            h.update(part)
+        h.update(b"\x01" if u.value is None else b"\x00")
+        h.update(u.version[0].to_bytes(8, "big") + u.version[1].to_bytes(4, "big"))
+    return h.digest()

@@ -1,0 +1,318 @@
+"""The embedded node's gRPC face: Fabric's ``gateway.Gateway`` and ``protos.Deliver`` services.
+
+Status codes and messages follow Fabric's gateway, so one client serves both engines: a chaincode
+error is UNKNOWN "chaincode response <status>, <message>" (Evaluate) or ABORTED with an
+ErrorDetail per endorser (Endorse); malformed requests are INVALID_ARGUMENT; an unknown channel or
+chaincode NOT_FOUND; a creator that is not a channel member or whose signature fails
+PERMISSION_DENIED. Rich details travel in the ``grpc-status-details-bin`` trailer as a
+``google.rpc.Status`` carrying ``gateway.ErrorDetail`` messages.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import grpc
+from fabric_protos.common import common_pb2
+from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
+from fabric_protos.orderer import ab_pb2
+from fabric_protos.peer import events_pb2, events_pb2_grpc, proposal_response_pb2
+from google.protobuf import any_pb2
+from google.rpc import status_pb2
+
+from .. import protocol as P
+from ..identity import Identity
+from ..policy import PolicyError, plan_orgs
+from .membership import MembershipError
+
+if TYPE_CHECKING:
+    from .node import EmbeddedNode
+    from .peer import Peer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_COMMIT_TIMEOUT = 60.0
+MAX_BLOCK = 2**64 - 1
+
+
+def abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str, details: list | None = None):
+    st = status_pb2.Status(code=code.value[0], message=message)
+    for d in details or []:
+        a = any_pb2.Any()
+        a.Pack(d)
+        st.details.append(a)
+    context.set_trailing_metadata((("grpc-status-details-bin", st.SerializeToString()),))
+    context.abort(code, message)
+
+
+class GatewayService(gateway_pb2_grpc.GatewayServicer):
+    def __init__(self, node: EmbeddedNode):
+        self.node = node
+        self._rotate = itertools.count()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _detail(self, peer: Peer, message: str) -> gateway_pb2.ErrorDetail:
+        return gateway_pb2.ErrorDetail(address=self.node.address or "embedded", msp_id=peer.msp_id, message=message)
+
+    def _unpack(self, sp, request_txid: str, request_channel: str, context) -> tuple[P.UnpackedProposal, Identity]:
+        if sp is None or not sp.proposal_bytes:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "the proposed transaction must contain a signed proposal")
+        try:
+            prop = P.unpack_signed_proposal(sp.proposal_bytes, sp.signature)
+        except P.ProtocolError as exc:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"failed to unpack transaction proposal: {exc}")
+        if request_txid and request_txid != prop.tx_id:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "transaction_id does not match the proposal's")
+        if request_channel and request_channel != prop.channel:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "channel_id does not match the proposal's")
+        self._check_channel(prop.channel, context)
+        if prop.chaincode not in self.node.chaincodes:
+            abort(context, grpc.StatusCode.NOT_FOUND, f"chaincode {prop.chaincode!r} not found on channel {prop.channel!r}")
+        try:
+            creator = self.node.membership.verified_identity(prop.creator, prop.proposal_bytes, prop.signature)
+        except MembershipError as exc:
+            abort(context, grpc.StatusCode.PERMISSION_DENIED, f"access denied: {exc}")
+        return prop, creator
+
+    def _check_channel(self, channel: str, context) -> None:
+        if channel != self.node.channel:
+            abort(context, grpc.StatusCode.NOT_FOUND, f"channel {channel!r} not found")
+
+    def _peer_for(self, msp_id: str | None) -> Peer:
+        return self.node.peers.get(msp_id or "") or next(iter(self.node.peers.values()))
+
+    def _orgs(self, names, context) -> list[str]:
+        out = []
+        for n in names:
+            if n not in self.node.peers:
+                abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"no peers of organisation {n!r} on this channel")
+            out.append(n)
+        return list(dict.fromkeys(out))
+
+    # ------------------------------------------------------------------ Evaluate
+
+    def Evaluate(self, request, context):
+        prop, creator = self._unpack(request.proposed_transaction, request.transaction_id, request.channel_id, context)
+        orgs = self._orgs(request.target_organizations, context)
+        peer = self.node.peers[orgs[0]] if orgs else self._peer_for(creator.msp_id)
+        sim = peer.simulate(prop, creator)
+        if not sim.response.ok:
+            msg = f"chaincode response {sim.response.status}, {sim.response.message}"
+            abort(context, grpc.StatusCode.UNKNOWN, f"evaluate call to endorser returned error: {msg}",
+                  [self._detail(peer, msg)])
+        return gateway_pb2.EvaluateResponse(
+            result=proposal_response_pb2.Response(
+                status=sim.response.status, message=sim.response.message, payload=sim.response.payload
+            )
+        )
+
+    # ------------------------------------------------------------------ Endorse
+
+    def Endorse(self, request, context):
+        prop, creator = self._unpack(request.proposed_transaction, request.transaction_id, request.channel_id, context)
+        cc = self.node.chaincodes[prop.chaincode]
+        orgs = self._orgs(request.endorsing_organizations, context)
+        if not orgs:
+            try:
+                orgs = plan_orgs(cc.policy, list(self.node.peers), first=creator.msp_id, rotate=next(self._rotate))
+            except PolicyError as exc:
+                abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
+        prp: bytes | None = None
+        endorsements = []
+        for org in orgs:
+            peer = self.node.peers[org]
+            pr = peer.endorse(prop, creator)
+            if pr.response.status >= 400:
+                msg = f"chaincode response {pr.response.status}, {pr.response.message}"
+                abort(context, grpc.StatusCode.ABORTED,
+                      "failed to endorse transaction, see attached details for more info", [self._detail(peer, msg)])
+            if prp is None:
+                prp = pr.payload
+            elif pr.payload != prp:
+                abort(context, grpc.StatusCode.ABORTED,
+                      "failed to collect enough transaction endorsements, see attached details for more info",
+                      [self._detail(peer, "ProposalResponsePayloads do not match")])
+            endorsements.append(pr.endorsement)
+        assert prp is not None
+        payload = P.create_transaction_envelope_payload(prop, prp, endorsements)
+        return gateway_pb2.EndorseResponse(prepared_transaction=common_pb2.Envelope(payload=payload))
+
+    # ------------------------------------------------------------------ Submit
+
+    def Submit(self, request, context):
+        env = request.prepared_transaction
+        if env is None or not env.payload:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "a prepared transaction is required")
+        if not env.signature:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "the prepared transaction must be signed")
+        data = env.SerializeToString()
+        try:
+            ptx = P.parse_transaction(data)
+        except P.ProtocolError as exc:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"failed to unpack transaction: {exc}")
+        if request.transaction_id and request.transaction_id != ptx.tx_id:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "transaction_id does not match the transaction's")
+        self._check_channel(ptx.channel_header.channel_id, context)
+        try:
+            self.node.membership.verified_identity(ptx.creator, ptx.payload_bytes, ptx.signature)
+        except MembershipError as exc:
+            abort(context, grpc.StatusCode.PERMISSION_DENIED, f"access denied: {exc}")
+        try:
+            self.node.orderer.broadcast(data)
+        except Exception as exc:  # noqa: BLE001 - shutting down
+            abort(context, grpc.StatusCode.UNAVAILABLE, f"ordering service unavailable: {exc}")
+        return gateway_pb2.SubmitResponse()
+
+    # ------------------------------------------------------------------ CommitStatus
+
+    def _signed_inner(self, request, msg_type, what: str, context):
+        inner = msg_type()
+        try:
+            inner.ParseFromString(request.request)
+        except Exception:  # noqa: BLE001 - protobuf DecodeError
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"malformed {what} request")
+        if not inner.identity:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"the {what} request carries no identity")
+        try:
+            ident = self.node.membership.verified_identity(inner.identity, request.request, request.signature)
+        except MembershipError as exc:
+            abort(context, grpc.StatusCode.PERMISSION_DENIED, f"access denied: {exc}")
+        self._check_channel(inner.channel_id, context)
+        return inner, ident
+
+    def CommitStatus(self, request, context):
+        inner, ident = self._signed_inner(request, gateway_pb2.CommitStatusRequest, "commit status", context)
+        if not inner.transaction_id:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, "a transaction_id is required")
+        peer = self._peer_for(ident.msp_id)
+        remaining = context.time_remaining()
+        timeout = DEFAULT_COMMIT_TIMEOUT if remaining is None else max(0.0, min(remaining, 3600.0))
+        hit = peer.wait_for_tx(inner.transaction_id, timeout, context.is_active)
+        if hit is None:
+            abort(context, grpc.StatusCode.DEADLINE_EXCEEDED,
+                  f"transaction {inner.transaction_id} was not committed within {timeout:.1f}s")
+        block, code = hit
+        return gateway_pb2.CommitStatusResponse(result=code, block_number=block)
+
+    # ------------------------------------------------------------------ ChaincodeEvents
+
+    def ChaincodeEvents(self, request, context):
+        inner, ident = self._signed_inner(request, gateway_pb2.ChaincodeEventsRequest, "chaincode events", context)
+        if inner.chaincode_id not in self.node.chaincodes:
+            abort(context, grpc.StatusCode.NOT_FOUND, f"chaincode {inner.chaincode_id!r} not found")
+        peer = self._peer_for(ident.msp_id)
+        start = _start_block(inner.start_position, peer.height)
+        skip_until = inner.after_transaction_id or None
+        for num, block in self.node.iter_peer_blocks(peer, start, context.is_active):
+            events = []
+            flt = P.transactions_filter(block)
+            for i, data in enumerate(block.data.data):
+                if i < len(flt) and flt[i] != P.VALID:
+                    continue
+                try:
+                    ptx = P.parse_transaction(data)
+                except P.ProtocolError:
+                    continue
+                if skip_until is not None:
+                    if ptx.tx_id == skip_until:
+                        skip_until = None
+                    continue
+                ev = ptx.event
+                if ev is not None and ev.chaincode_id == inner.chaincode_id:
+                    events.append(ev)
+            if skip_until is not None and num > start:
+                skip_until = None  # the transaction was in the start block only
+            if events:
+                yield gateway_pb2.ChaincodeEventsResponse(events=events, block_number=num)
+
+
+def _start_block(pos: ab_pb2.SeekPosition, height: int) -> int:
+    which = pos.WhichOneof("Type") if pos is not None else None
+    if which == "specified":
+        return pos.specified.number
+    if which == "oldest":
+        return 0
+    if which == "newest":
+        return max(0, height - 1)
+    return height  # next commit
+
+
+class DeliverService(events_pb2_grpc.DeliverServicer):
+    """Block events: Fabric's peer Deliver service (full blocks with the peer's metadata)."""
+
+    def __init__(self, node: EmbeddedNode):
+        self.node = node
+
+    def _status(self, code: str):
+        return events_pb2.DeliverResponse(status=common_pb2.Status.Value(code))
+
+    def Deliver(self, request_iterator, context):
+        for env in request_iterator:
+            try:
+                _, payload, ch = P.parse_envelope_header(env.SerializeToString())
+                if ch.type != P.DELIVER_SEEK_INFO:
+                    raise P.ProtocolError("not a seek request")
+                sh = common_pb2.SignatureHeader()
+                sh.ParseFromString(payload.header.signature_header)
+                seek = ab_pb2.SeekInfo()
+                seek.ParseFromString(payload.data)
+            except Exception:  # noqa: BLE001 - malformed request
+                yield self._status("BAD_REQUEST")
+                return
+            if ch.channel_id != self.node.channel:
+                yield self._status("NOT_FOUND")
+                return
+            try:
+                ident = self.node.membership.verified_identity(sh.creator, env.payload, env.signature)
+            except MembershipError:
+                yield self._status("FORBIDDEN")
+                return
+            peer = self.node.peers.get(ident.msp_id) or next(iter(self.node.peers.values()))
+            start = _start_block(seek.start, peer.height)
+            stop_which = seek.stop.WhichOneof("Type")
+            if stop_which == "specified":
+                stop = seek.stop.specified.number
+            elif stop_which == "newest":
+                stop = max(0, peer.height - 1)
+            else:
+                stop = MAX_BLOCK
+            if start > stop:
+                yield self._status("BAD_REQUEST")
+                return
+            fail_if_not_ready = seek.behavior == ab_pb2.SeekInfo.SeekBehavior.Value("FAIL_IF_NOT_READY")
+            if fail_if_not_ready and start >= peer.height:
+                yield self._status("NOT_FOUND")
+                return
+            for num, block in self.node.iter_peer_blocks(peer, start, context.is_active):
+                yield events_pb2.DeliverResponse(block=block)
+                if num >= stop:
+                    break
+            else:
+                return
+            yield self._status("SUCCESS")
+
+
+def serve(node: EmbeddedNode, address: str, max_workers: int = 128) -> tuple[grpc.Server, int]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="gateway"),
+        options=[
+            ("grpc.max_receive_message_length", 100 * 1024 * 1024),
+            ("grpc.max_send_message_length", 100 * 1024 * 1024),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+        ],
+    )
+    gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayService(node), server)
+    events_pb2_grpc.add_DeliverServicer_to_server(DeliverService(node), server)
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise OSError(f"cannot listen on {address}")
+    server.start()
+    time.sleep(0)
+    return server, port

@@ -1,0 +1,263 @@
+"""A peer's ledger on SQLite: world state with versions, history index, block store, tx index.
+
+One SQLite file per peer, in WAL mode. Committing a block is one SQLite transaction (block,
+transaction index, state and history together), so a crash at any moment leaves the peer at a
+block boundary; ``synchronous=NORMAL`` in WAL mode keeps every committed transaction across a
+process crash. Simulations read through per-thread connections inside a read transaction, which
+in WAL mode is a consistent snapshot while the committer writes.
+
+Keys are stored as UTF-8 BLOBs, so SQLite's ordering is byte order, as in Fabric.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+Version = tuple[int, int]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS state (
+    ns TEXT NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL, block INTEGER NOT NULL, txnum INTEGER NOT NULL,
+    PRIMARY KEY (ns, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS history (
+    ns TEXT NOT NULL, key BLOB NOT NULL, block INTEGER NOT NULL, txnum INTEGER NOT NULL,
+    tx_id TEXT NOT NULL, ts_us INTEGER NOT NULL, is_delete INTEGER NOT NULL, value BLOB,
+    PRIMARY KEY (ns, key, block, txnum)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blocks (
+    num INTEGER PRIMARY KEY, hash BLOB NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS txindex (
+    tx_id TEXT PRIMARY KEY, block INTEGER NOT NULL, txnum INTEGER NOT NULL, code INTEGER NOT NULL) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True)
+class StateUpdate:
+    ns: str
+    key: str
+    value: bytes | None  # None: delete
+    version: Version
+    tx_id: str
+    ts_us: int
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    tx_id: str
+    value: bytes
+    ts_us: int
+    is_delete: bool
+    version: Version
+
+
+class PeerStore:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._writer = self._connect()
+        self._writer.executescript(_SCHEMA)
+        self._writer.commit()
+        self._all_conns: list[sqlite3.Connection] = [self._writer]
+        self._conns_lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA cache_size=-32768")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._conns_lock:
+                self._all_conns.append(conn)
+        return conn
+
+    def close(self) -> None:
+        with self._conns_lock:
+            for c in self._all_conns:
+                with contextlib.suppress(sqlite3.Error):
+                    c.close()
+            self._all_conns.clear()
+
+    # ------------------------------------------------------------------ snapshots
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[StateReader]:
+        """A consistent read view for one simulation (a read transaction on this thread's connection)."""
+        conn = self._reader()
+        conn.execute("BEGIN")
+        try:
+            yield StateReader(conn)
+        finally:
+            conn.execute("COMMIT")
+
+    def reader(self) -> StateReader:
+        """Reads outside a snapshot (each query sees the latest committed state)."""
+        return StateReader(self._reader())
+
+    # ------------------------------------------------------------------ blocks
+
+    def height(self) -> int:
+        row = self._reader().execute("SELECT max(num) FROM blocks").fetchone()
+        return 0 if row[0] is None else row[0] + 1
+
+    def block(self, num: int) -> bytes | None:
+        row = self._reader().execute("SELECT data FROM blocks WHERE num=?", (num,)).fetchone()
+        return row[0] if row else None
+
+    def block_hash(self, num: int) -> bytes | None:
+        row = self._reader().execute("SELECT hash FROM blocks WHERE num=?", (num,)).fetchone()
+        return row[0] if row else None
+
+    def tx_status(self, tx_id: str) -> tuple[int, int] | None:
+        """(block number, validation code) of a committed transaction."""
+        row = self._reader().execute("SELECT block, code FROM txindex WHERE tx_id=?", (tx_id,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def has_tx(self, tx_id: str) -> bool:
+        return self._reader().execute("SELECT 1 FROM txindex WHERE tx_id=?", (tx_id,)).fetchone() is not None
+
+    def commit_block(
+        self,
+        num: int,
+        header_hash: bytes,
+        block_bytes: bytes,
+        txs: list[tuple[str, int, int]],
+        updates: list[StateUpdate],
+    ) -> None:
+        """Atomically append block ``num`` with its tx index entries (tx_id, txnum, code) and the
+        state updates of its valid transactions."""
+        with self._write_lock:
+            w = self._writer
+            w.execute("BEGIN IMMEDIATE")
+            try:
+                cur = w.execute("SELECT max(num) FROM blocks").fetchone()[0]
+                expected = 0 if cur is None else cur + 1
+                if num != expected:
+                    raise RuntimeError(f"block {num} out of order: the store expects block {expected}")
+                w.execute("INSERT INTO blocks(num, hash, data) VALUES (?,?,?)", (num, header_hash, block_bytes))
+                w.executemany(
+                    "INSERT OR IGNORE INTO txindex(tx_id, block, txnum, code) VALUES (?,?,?,?)",
+                    [(tx_id, num, txnum, code) for tx_id, txnum, code in txs],
+                )
+                puts = [(u.ns, u.key.encode(), u.value, u.version[0], u.version[1]) for u in updates if u.value is not None]
+                dels = [(u.ns, u.key.encode()) for u in updates if u.value is None]
+                if puts:
+                    w.executemany(
+                        "INSERT OR REPLACE INTO state(ns, key, value, block, txnum) VALUES (?,?,?,?,?)", puts
+                    )
+                if dels:
+                    w.executemany("DELETE FROM state WHERE ns=? AND key=?", dels)
+                if updates:
+                    w.executemany(
+                        "INSERT OR REPLACE INTO history(ns, key, block, txnum, tx_id, ts_us, is_delete, value) "
+                        "VALUES (?,?,?,?,?,?,?,?)",
+                        [
+                            (u.ns, u.key.encode(), u.version[0], u.version[1], u.tx_id, u.ts_us,
+                             int(u.value is None), u.value)
+                            for u in updates
+                        ],
+                    )
+                w.execute("COMMIT")
+            except BaseException:
+                w.execute("ROLLBACK")
+                raise
+
+    # ------------------------------------------------------------------ verification support
+
+    def iter_state(self) -> Iterator[tuple[str, str, bytes, Version]]:
+        for ns, key, value, b, t in self._reader().execute(
+            "SELECT ns, key, value, block, txnum FROM state ORDER BY ns, key"
+        ):
+            yield ns, key.decode(), value, (b, t)
+
+    def iter_blocks(self, start: int = 0) -> Iterator[tuple[int, bytes, bytes]]:
+        conn = self._connect()
+        try:
+            yield from conn.execute("SELECT num, hash, data FROM blocks WHERE num>=? ORDER BY num", (start,))
+        finally:
+            conn.close()
+
+
+class StateReader:
+    """Read access to one peer's world state (inside or outside a snapshot)."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self._conn = conn
+
+    def get(self, ns: str, key: str) -> tuple[bytes, Version] | None:
+        row = self._conn.execute(
+            "SELECT value, block, txnum FROM state WHERE ns=? AND key=?", (ns, key.encode())
+        ).fetchone()
+        return (row[0], (row[1], row[2])) if row else None
+
+    def version(self, ns: str, key: str) -> Version | None:
+        row = self._conn.execute("SELECT block, txnum FROM state WHERE ns=? AND key=?", (ns, key.encode())).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def range(self, ns: str, start: str, end: str, limit: int | None = None) -> list[tuple[str, bytes, Version]]:
+        """Keys in [start, end) in byte order; an empty ``end`` means no upper bound."""
+        sql = "SELECT key, value, block, txnum FROM state WHERE ns=? AND key>=?"
+        params: list = [ns, start.encode()]
+        if end:
+            sql += " AND key<?"
+            params.append(end.encode())
+        sql += " ORDER BY key"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [(k.decode(), v, (b, t)) for k, v, b, t in self._conn.execute(sql, params)]
+
+    def history(self, ns: str, key: str) -> list[HistoryEntry]:
+        rows = self._conn.execute(
+            "SELECT tx_id, value, ts_us, is_delete, block, txnum FROM history WHERE ns=? AND key=? "
+            "ORDER BY block, txnum",
+            (ns, key.encode()),
+        ).fetchall()
+        return [HistoryEntry(r[0], r[1] or b"", r[2], bool(r[3]), (r[4], r[5])) for r in rows]
+
+
+class OrdererStore:
+    """The ordering service's block store: the channel's blocks as the orderer cut and signed them."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("CREATE TABLE IF NOT EXISTS blocks (num INTEGER PRIMARY KEY, hash BLOB NOT NULL, data BLOB NOT NULL)")
+        self._lock = threading.Lock()
+
+    def height(self) -> int:
+        with self._lock:
+            row = self._conn.execute("SELECT max(num) FROM blocks").fetchone()
+        return 0 if row[0] is None else row[0] + 1
+
+    def append(self, num: int, header_hash: bytes, data: bytes) -> None:
+        with self._lock:
+            self._conn.execute("INSERT INTO blocks(num, hash, data) VALUES (?,?,?)", (num, header_hash, data))
+
+    def block(self, num: int) -> bytes | None:
+        with self._lock:
+            row = self._conn.execute("SELECT data FROM blocks WHERE num=?", (num,)).fetchone()
+        return row[0] if row else None
+
+    def last_hash(self) -> bytes | None:
+        with self._lock:
+            row = self._conn.execute("SELECT hash FROM blocks ORDER BY num DESC LIMIT 1").fetchone()
+        return row[0] if row else None
+
+    def close(self) -> None:
+        with self._lock, contextlib.suppress(sqlite3.Error):
+            self._conn.close()
