@@ -339,7 +339,9 @@ class Chaincode:
                         schemas[tp.__name__] = {
                             "$id": tp.__name__,
                             "type": "object",
-                            "properties": {fl.name: _schema_for(fl.type) for fl in dataclasses.fields(tp)},
+                            "properties": {
+                                name: _schema_for(ftp) for name, ftp in typing.get_type_hints(tp).items()
+                            },
                         }
             contracts[cname] = {
                 "name": cname,

@@ -37,7 +37,6 @@ from typing import Any
 import grpc
 from fabric_protos.common import common_pb2
 from fabric_protos.gateway import gateway_pb2, gateway_pb2_grpc
-from fabric_protos.orderer import ab_pb2
 from fabric_protos.peer import events_pb2_grpc, proposal_pb2
 from google.rpc import status_pb2
 
@@ -609,4 +608,3 @@ __all__ = [
     "connect",
 ]
 
-_ = ab_pb2  # SeekPosition lives in orderer/ab.proto; imported so the descriptor pool has it

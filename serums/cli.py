@@ -75,5 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         return getattr(exc, "code", 1)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # run as `python -m serums`, so that exception classes have one identity
+    from serums.cli import main as _main
+
+    sys.exit(_main())

@@ -21,8 +21,9 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from fabric_protos.common import common_pb2
 from fabric_protos.peer import chaincode_event_pb2, proposal_response_pb2
@@ -173,6 +174,134 @@ class SimulationResult:
     response: Response
     rwset: bytes
     event: chaincode_event_pb2.ChaincodeEvent | None
+    height: int = 0  # the block height of the state the simulation read
+
+
+class StateView(Protocol):
+    """What validation reads: committed versions and ranges (a peer's store, or a state rebuilt
+    from blocks by ``serums ledger verify``)."""
+
+    def version(self, ns: str, key: str) -> Version | None: ...
+
+    def range(self, ns: str, start: str, end: str, limit: int | None = None) -> list[tuple[str, bytes, Version]]: ...
+
+
+class BlockValidator:
+    """Fabric's committer-side validation, a pure function of the block, the channel's members and
+    policies, and the state before the block."""
+
+    def __init__(self, channel: str, policies: dict[str, Policy], membership: Membership):
+        self.channel = channel
+        self.policies = policies
+        self.membership = membership
+
+
+    def _static_check(self, ptx: P.ParsedTransaction) -> int:
+        """Checks that need no state: creator, signatures, policy, shape."""
+        if ptx.channel_header.channel_id != self.channel:
+            return TXC.Value("TARGET_CHAIN_NOT_FOUND")
+        try:
+            creator = self.membership.identity(ptx.creator)
+        except MembershipError:
+            return TXC.Value("BAD_CREATOR_SIGNATURE")
+        if not self.membership.check_signature(creator, ptx.payload_bytes, ptx.signature):
+            return TXC.Value("BAD_CREATOR_SIGNATURE")
+        if ptx.action_header_creator != ptx.creator:
+            return TXC.Value("BAD_PAYLOAD")
+        if ptx.tx_id != P.compute_txid(ptx.signature_header.nonce, ptx.creator):
+            return TXC.Value("BAD_PROPOSAL_TXID")
+        policy = self.policies.get(ptx.chaincode)
+        if policy is None:
+            return TXC.Value("INVALID_CHAINCODE")
+        if ptx.action.chaincode_id.name != ptx.chaincode:
+            return TXC.Value("BAD_PAYLOAD")
+        if ptx.response.status >= 400:
+            return TXC.Value("BAD_RESPONSE_PAYLOAD")
+        signers: list[tuple[str, str | None]] = []
+        for e in ptx.endorsements:
+            try:
+                ident = self.membership.identity(e.endorser)
+            except MembershipError:
+                continue
+            if self.membership.check_signature(ident, P.endorsement_message(ptx.prp_bytes, e.endorser), e.signature):
+                signers.append((ident.msp_id, ident.node_role))
+        if not evaluate(policy, signers):
+            return TXC.Value("ENDORSEMENT_POLICY_FAILURE")
+        return P.VALID
+
+    def validate_block(
+        self,
+        num: int,
+        parsed: list[P.ParsedTransaction | None],
+        reader: StateView,
+        is_duplicate: Callable[[str], bool],
+    ) -> tuple[list[int], list[StateUpdate]]:
+        """Validation codes of block ``num``'s transactions and the writes of the valid ones."""
+        codes: list[int] = []
+        pending: dict[tuple[str, str], _Pending] = {}
+        updates: list[StateUpdate] = []
+        seen: set[str] = set()
+        for txnum, ptx in enumerate(parsed):
+            if ptx is None:
+                codes.append(TXC.Value("BAD_PAYLOAD"))
+                continue
+            code = self._static_check(ptx)
+            if code == P.VALID and (ptx.tx_id in seen or is_duplicate(ptx.tx_id)):
+                code = TXC.Value("DUPLICATE_TXID")
+            seen.add(ptx.tx_id)
+            rwsets: list[P.RWSet] = []
+            if code == P.VALID:
+                try:
+                    rwsets = ptx.rwsets()
+                except P.ProtocolError:
+                    code = TXC.Value("BAD_RWSET")
+            if code == P.VALID and any(rw.namespace != ptx.chaincode for rw in rwsets):
+                code = TXC.Value("ILLEGAL_WRITESET")
+            if code == P.VALID:
+                code = self._mvcc(rwsets, pending, reader)
+            codes.append(code)
+            if code != P.VALID:
+                continue
+            ts_us = int(ptx.timestamp.timestamp() * 1_000_000)
+            for rw in rwsets:
+                for key, value in rw.writes.items():
+                    pending[(rw.namespace, key)] = _Pending(value, (num, txnum))
+                    updates.append(StateUpdate(rw.namespace, key, value, (num, txnum), ptx.tx_id, ts_us))
+        return codes, updates
+
+    @staticmethod
+    def _current(ns: str, key: str, pending: dict, reader: StateView) -> Version | None:
+        p = pending.get((ns, key))
+        if p is not None:
+            return None if p.value is None else p.version
+        return reader.version(ns, key)
+
+    def _mvcc(self, rwsets: list[P.RWSet], pending: dict, reader: StateView) -> int:
+        for rw in rwsets:
+            for key, ver in rw.reads.items():
+                if self._current(rw.namespace, key, pending, reader) != ver:
+                    return TXC.Value("MVCC_READ_CONFLICT")
+            for rq in rw.range_queries:
+                if not self._range_unchanged(rw.namespace, rq, pending, reader):
+                    return TXC.Value("PHANTOM_READ_CONFLICT")
+        return P.VALID
+
+    @staticmethod
+    def _range_unchanged(ns: str, rq: P.RangeQuery, pending: dict, reader: StateView) -> bool:
+        end = rq.end_key
+        if not rq.exhausted:
+            # the simulation stopped early: compare only up to (and including) its last key
+            if not rq.reads:
+                return True
+            end = rq.reads[-1][0] + "\x00"
+        current = {k: ver for k, _, ver in reader.range(ns, rq.start_key, end)}
+        for (pns, key), p in pending.items():
+            if pns == ns and key >= rq.start_key and (not end or key < end):
+                if p.value is None:
+                    current.pop(key, None)
+                else:
+                    current[key] = p.version
+        return sorted(current.items()) == [(k, v) for k, v in rq.reads]
 
 
 # --------------------------------------------------------------------------- the peer
@@ -203,6 +332,7 @@ class Peer:
         self.chaincodes = chaincodes
         self.membership = membership
         self._serialized = identity.serialize()
+        self.validator = BlockValidator(channel, {n: c.policy for n, c in chaincodes.items()}, membership)
         self._cond = threading.Condition()
         self._recent: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._height = store.height()
@@ -219,6 +349,7 @@ class Peer:
         if cc is None:
             return SimulationResult(Response(404, f"chaincode {prop.chaincode!r} is not deployed"), b"", None)
         with self.store.snapshot() as reader:
+            height = reader.height()  # the first read fixes the snapshot
             stub = TxSimulator(reader, prop, creator)
             resp = cc.code.invoke(stub)  # type: ignore[attr-defined]
         if resp.ok and stub.paginated and stub.rwset.writes:
@@ -228,16 +359,19 @@ class Peer:
             event = chaincode_event_pb2.ChaincodeEvent(
                 chaincode_id=prop.chaincode, tx_id=prop.tx_id, event_name=stub.event[0], payload=stub.event[1]
             )
-        return SimulationResult(resp, stub.rwset.to_proto().SerializeToString(), event)
+        return SimulationResult(resp, stub.rwset.to_proto().SerializeToString(), event, height)
 
-    def endorse(self, prop: P.UnpackedProposal, creator: Identity) -> proposal_response_pb2.ProposalResponse:
-        """Simulate and, when the chaincode succeeded, sign the response payload."""
+    def endorse(
+        self, prop: P.UnpackedProposal, creator: Identity
+    ) -> tuple[proposal_response_pb2.ProposalResponse, int]:
+        """Simulate and, when the chaincode succeeded, sign the response payload. Returns the
+        proposal response and the block height of the state it was simulated on."""
         sim = self.simulate(prop, creator)
         resp = proposal_response_pb2.Response(
             status=sim.response.status, message=sim.response.message, payload=sim.response.payload
         )
         if not sim.response.ok:
-            return proposal_response_pb2.ProposalResponse(version=1, response=resp)
+            return proposal_response_pb2.ProposalResponse(version=1, response=resp), sim.height
         cc = self.chaincodes[prop.chaincode]
         prp = P.create_proposal_response_payload(
             prop,
@@ -256,112 +390,7 @@ class Peer:
             endorsement=proposal_response_pb2.Endorsement(endorser=self._serialized, signature=sig),
         )
         pr.timestamp.GetCurrentTime()
-        return pr
-
-    # ------------------------------------------------------------------ validation
-
-    def _static_check(self, ptx: P.ParsedTransaction) -> int:
-        """Checks that need no state: creator, signatures, policy, shape."""
-        if ptx.channel_header.channel_id != self.channel:
-            return TXC.Value("TARGET_CHAIN_NOT_FOUND")
-        try:
-            creator = self.membership.identity(ptx.creator)
-        except MembershipError:
-            return TXC.Value("BAD_CREATOR_SIGNATURE")
-        if not self.membership.check_signature(creator, ptx.payload_bytes, ptx.signature):
-            return TXC.Value("BAD_CREATOR_SIGNATURE")
-        if ptx.action_header_creator != ptx.creator:
-            return TXC.Value("BAD_PAYLOAD")
-        if ptx.tx_id != P.compute_txid(ptx.signature_header.nonce, ptx.creator):
-            return TXC.Value("BAD_PROPOSAL_TXID")
-        cc = self.chaincodes.get(ptx.chaincode)
-        if cc is None:
-            return TXC.Value("INVALID_CHAINCODE")
-        if ptx.action.chaincode_id.name != ptx.chaincode:
-            return TXC.Value("BAD_PAYLOAD")
-        if ptx.response.status >= 400:
-            return TXC.Value("BAD_RESPONSE_PAYLOAD")
-        signers: list[tuple[str, str | None]] = []
-        for e in ptx.endorsements:
-            try:
-                ident = self.membership.identity(e.endorser)
-            except MembershipError:
-                continue
-            if self.membership.check_signature(ident, P.endorsement_message(ptx.prp_bytes, e.endorser), e.signature):
-                signers.append((ident.msp_id, ident.node_role))
-        if not evaluate(cc.policy, signers):
-            return TXC.Value("ENDORSEMENT_POLICY_FAILURE")
-        return P.VALID
-
-    def validate_block(
-        self, block: common_pb2.Block, parsed: list[P.ParsedTransaction | None], reader: StateReader
-    ) -> tuple[list[int], list[StateUpdate]]:
-        num = block.header.number
-        codes: list[int] = []
-        pending: dict[tuple[str, str], _Pending] = {}
-        updates: list[StateUpdate] = []
-        seen: set[str] = set()
-        for txnum, ptx in enumerate(parsed):
-            if ptx is None:
-                codes.append(TXC.Value("BAD_PAYLOAD"))
-                continue
-            code = self._static_check(ptx)
-            if code == P.VALID and (ptx.tx_id in seen or self.store.has_tx(ptx.tx_id)):
-                code = TXC.Value("DUPLICATE_TXID")
-            seen.add(ptx.tx_id)
-            rwsets: list[P.RWSet] = []
-            if code == P.VALID:
-                try:
-                    rwsets = ptx.rwsets()
-                except P.ProtocolError:
-                    code = TXC.Value("BAD_RWSET")
-            if code == P.VALID and any(rw.namespace != ptx.chaincode for rw in rwsets):
-                code = TXC.Value("ILLEGAL_WRITESET")
-            if code == P.VALID:
-                code = self._mvcc(rwsets, pending, reader)
-            codes.append(code)
-            if code != P.VALID:
-                continue
-            ts_us = int(ptx.timestamp.timestamp() * 1_000_000)
-            for rw in rwsets:
-                for key, value in rw.writes.items():
-                    pending[(rw.namespace, key)] = _Pending(value, (num, txnum))
-                    updates.append(StateUpdate(rw.namespace, key, value, (num, txnum), ptx.tx_id, ts_us))
-        return codes, updates
-
-    @staticmethod
-    def _current(ns: str, key: str, pending: dict, reader: StateReader) -> Version | None:
-        p = pending.get((ns, key))
-        if p is not None:
-            return None if p.value is None else p.version
-        return reader.version(ns, key)
-
-    def _mvcc(self, rwsets: list[P.RWSet], pending: dict, reader: StateReader) -> int:
-        for rw in rwsets:
-            for key, ver in rw.reads.items():
-                if self._current(rw.namespace, key, pending, reader) != ver:
-                    return TXC.Value("MVCC_READ_CONFLICT")
-            for rq in rw.range_queries:
-                if not self._range_unchanged(rw.namespace, rq, pending, reader):
-                    return TXC.Value("PHANTOM_READ_CONFLICT")
-        return P.VALID
-
-    @staticmethod
-    def _range_unchanged(ns: str, rq: P.RangeQuery, pending: dict, reader: StateReader) -> bool:
-        end = rq.end_key
-        if not rq.exhausted:
-            # the simulation stopped early: compare only up to (and including) its last key
-            if not rq.reads:
-                return True
-            end = rq.reads[-1][0] + "\x00"
-        current = {k: ver for k, _, ver in reader.range(ns, rq.start_key, end)}
-        for (pns, key), p in pending.items():
-            if pns == ns and key >= rq.start_key and (not end or key < end):
-                if p.value is None:
-                    current.pop(key, None)
-                else:
-                    current[key] = p.version
-        return sorted(current.items()) == [(k, v) for k, v in rq.reads]
+        return pr, sim.height
 
     # ------------------------------------------------------------------ commit
 
@@ -382,7 +411,7 @@ class Peer:
         if num == 0:
             codes, updates = [P.VALID] * len(parsed), []
         else:
-            codes, updates = self.validate_block(block, parsed, self.store.reader())
+            codes, updates = self.validator.validate_block(num, parsed, self.store.reader(), self.store.has_tx)
         committed = common_pb2.Block()
         committed.CopyFrom(block)
         flt = bytes(codes)

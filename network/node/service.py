@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import time
 from typing import TYPE_CHECKING
 
 import grpc
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_COMMIT_TIMEOUT = 60.0
+ENDORSE_ATTEMPTS = 5
 MAX_BLOCK = 2**64 - 1
 
 
@@ -121,22 +121,38 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
                 orgs = plan_orgs(cc.policy, list(self.node.peers), first=creator.msp_id, rotate=next(self._rotate))
             except PolicyError as exc:
                 abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
-        prp: bytes | None = None
-        endorsements = []
-        for org in orgs:
-            peer = self.node.peers[org]
-            pr = peer.endorse(prop, creator)
-            if pr.response.status >= 400:
-                msg = f"chaincode response {pr.response.status}, {pr.response.message}"
-                abort(context, grpc.StatusCode.ABORTED,
-                      "failed to endorse transaction, see attached details for more info", [self._detail(peer, msg)])
-            if prp is None:
-                prp = pr.payload
-            elif pr.payload != prp:
+        peers = [self.node.peers[o] for o in orgs]
+        for attempt in range(ENDORSE_ATTEMPTS):
+            # Peers commit each block one after the other; simulate on peers at the same height so
+            # that honest peers agree. A commit landing between two simulations shows as different
+            # snapshot heights: then try again rather than report a divergence.
+            target = max(p.height for p in peers)
+            for p in peers:
+                p.wait_for_height(target, 5.0)
+            prp: bytes | None = None
+            endorsements = []
+            heights = set()
+            mismatch: Peer | None = None
+            for peer in peers:
+                pr, height = peer.endorse(prop, creator)
+                heights.add(height)
+                if pr.response.status >= 400:
+                    msg = f"chaincode response {pr.response.status}, {pr.response.message}"
+                    abort(context, grpc.StatusCode.ABORTED,
+                          "failed to endorse transaction, see attached details for more info",
+                          [self._detail(peer, msg)])
+                if prp is None:
+                    prp = pr.payload
+                elif pr.payload != prp:
+                    mismatch = peer
+                    break
+                endorsements.append(pr.endorsement)
+            if mismatch is None:
+                break
+            if len(heights) == 1 or attempt == ENDORSE_ATTEMPTS - 1:
                 abort(context, grpc.StatusCode.ABORTED,
                       "failed to collect enough transaction endorsements, see attached details for more info",
-                      [self._detail(peer, "ProposalResponsePayloads do not match")])
-            endorsements.append(pr.endorsement)
+                      [self._detail(mismatch, "ProposalResponsePayloads do not match")])
         assert prp is not None
         payload = P.create_transaction_envelope_payload(prop, prp, endorsements)
         return gateway_pb2.EndorseResponse(prepared_transaction=common_pb2.Envelope(payload=payload))
@@ -296,6 +312,33 @@ class DeliverService(events_pb2_grpc.DeliverServicer):
             yield self._status("SUCCESS")
 
 
+def _parsing(kind: str, req_type, fn):
+    """Wrap a servicer method so that the request is parsed here: a malformed message gets
+    INVALID_ARGUMENT with a message, not grpc's INTERNAL "Exception deserializing request"."""
+
+    def parse(data: bytes, context):
+        msg = req_type()
+        try:
+            msg.ParseFromString(data)
+        except Exception:  # noqa: BLE001 - protobuf DecodeError and friends
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"malformed {req_type.DESCRIPTOR.full_name} message")
+        return msg
+
+    if kind == "unary_unary":
+        return grpc.unary_unary_rpc_method_handler(
+            lambda data, ctx: fn(parse(data, ctx), ctx), response_serializer=lambda m: m.SerializeToString()
+        )
+    if kind == "unary_stream":
+        return grpc.unary_stream_rpc_method_handler(
+            lambda data, ctx: fn(parse(data, ctx), ctx), response_serializer=lambda m: m.SerializeToString()
+        )
+
+    def stream(it, ctx):
+        return fn((parse(d, ctx) for d in it), ctx)
+
+    return grpc.stream_stream_rpc_method_handler(stream, response_serializer=lambda m: m.SerializeToString())
+
+
 def serve(node: EmbeddedNode, address: str, max_workers: int = 128) -> tuple[grpc.Server, int]:
     from concurrent.futures import ThreadPoolExecutor
 
@@ -308,11 +351,23 @@ def serve(node: EmbeddedNode, address: str, max_workers: int = 128) -> tuple[grp
             ("grpc.http2.min_ping_interval_without_data_ms", 5000),
         ],
     )
-    gateway_pb2_grpc.add_GatewayServicer_to_server(GatewayService(node), server)
-    events_pb2_grpc.add_DeliverServicer_to_server(DeliverService(node), server)
+    gw = GatewayService(node)
+    deliver = DeliverService(node)
+    server.add_generic_rpc_handlers((
+        grpc.method_handlers_generic_handler("gateway.Gateway", {
+            "Evaluate": _parsing("unary_unary", gateway_pb2.EvaluateRequest, gw.Evaluate),
+            "Endorse": _parsing("unary_unary", gateway_pb2.EndorseRequest, gw.Endorse),
+            "Submit": _parsing("unary_unary", gateway_pb2.SubmitRequest, gw.Submit),
+            "CommitStatus": _parsing("unary_unary", gateway_pb2.SignedCommitStatusRequest, gw.CommitStatus),
+            "ChaincodeEvents": _parsing("unary_stream", gateway_pb2.SignedChaincodeEventsRequest,
+                                        gw.ChaincodeEvents),
+        }),
+        grpc.method_handlers_generic_handler("protos.Deliver", {
+            "Deliver": _parsing("stream_stream", common_pb2.Envelope, deliver.Deliver),
+        }),
+    ))
     port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"cannot listen on {address}")
     server.start()
-    time.sleep(0)
     return server, port

@@ -195,6 +195,11 @@ class StateReader:
     def __init__(self, conn: sqlite3.Connection):
         self._conn = conn
 
+    def height(self) -> int:
+        """The block height this reader sees (inside a snapshot: the snapshot's height)."""
+        row = self._conn.execute("SELECT max(num) FROM blocks").fetchone()
+        return 0 if row[0] is None else row[0] + 1
+
     def get(self, ns: str, key: str) -> tuple[bytes, Version] | None:
         row = self._conn.execute(
             "SELECT value, block, txnum FROM state WHERE ns=? AND key=?", (ns, key.encode())

@@ -1,0 +1,5 @@
+import sys
+
+from serums.cli import main
+
+sys.exit(main())

@@ -1,0 +1,120 @@
+"""``serums node``, ``serums ledger …`` and ``serums chaincode …``: the embedded ledger."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+
+from network import ChaincodeDefinition, NetworkConfig
+from network.policy import PolicyError, parse_policy
+
+from ..cli import CommandError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("node", help="run the embedded node (one peer per hospital, orderer, committers)")
+    p.add_argument("--listen", help="host:port to serve the Gateway API on (default: the network's endpoint)")
+    p.set_defaults(handler=_node)
+
+    led = sub.add_parser("ledger", help="inspect and verify the ledger")
+    lsub = led.add_subparsers(dest="ledger_command", metavar="ACTION", required=True)
+    v = lsub.add_parser("verify", help="re-check every peer's whole chain and state from its blocks")
+    v.add_argument("--json", action="store_true", help="print the report as JSON")
+    v.set_defaults(handler=_verify)
+
+    cc = sub.add_parser("chaincode", help="chaincodes deployed on the channel")
+    csub = cc.add_subparsers(dest="chaincode_command", metavar="ACTION", required=True)
+    d = csub.add_parser("deploy", help="deploy (or upgrade) a chaincode; the node loads it when it starts")
+    d.add_argument("name")
+    d.add_argument("--module", required=True, help="package.module:factory returning the chaincode")
+    d.add_argument("--policy", default="MAJORITY", help="endorsement policy (MAJORITY, ANY, ALL, AND/OR/OutOf(...))")
+    d.add_argument("--version", default="1.0")
+    d.set_defaults(handler=_deploy)
+    ls = csub.add_parser("list", help="list deployed chaincodes")
+    ls.set_defaults(handler=_list)
+
+
+def load_network(settings) -> NetworkConfig:
+    return NetworkConfig.load(settings.network_dir)
+
+
+def run_node(settings, listen: str | None = None, *, ready=None, stop_event: threading.Event | None = None) -> int:
+    """Run the node until SIGINT/SIGTERM (or ``stop_event``). Writes ``node.json`` (pid, address) in
+    the data directory so that other processes find the endpoint."""
+    from network.node import EmbeddedNode
+
+    cfg = load_network(settings)
+    node = EmbeddedNode(cfg, passphrase=settings.key_passphrase)
+    address = node.start(listen)
+    info = settings.data_dir / "node.json"
+    import os
+
+    info.write_text(json.dumps({"pid": os.getpid(), "address": address, "channel": cfg.channel}))
+    stop = stop_event or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    print(f"embedded node: channel {cfg.channel}, {len(node.peers)} peers, serving on {address}", flush=True)
+    if ready is not None:
+        ready(address)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        node.stop()
+        info.unlink(missing_ok=True)
+        print("embedded node stopped", flush=True)
+    return 0
+
+
+def _node(args) -> int:
+    return run_node(args.settings, args.listen)
+
+
+def _verify(args) -> int:
+    from network.audit import verify_ledger
+
+    report = verify_ledger(load_network(args.settings))
+    if args.json:
+        print(json.dumps({
+            "ok": report.ok,
+            "orderer_height": report.orderer_height,
+            "peers": {k: vars(v) for k, v in report.peers.items()},
+            "problems": [str(p) for p in report.problems],
+        }, indent=2))
+    else:
+        print(f"orderer: {report.orderer_height} blocks")
+        for name, s in report.peers.items():
+            print(f"{name}: {s.height} blocks, {s.transactions} transactions ({s.valid} valid), "
+                  f"{s.state_keys} state keys, last block {s.last_hash[:16]}…")
+        for p in report.problems:
+            print(f"INCONSISTENT {p}")
+        print("ledger verified: OK" if report.ok else f"ledger verification FAILED ({len(report.problems)} problem(s))")
+    return 0 if report.ok else 1
+
+
+def _deploy(args) -> int:
+    cfg = load_network(args.settings)
+    try:
+        parse_policy(args.policy, [h.msp_id for h in cfg.hospitals])
+    except PolicyError as exc:
+        raise CommandError(f"--policy: {exc}") from exc
+    from network.node.peer import load_chaincode
+
+    try:
+        load_chaincode(args.module)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise CommandError(f"--module {args.module}: {exc}") from exc
+    cfg.chaincodes = [c for c in cfg.chaincodes if c.name != args.name]
+    cfg.chaincodes.append(ChaincodeDefinition(args.name, args.module, args.version, args.policy))
+    cfg.save()
+    print(f"chaincode {args.name} {args.version} deployed on {cfg.channel} (policy {args.policy}); "
+          "restart the node to load it")
+    return 0
+
+
+def _list(args) -> int:
+    for c in load_network(args.settings).chaincodes:
+        print(f"{c.name:<12} {c.version:<6} {c.endorsement_policy:<20} {c.module}")
+    return 0

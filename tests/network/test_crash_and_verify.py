@@ -1,0 +1,178 @@
+"""Crash safety of the node process, and `serums ledger verify` finding tampering."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from network import NetworkConfig
+from network.audit import verify_ledger
+from network.client import GatewayError, connect
+from network.node import EmbeddedNode
+
+from .conftest import make_network
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serums(data_dir, *args, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "serums", "--data-dir", str(data_dir), *args],
+                          capture_output=True, text=True, timeout=120, **kw)
+
+
+def _start_node(data_dir, port) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serums", "--data-dir", str(data_dir), "node", "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    cfg = NetworkConfig.load(data_dir / "network")
+    ident, signer = cfg.load_user("lothian")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            connect(ident, signer, f"127.0.0.1:{port}", evaluate_timeout=2).network("serums").contract(
+                "assets", "AssetContract").evaluate("GetCounter", "ping")
+            return proc
+        except GatewayError:
+            if proc.poll() is not None:
+                raise AssertionError(f"node exited: {proc.stdout.read()}") from None
+            time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("node did not come up")
+
+
+@pytest.mark.slow
+def test_kill_9_during_submits_loses_nothing_acknowledged(tmp_path):
+    make_network(tmp_path / "network")
+    cfg = NetworkConfig.load(tmp_path / "network")
+    port = _free_port()
+    acked: list[tuple[str, str, str]] = []  # (owner, asset, tx id) whose commit was confirmed VALID
+    lock = threading.Lock()
+    for cycle in range(2):
+        proc = _start_node(tmp_path, port)
+        stop = threading.Event()
+
+        def submitter(worker: int, cycle=cycle, stop=stop):
+            ident, signer = cfg.load_user(["lothian", "zmc", "fcrb"][worker % 3])
+            c = connect(ident, signer, f"127.0.0.1:{port}", commit_status_timeout=10).network(
+                "serums").contract("assets", "AssetContract")
+            i = 0
+            while not stop.is_set():
+                owner, asset = f"w{cycle}-{worker}", f"a{i}"
+                try:
+                    tx = c.new_proposal("Put", [owner, asset, json.dumps({"i": i})]).endorse()
+                    if tx.submit().status().successful:
+                        with lock:
+                            acked.append((owner, asset, tx.transaction_id))
+                except GatewayError:
+                    return  # the node is gone
+                i += 1
+
+        threads = [threading.Thread(target=submitter, args=(w,)) for w in range(4)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 20
+        while len(acked) < 40 * (cycle + 1) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)  # in the middle of the stream of submits
+        proc.wait()
+        stop.set()
+        for t in threads:
+            t.join(timeout=20)
+    assert len(acked) >= 80
+    proc = _start_node(tmp_path, port)
+    try:
+        ident, signer = cfg.load_user("zmc")
+        c = connect(ident, signer, f"127.0.0.1:{port}").network("serums").contract("assets", "AssetContract")
+        for owner, asset, tx_id in acked:
+            assert c.evaluate_json("Get", owner, asset)["tx"] == tx_id
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    out = _serums(tmp_path, "ledger", "verify")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "ledger verified: OK" in out.stdout
+
+
+def _ledger_with_transactions(tmp_path) -> NetworkConfig:
+    cfg = make_network(tmp_path / "network")
+    node = EmbeddedNode(cfg)
+    addr = node.start("127.0.0.1:0")
+    ident, signer = cfg.load_user("lothian")
+    c = connect(ident, signer, addr).network("serums").contract("assets", "AssetContract")
+    for i in range(5):
+        c.submit_json("Put", "v", f"k{i}", {"i": i})
+    c.submit_json("TransferAll", "v", "w")
+    node.peers["FcrbMSP"].wait_for_height(node.orderer.height, 5)
+    node.peers["ZmcMSP"].wait_for_height(node.orderer.height, 5)
+    node.stop()
+    return cfg
+
+
+def test_verify_passes_on_an_honest_ledger_and_reports_it(tmp_path):
+    cfg = _ledger_with_transactions(tmp_path)
+    report = verify_ledger(cfg)
+    assert report.ok, [str(p) for p in report.problems]
+    assert report.orderer_height == 7
+    assert {s.height for s in report.peers.values()} == {7}
+    assert all(s.valid == 6 and s.state_keys == 5 for s in report.peers.values())
+
+
+def test_one_flipped_byte_in_a_stored_block_is_found(tmp_path):
+    cfg = _ledger_with_transactions(tmp_path)
+    db = cfg.ledger_dir() / "peer0.zmc.db"
+    with sqlite3.connect(db) as conn:
+        data = bytearray(conn.execute("SELECT data FROM blocks WHERE num=3").fetchone()[0])
+        data[len(data) // 3] ^= 0x01
+        conn.execute("UPDATE blocks SET data=? WHERE num=3", (bytes(data),))
+    report = verify_ledger(cfg)
+    assert not report.ok
+    first = report.problems[0]
+    assert (first.where, first.block) == ("peer0.zmc", 3), str(first)
+    assert {p.where for p in report.problems} <= {"peer0.zmc", "peers"}
+    out = _serums(tmp_path, "ledger", "verify")
+    assert out.returncode == 1 and "INCONSISTENT peer0.zmc block 3" in out.stdout
+
+
+def test_altered_state_and_altered_validation_code_are_found(tmp_path):
+    cfg = _ledger_with_transactions(tmp_path)
+    with sqlite3.connect(cfg.ledger_dir() / "peer0.lothian.db") as conn:
+        conn.execute("UPDATE state SET value=? WHERE key=(SELECT min(key) FROM state)", (b"{}",))
+    with sqlite3.connect(cfg.ledger_dir() / "peer0.fcrb.db") as conn:
+        from network.protocol import METADATA_TRANSACTIONS_FILTER, parse_block
+
+        block = parse_block(conn.execute("SELECT data FROM blocks WHERE num=2").fetchone()[0])
+        block.metadata.metadata[METADATA_TRANSACTIONS_FILTER] = bytes([11])  # VALID -> MVCC_READ_CONFLICT
+        conn.execute("UPDATE blocks SET data=? WHERE num=2", (block.SerializeToString(),))
+    problems = {p.where: p for p in verify_ledger(cfg).problems}
+    assert "different in the state database" in problems["peer0.lothian"].message
+    assert problems["peer0.fcrb"].block == 2
+    assert "recorded as MVCC_READ_CONFLICT but re-validates as VALID" in problems["peer0.fcrb"].message
+    assert "peer0.zmc" not in problems
+
+
+def test_cli_reports_bad_input_in_one_line(tmp_path):
+    out = _serums(tmp_path, "ledger", "verify")
+    assert out.returncode == 1 and out.stderr.strip().count("\n") == 0
+    assert "run `serums network init` first" in out.stderr
+    make_network(tmp_path / "network")
+    out = _serums(tmp_path, "chaincode", "deploy", "x", "--module", "nope.nothing:here")
+    assert out.returncode == 1 and "--module nope.nothing:here" in out.stderr and "Traceback" not in out.stderr
+    out = _serums(tmp_path, "chaincode", "deploy", "x", "--module", "chaincode.samples:assets_chaincode",
+                  "--policy", "OutOf(3, 'LothianMSP.peer')")
+    assert out.returncode == 1 and "can never be satisfied" in out.stderr
+    assert os.path.exists(tmp_path / "network" / "network.json")
+    assert [c.name for c in NetworkConfig.load(tmp_path / "network").chaincodes] == ["assets"]
