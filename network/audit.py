@@ -13,7 +13,6 @@ The first inconsistency of each peer is reported precisely (peer, block, what di
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,45 +24,8 @@ from .identity import IdentityError
 from .node.membership import Membership
 from .node.orderer import msps_from_genesis
 from .node.peer import BlockValidator, compute_commit_hash
-from .node.store import OrdererStore, PeerStore, Version
+from .node.store import OrdererStore, PeerStore, VersionedState
 from .policy import parse_policy
-
-
-class MemoryState:
-    """A world state rebuilt in memory from blocks; implements what validation reads."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, dict[str, tuple[bytes, Version]]] = {}
-        self._sorted: dict[str, list[str]] = {}
-
-    def version(self, ns: str, key: str) -> Version | None:
-        got = self.data.get(ns, {}).get(key)
-        return got[1] if got else None
-
-    def range(self, ns: str, start: str, end: str, limit: int | None = None) -> list[tuple[str, bytes, Version]]:
-        keys = self._sorted.get(ns)
-        if keys is None:
-            keys = self._sorted[ns] = sorted(self.data.get(ns, {}), key=lambda k: k.encode())
-        enc = [k.encode() for k in keys]
-        lo = bisect.bisect_left(enc, start.encode())
-        out = []
-        for k in keys[lo:]:
-            if end and k.encode() >= end.encode():
-                break
-            v, ver = self.data[ns][k]
-            out.append((k, v, ver))
-            if limit is not None and len(out) >= limit:
-                break
-        return out
-
-    def apply(self, updates) -> None:
-        for u in updates:
-            ns = self.data.setdefault(u.ns, {})
-            if u.value is None:
-                ns.pop(u.key, None)
-            else:
-                ns[u.key] = (u.value, u.version)
-            self._sorted.pop(u.ns, None)
 
 
 @dataclass
@@ -130,7 +92,7 @@ def _check_orderer_signature(block: common_pb2.Block, membership: Membership, or
 
 def verify_peer(name: str, store: PeerStore, validator: BlockValidator, membership: Membership,
                 orderer_msp: str, report: VerifyReport) -> None:
-    state = MemoryState()
+    state = VersionedState()
     seen_tx: set[str] = set()
     prev_hash = b""
     commit_hash = b""
@@ -198,7 +160,7 @@ def verify_peer(name: str, store: PeerStore, validator: BlockValidator, membersh
             height = num + 1
         # the state database must equal the state rebuilt from the blocks
         db = {(ns, k): (v, ver) for ns, k, v, ver in store.iter_state()}
-        rebuilt = {(ns, k): val for ns, kv in state.data.items() for k, val in kv.items()}
+        rebuilt = dict(state.items())
         for key in sorted(set(db) | set(rebuilt)):
             if db.get(key) != rebuilt.get(key):
                 what = "missing from" if key not in db else ("not written by any block but present in" if key not in rebuilt
@@ -208,8 +170,7 @@ def verify_peer(name: str, store: PeerStore, validator: BlockValidator, membersh
                            f"{rebuilt.get(key, (None, None))[1]})")
     except _Stop:
         pass
-    report.peers[name] = PeerSummary(height, prev_hash.hex(), commit_hash.hex(), txs, valid,
-                                     sum(len(v) for v in state.data.values()))
+    report.peers[name] = PeerSummary(height, prev_hash.hex(), commit_hash.hex(), txs, valid, len(state))
 
 
 def verify_ledger(cfg: NetworkConfig, ledger_dir: Path | None = None) -> VerifyReport:

@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from cryptography import x509
@@ -162,24 +163,24 @@ class Identity:
     certificate: x509.Certificate
     _pem: bytes = field(default=b"", repr=False, compare=False)
 
-    @property
+    @cached_property
     def pem(self) -> bytes:
         return self._pem or self.certificate.public_bytes(serialization.Encoding.PEM)
 
-    @property
+    @cached_property
     def public_key(self) -> ec.EllipticCurvePublicKey:
         return self.certificate.public_key()  # type: ignore[return-value]
 
-    @property
+    @cached_property
     def common_name(self) -> str:
         return certificate_common_name(self.certificate)
 
-    @property
+    @cached_property
     def node_role(self) -> str | None:
         """Fabric NodeOU role: client, peer, orderer or admin."""
         return certificate_node_role(self.certificate)
 
-    @property
+    @cached_property
     def attributes(self) -> dict[str, str]:
         return certificate_attributes(self.certificate)
 

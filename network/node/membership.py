@@ -61,22 +61,34 @@ class Membership:
                 self._ids.popitem(last=False)
         return ident
 
-    def check_signature(self, ident: Identity, message: bytes, signature: bytes) -> bool:
+    @staticmethod
+    def _sig_key(ident: Identity, message: bytes, signature: bytes) -> bytes:
         h = hashlib.sha256()
         h.update(ident.pem)
         h.update(hashlib.sha256(message).digest())
         h.update(signature)
-        k = h.digest()
+        return h.digest()
+
+    def _remember(self, k: bytes) -> None:
+        with self._lock:
+            self._sigs[k] = True
+            if len(self._sigs) > self._cache_size:
+                self._sigs.popitem(last=False)
+
+    def check_signature(self, ident: Identity, message: bytes, signature: bytes) -> bool:
+        k = self._sig_key(ident, message, signature)
         with self._lock:
             if k in self._sigs:
                 return True
         ok = verify(ident.public_key, message, signature)
         if ok:
-            with self._lock:
-                self._sigs[k] = True
-                if len(self._sigs) > self._cache_size:
-                    self._sigs.popitem(last=False)
+            self._remember(k)
         return ok
+
+    def remember_signature(self, ident: Identity, message: bytes, signature: bytes) -> None:
+        """Record a signature this process has just made with ``ident``'s own key (a peer's
+        endorsement): it is valid by construction, so validation need not verify it again."""
+        self._remember(self._sig_key(ident, message, signature))
 
     def verified_identity(self, serialized: bytes, message: bytes, signature: bytes) -> Identity:
         """The member behind ``serialized`` if it signed ``message`` with ``signature``."""

@@ -47,7 +47,10 @@ class EmbeddedNode:
         o_ident, o_signer = cfg.load_peer(cfg.orderer.name, passphrase)
         self.orderer_store = OrdererStore(ledger / "orderer.db")
         self._commit_queue: queue.Queue[common_pb2.Block | None] = queue.Queue()
-        self.orderer = Orderer(cfg.channel, o_ident, o_signer, self.orderer_store, cfg.batch, self._commit_queue.put)
+        self.orderer = Orderer(
+            cfg.channel, o_ident, o_signer, self.orderer_store, cfg.batch, self._commit_queue.put,
+            busy=lambda: self._commit_queue.unfinished_tasks > 0,
+        )
 
         if self.orderer.height == 0:
             from ..identity import MSP
@@ -104,13 +107,17 @@ class EmbeddedNode:
         while True:
             block = self._commit_queue.get()
             if block is None:
+                self._commit_queue.task_done()
                 return
             parsed = parse_block_transactions(block) if block.header.number else [None]
+            header_hash = P.block_header_hash(block.header)
             for peer in self.peers.values():
                 try:
-                    peer.commit(block, parsed)
+                    peer.commit(block, parsed, header_hash)
                 except Exception:  # noqa: BLE001 - keep the other peers going; verify will report it
                     log.exception("peer %s failed to commit block %d", peer.msp_id, block.header.number)
+            self._commit_queue.task_done()
+            self.orderer.kick()
 
     def start(self, address: str | None = None) -> str:
         """Start ordering and committing, and serve gRPC on ``address`` (default: the configured

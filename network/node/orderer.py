@@ -10,8 +10,8 @@ handed to the committers — so a block a peer committed can always be re-read f
 
 from __future__ import annotations
 
+import collections
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -97,6 +97,7 @@ class Orderer:
         store: OrdererStore,
         batch: BatchConfig,
         deliver: Callable[[common_pb2.Block], None],
+        busy: Callable[[], bool] = lambda: False,
     ):
         self.channel = channel
         self.identity = identity
@@ -104,7 +105,9 @@ class Orderer:
         self.store = store
         self.batch = batch
         self._deliver = deliver
-        self._queue: queue.Queue[bytes] = queue.Queue()
+        self._busy = busy
+        self._pending: collections.deque[bytes] = collections.deque()
+        self._cv = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._height = store.height()
@@ -127,37 +130,59 @@ class Orderer:
 
     def stop(self) -> None:
         self._stop.set()
+        self.kick()
         if self._thread:
             self._thread.join(timeout=10)
 
     def broadcast(self, envelope: bytes) -> None:
         if self._stop.is_set():
             raise OrdererError("the ordering service is shutting down")
-        self._queue.put(envelope)
+        with self._cv:
+            self._pending.append(envelope)
+            if len(self._pending) == 1 or len(self._pending) >= self.batch.max_message_count:
+                self._cv.notify()
 
-    def _run(self) -> None:
+    def kick(self) -> None:
+        """The committers finished a block: a waiting batch may be cut now."""
+        with self._cv:
+            self._cv.notify()
+
+    def _take_batch(self) -> list[bytes] | None:
+        """Wait for transactions and return the next block's worth.
+
+        Cut at the size limits, or once ``timeout_ms`` passed since the first transaction *and*
+        the committers are free: while they work on the previous block, transactions keep joining
+        this one, so blocks grow with load instead of queueing up behind each other."""
         b = self.batch
         timeout = b.timeout_ms / 1000.0
-        while not self._stop.is_set():
-            try:
-                first = self._queue.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            batch, size = [first], len(first)
+        with self._cv:
+            while not self._pending:
+                if self._stop.is_set():
+                    return None
+                self._cv.wait(0.2)
             deadline = time.monotonic() + timeout
-            while len(batch) < b.max_message_count and size < b.preferred_max_bytes:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    try:
-                        item = self._queue.get(timeout=remaining)
-                    except queue.Empty:
-                        break
+            while True:
+                if len(self._pending) >= b.max_message_count:
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 and not self._busy():
+                    break
+                if self._stop.is_set():
+                    break
+                self._cv.wait(remaining if remaining > 0 else 0.05)
+            batch: list[bytes] = []
+            size = 0
+            while self._pending and len(batch) < b.max_message_count and size < b.preferred_max_bytes:
+                item = self._pending.popleft()
                 batch.append(item)
                 size += len(item)
+            return batch
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take_batch()
+            if batch is None:
+                return
             try:
                 block = self._cut(batch)
             except Exception:  # noqa: BLE001 - the orderer must keep running; the txs will time out

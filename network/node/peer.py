@@ -333,7 +333,9 @@ class Peer:
         self.membership = membership
         self._serialized = identity.serialize()
         self.validator = BlockValidator(channel, {n: c.policy for n, c in chaincodes.items()}, membership)
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # height changes (few waiters: event streams, endorsers)
+        self._lock = threading.Lock()  # _recent and _waiters
+        self._waiters: dict[str, list[threading.Event]] = {}
         self._recent: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._height = store.height()
         self._last_commit_hash = self._read_last_commit_hash()
@@ -382,7 +384,9 @@ class Peer:
             event=sim.event,
             chaincode_version=cc.definition.version,
         )
-        sig = self.signer.sign(P.endorsement_message(prp, self._serialized))
+        msg = P.endorsement_message(prp, self._serialized)
+        sig = self.signer.sign(msg)
+        self.membership.remember_signature(self.identity, msg, sig)
         pr = proposal_response_pb2.ProposalResponse(
             version=1,
             response=resp,
@@ -403,7 +407,9 @@ class Peer:
         md = block.metadata.metadata
         return md[P.METADATA_COMMIT_HASH] if len(md) > P.METADATA_COMMIT_HASH else b""
 
-    def commit(self, block: common_pb2.Block, parsed: list[P.ParsedTransaction | None]) -> list[int]:
+    def commit(
+        self, block: common_pb2.Block, parsed: list[P.ParsedTransaction | None], header_hash: bytes | None = None
+    ) -> list[int]:
         """Validate and commit the orderer's ``block`` (it must be the next one). Returns the codes."""
         num = block.header.number
         if num != self._height:
@@ -411,7 +417,8 @@ class Peer:
         if num == 0:
             codes, updates = [P.VALID] * len(parsed), []
         else:
-            codes, updates = self.validator.validate_block(num, parsed, self.store.reader(), self.store.has_tx)
+            known = self.store.known_txids([p.tx_id for p in parsed if p is not None])
+            codes, updates = self.validator.validate_block(num, parsed, self.store.reader(), known.__contains__)
         committed = common_pb2.Block()
         committed.CopyFrom(block)
         flt = bytes(codes)
@@ -422,41 +429,58 @@ class Peer:
         committed.metadata.metadata[P.METADATA_COMMIT_HASH] = commit_hash
         txs = [(ptx.tx_id, i, codes[i]) for i, ptx in enumerate(parsed) if ptx is not None and ptx.tx_id]
         self.store.commit_block(
-            num, P.block_header_hash(block.header), committed.SerializeToString(), txs, updates
+            num, header_hash or P.block_header_hash(block.header), committed.SerializeToString(), txs, updates
         )
         self._last_commit_hash = commit_hash
-        with self._cond:
-            self._height = num + 1
+        wake: list[threading.Event] = []
+        with self._lock:
             for tx_id, _, code in txs:
                 if tx_id not in self._recent:
                     self._recent[tx_id] = (num, code)
+                wake.extend(self._waiters.pop(tx_id, ()))
             while len(self._recent) > 100_000:
                 self._recent.popitem(last=False)
+        with self._cond:
+            self._height = num + 1
             self._cond.notify_all()
+        for ev in wake:
+            ev.set()
         return codes
 
     # ------------------------------------------------------------------ waiting
 
     def tx_status(self, tx_id: str) -> tuple[int, int] | None:
-        with self._cond:
+        with self._lock:
             hit = self._recent.get(tx_id)
         return hit or self.store.tx_status(tx_id)
 
     def wait_for_tx(self, tx_id: str, timeout: float, is_active=lambda: True) -> tuple[int, int] | None:
         """Wait until ``tx_id`` is committed on this peer: (block number, validation code), or None
-        on timeout or when ``is_active()`` turns false (the client went away)."""
+        on timeout or when ``is_active()`` turns false (the client went away). Each waiter has its
+        own event, set by the commit of its transaction only: no thundering herd."""
+        hit = self.tx_status(tx_id)
+        if hit is not None:
+            return hit
+        ev = threading.Event()
+        with self._lock:
+            hit = self._recent.get(tx_id)  # committed between the two checks
+            if hit is not None:
+                return hit
+            self._waiters.setdefault(tx_id, []).append(ev)
         deadline = time.monotonic() + timeout
-        hit = self.tx_status(tx_id)  # a commit after this check lands in _recent, checked below
-        with self._cond:
-            while hit is None:
-                hit = self._recent.get(tx_id)
-                if hit is not None:
-                    break
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not is_active():
+        try:
+            while not ev.wait(min(1.0, max(0.0, deadline - time.monotonic()))):
+                if time.monotonic() >= deadline or not is_active():
                     return None
-                self._cond.wait(min(remaining, 0.5))
-        return hit
+        finally:
+            with self._lock:
+                lst = self._waiters.get(tx_id)
+                if lst is not None and ev in lst:
+                    lst.remove(ev)
+                    if not lst:
+                        del self._waiters[tx_id]
+        with self._lock:
+            return self._recent.get(tx_id)
 
     def wait_for_height(self, height: int, timeout: float) -> bool:
         with self._cond:

@@ -3,8 +3,13 @@
 One SQLite file per peer, in WAL mode. Committing a block is one SQLite transaction (block,
 transaction index, state and history together), so a crash at any moment leaves the peer at a
 block boundary; ``synchronous=NORMAL`` in WAL mode keeps every committed transaction across a
-process crash. Simulations read through per-thread connections inside a read transaction, which
-in WAL mode is a consistent snapshot while the committer writes.
+process crash.
+
+The world state is also indexed in memory (:class:`VersionedState`, loaded from SQLite at
+start): simulations and MVCC checks read it instead of issuing SQL per key. As in Fabric's state
+manager, a simulation holds a shared lock for its duration and a commit takes the exclusive lock
+only to apply the block's writes (after SQLite committed them), so every simulation sees the
+state of exactly one block height.
 
 Keys are stored as UTF-8 BLOBs, so SQLite's ordering is byte order, as in Fabric.
 """
@@ -14,9 +19,11 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from sortedcontainers import SortedDict
 
 Version = tuple[int, int]
 
@@ -45,6 +52,100 @@ class StateUpdate:
     ts_us: int
 
 
+class RWLock:
+    """Many readers or one writer; a waiting writer holds new readers back (no starvation)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._writer = False
+        self._waiting_writers = 0
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._waiting_writers:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting_writers += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._waiting_writers -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
+class VersionedState:
+    """World state in memory: per namespace, keys in order with (value, version). Also what
+    ``serums ledger verify`` rebuilds from blocks."""
+
+    def __init__(self) -> None:
+        self._ns: dict[str, SortedDict] = {}
+        self.height = 0
+
+    def load(self, rows: Iterable[tuple[str, str, bytes, Version]], height: int) -> None:
+        for ns, key, value, ver in rows:
+            self._ns.setdefault(ns, SortedDict())[key] = (value, ver)
+        self.height = height
+
+    def get(self, ns: str, key: str) -> tuple[bytes, Version] | None:
+        d = self._ns.get(ns)
+        return d.get(key) if d is not None else None
+
+    def version(self, ns: str, key: str) -> Version | None:
+        d = self._ns.get(ns)
+        got = d.get(key) if d is not None else None
+        return got[1] if got else None
+
+    def range(self, ns: str, start: str, end: str, limit: int | None = None) -> list[tuple[str, bytes, Version]]:
+        """Keys in [start, end) in order (Python string order is UTF-8 byte order); an empty
+        ``end`` means no upper bound."""
+        d = self._ns.get(ns)
+        if not d:
+            return []
+        out = []
+        for k in d.irange(start, end or None, inclusive=(True, False)):
+            v, ver = d[k]
+            out.append((k, v, ver))
+            if limit is not None and len(out) >= limit:
+                break
+        return out
+
+    def apply(self, updates: Iterable[StateUpdate], height: int | None = None) -> None:
+        for u in updates:
+            d = self._ns.setdefault(u.ns, SortedDict())
+            if u.value is None:
+                d.pop(u.key, None)
+            else:
+                d[u.key] = (u.value, u.version)
+        if height is not None:
+            self.height = height
+
+    def items(self) -> Iterator[tuple[tuple[str, str], tuple[bytes, Version]]]:
+        for ns, d in self._ns.items():
+            for k, v in d.items():
+                yield (ns, k), v
+
+    def __len__(self) -> int:
+        return sum(len(d) for d in self._ns.values())
+
+
 @dataclass(frozen=True)
 class HistoryEntry:
     tx_id: str
@@ -65,6 +166,9 @@ class PeerStore:
         self._writer.commit()
         self._all_conns: list[sqlite3.Connection] = [self._writer]
         self._conns_lock = threading.Lock()
+        self.state = VersionedState()
+        self.state.load(self.iter_state(), self.height())
+        self._rw = RWLock()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
@@ -93,17 +197,13 @@ class PeerStore:
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[StateReader]:
-        """A consistent read view for one simulation (a read transaction on this thread's connection)."""
-        conn = self._reader()
-        conn.execute("BEGIN")
-        try:
-            yield StateReader(conn)
-        finally:
-            conn.execute("COMMIT")
+        """A consistent read view for one simulation: the state of one block height."""
+        with self._rw.read():
+            yield StateReader(self.state, self._reader())
 
     def reader(self) -> StateReader:
-        """Reads outside a snapshot (each query sees the latest committed state)."""
-        return StateReader(self._reader())
+        """Reads for the committer (the only writer, so the state cannot move under it)."""
+        return StateReader(self.state, self._reader())
 
     # ------------------------------------------------------------------ blocks
 
@@ -123,6 +223,16 @@ class PeerStore:
         """(block number, validation code) of a committed transaction."""
         row = self._reader().execute("SELECT block, code FROM txindex WHERE tx_id=?", (tx_id,)).fetchone()
         return (row[0], row[1]) if row else None
+
+    def known_txids(self, tx_ids: list[str]) -> set[str]:
+        """Which of ``tx_ids`` are already in the ledger (one query for a whole block)."""
+        out: set[str] = set()
+        conn = self._reader()
+        for i in range(0, len(tx_ids), 500):
+            chunk = tx_ids[i:i + 500]
+            q = "SELECT tx_id FROM txindex WHERE tx_id IN (%s)" % ",".join("?" * len(chunk))  # noqa: UP031
+            out.update(r[0] for r in conn.execute(q, chunk))
+        return out
 
     def has_tx(self, tx_id: str) -> bool:
         return self._reader().execute("SELECT 1 FROM txindex WHERE tx_id=?", (tx_id,)).fetchone() is not None
@@ -172,6 +282,8 @@ class PeerStore:
             except BaseException:
                 w.execute("ROLLBACK")
                 raise
+            with self._rw.write():
+                self.state.apply(updates, num + 1)
 
     # ------------------------------------------------------------------ verification support
 
@@ -190,38 +302,24 @@ class PeerStore:
 
 
 class StateReader:
-    """Read access to one peer's world state (inside or outside a snapshot)."""
+    """Read access to one peer's world state (from the in-memory index) and history (SQLite)."""
 
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, state: VersionedState, conn: sqlite3.Connection):
+        self._state = state
         self._conn = conn
 
     def height(self) -> int:
-        """The block height this reader sees (inside a snapshot: the snapshot's height)."""
-        row = self._conn.execute("SELECT max(num) FROM blocks").fetchone()
-        return 0 if row[0] is None else row[0] + 1
+        """The block height of the state this reader sees."""
+        return self._state.height
 
     def get(self, ns: str, key: str) -> tuple[bytes, Version] | None:
-        row = self._conn.execute(
-            "SELECT value, block, txnum FROM state WHERE ns=? AND key=?", (ns, key.encode())
-        ).fetchone()
-        return (row[0], (row[1], row[2])) if row else None
+        return self._state.get(ns, key)
 
     def version(self, ns: str, key: str) -> Version | None:
-        row = self._conn.execute("SELECT block, txnum FROM state WHERE ns=? AND key=?", (ns, key.encode())).fetchone()
-        return (row[0], row[1]) if row else None
+        return self._state.version(ns, key)
 
     def range(self, ns: str, start: str, end: str, limit: int | None = None) -> list[tuple[str, bytes, Version]]:
-        """Keys in [start, end) in byte order; an empty ``end`` means no upper bound."""
-        sql = "SELECT key, value, block, txnum FROM state WHERE ns=? AND key>=?"
-        params: list = [ns, start.encode()]
-        if end:
-            sql += " AND key<?"
-            params.append(end.encode())
-        sql += " ORDER BY key"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
-        return [(k.decode(), v, (b, t)) for k, v, b, t in self._conn.execute(sql, params)]
+        return self._state.range(ns, start, end, limit)
 
     def history(self, ns: str, key: str) -> list[HistoryEntry]:
         rows = self._conn.execute(

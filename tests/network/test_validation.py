@@ -76,16 +76,21 @@ def test_single_endorsement_fails_majority_policy(running):
         c.evaluate("Get", "solo", "s1")
 
 
-def _alter_state(running, org: str, owner: str, asset: str, new_value: bytes) -> None:
+def _alter_state_and_restart(running, org: str, owner: str, asset: str, new_value: bytes):
+    """Tamper with one peer's state database while the node is down, then bring it back up."""
     from chaincode import create_composite_key
+    from network.node import EmbeddedNode
 
     peers = running.node.peers
     assert all(p.wait_for_height(peers["LothianMSP"].height, 5) for p in peers.values())
+    running.node.stop()
     path = running.cfg.ledger_dir() / f"peer0.{org}.db"
     key = create_composite_key("asset", [owner, asset]).encode()
     with sqlite3.connect(path) as db:
         n = db.execute("UPDATE state SET value=? WHERE ns='assets' AND key=?", (new_value, key)).rowcount
     assert n == 1
+    running.node = EmbeddedNode(running.cfg)
+    running.address = running.node.start("127.0.0.1:0")
 
 
 def _with_endorsements(payload: bytes, extra) -> bytes:
@@ -114,7 +119,10 @@ def _endorsements(payload: bytes):
 def test_peer_with_altered_state_cannot_get_a_transaction_committed(running):
     c = running.contract()
     c.submit_json("Put", "pat", "p1", {"v": 1})
-    _alter_state(running, "zmc", "pat", "p1", b'{"id":"p1","owner":"pat","tx":"forged","value":{"v":999},"version":7}')
+    _alter_state_and_restart(
+        running, "zmc", "pat", "p1", b'{"id":"p1","owner":"pat","tx":"forged","value":{"v":999},"version":7}'
+    )
+    c = running.contract()
     # the gateway sees the two endorsers disagree and refuses to assemble the transaction
     with pytest.raises(EndorseError) as e:
         c.submit("Put", "pat", "p1", '{"v":2}', endorsing_organizations=["LothianMSP", "ZmcMSP"])

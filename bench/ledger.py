@@ -1,0 +1,169 @@
+"""Ledger benchmark: read-write transactions through the Gateway API of the embedded node.
+
+Three hospitals, MAJORITY (2-of-3) endorsement, the node in its own process (``serums node``)
+and the clients in others, all over gRPC on loopback, as gunicorn workers would reach it. Each
+client runs closed-loop: propose → endorse → sign → submit → wait for commit, on its own keys
+(every transaction reads and writes one key). Prints one JSON object.
+
+    .venv/bin/python bench/ledger.py [--quick] [--seconds S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from network import ChaincodeDefinition, NetworkConfig, init_network  # noqa: E402
+from network.client import GatewayError, connect  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_node(data_dir: Path, address: str) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "serums", "--data-dir", str(data_dir), "node", "--listen", address],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
+    )
+    cfg = NetworkConfig.load(data_dir / "network")
+    ident, signer = cfg.load_user("lothian")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            connect(ident, signer, address, evaluate_timeout=2).network(cfg.channel).contract(
+                "assets", "AssetContract").evaluate("GetCounter", "ping")
+            return proc
+        except GatewayError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("node did not start")
+
+
+def _client_proc(data_dir: str, address: str, threads: int, seconds: float, tag: str, mode: str, out) -> None:
+    """One client process running ``threads`` closed-loop clients; reports latencies and counts."""
+    import threading
+
+    cfg = NetworkConfig.load(Path(data_dir) / "network")
+    orgs = [h.name for h in cfg.hospitals]
+    lat: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    barrier = threading.Barrier(threads)
+
+    def run(i: int) -> None:
+        ident, signer = cfg.load_user(orgs[i % len(orgs)])
+        contract = connect(ident, signer, address).network(cfg.channel).contract("assets", "AssetContract")
+        mine, n = [], 0
+        barrier.wait()
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            t0 = time.perf_counter()
+            try:
+                if mode == "submit":
+                    contract.submit("Put", f"{tag}-{i}", f"a{n % 50}", '{"dose_mg":120,"unit":"mg/m2"}')
+                else:
+                    contract.evaluate("Get", "seed", f"a{n % 50}")
+            except GatewayError:
+                with lock:
+                    errors[0] += 1
+                continue
+            mine.append(time.perf_counter() - t0)
+            n += 1
+        with lock:
+            lat.extend(mine)
+
+    ts = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    out.put({"lat": lat, "errors": errors[0]})
+
+
+def measure(data_dir: Path, address: str, clients: int, seconds: float, mode: str, tag: str) -> dict:
+    procs_n = min(clients, max(1, (os.cpu_count() or 2) // 2 + 1), 4) if clients > 1 else 1
+    per = [clients // procs_n + (1 if i < clients % procs_n else 0) for i in range(procs_n)]
+    q: mp.Queue = mp.Queue()
+    ps = [mp.Process(target=_client_proc, args=(str(data_dir), address, n, seconds, f"{tag}{k}", mode, q))
+          for k, n in enumerate(per)]
+    t0 = time.monotonic()
+    for p in ps:
+        p.start()
+    results = [q.get(timeout=seconds + 120) for _ in ps]
+    for p in ps:
+        p.join()
+    wall = time.monotonic() - t0
+    lat = sorted(x for r in results for x in r["lat"])
+    done = len(lat)
+    q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [0.0] * 99
+    del wall
+    return {
+        "per_s": done / seconds,
+        "p50_ms": q[49] * 1000,
+        "p99_ms": q[98] * 1000,
+        "n": done,
+        "errors": sum(r["errors"] for r in results),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="short runs (under a minute in all)")
+    ap.add_argument("--seconds", type=float, help="seconds per measurement")
+    ap.add_argument("--batch-timeout-ms", type=float, default=None, help="orderer batch timeout (default: config)")
+    args = ap.parse_args()
+    seconds = args.seconds or (4.0 if args.quick else 15.0)
+
+    with tempfile.TemporaryDirectory(prefix="serums-bench-") as tmp:
+        data = Path(tmp)
+        cfg = init_network(data / "network", ["lothian", "zmc", "fcrb"])
+        cfg.chaincodes = [ChaincodeDefinition("assets", "chaincode.samples:assets_chaincode", "1.0", "MAJORITY")]
+        if args.batch_timeout_ms is not None:
+            cfg.batch.timeout_ms = args.batch_timeout_ms
+        cfg.save()
+        address = f"127.0.0.1:{free_port()}"
+        node = start_node(data, address)
+        try:
+            ident, signer = cfg.load_user("lothian")
+            c = connect(ident, signer, address).network(cfg.channel).contract("assets", "AssetContract")
+            for i in range(50):
+                c.submit("Put", "seed", f"a{i}", '{"dose_mg":120}')
+            out: dict = {}
+            for n in (1, 8, 32):
+                m = measure(data, address, n, seconds, "submit", f"c{n}")
+                out[f"committed_tx_per_s_c{n}"] = round(m["per_s"], 1)
+                out[f"p50_ms_c{n}"] = round(m["p50_ms"], 2)
+                out[f"p99_ms_c{n}"] = round(m["p99_ms"], 2)
+                out[f"errors_c{n}"] = m["errors"]
+            ev = measure(data, address, 8, seconds, "evaluate", "ev")
+            out["evaluate_q_per_s"] = round(ev["per_s"], 1)
+            out["evaluate_p99_ms"] = round(ev["p99_ms"], 2)
+        finally:
+            node.send_signal(signal.SIGTERM)
+            node.wait(timeout=60)
+        verify = subprocess.run([sys.executable, "-m", "serums", "--data-dir", str(data), "ledger", "verify"],
+                                capture_output=True, text=True, cwd=ROOT)
+        out["ledger_verified"] = verify.returncode == 0
+        out["batch_timeout_ms"] = cfg.batch.timeout_ms
+        out["quick"] = bool(args.quick)
+        print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
