@@ -122,6 +122,63 @@ def measure(data_dir: Path, address: str, clients: int, seconds: float, mode: st
     }
 
 
+def _echo_server(port_q) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import grpc
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=128))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "bench.Echo", {"Echo": grpc.unary_unary_rpc_method_handler(lambda req, ctx: req)}),))
+    port_q.put(server.add_insecure_port("127.0.0.1:0"))
+    server.start()
+    server.wait_for_termination()
+
+
+def _echo_clients(port: int, threads: int, seconds: float, out) -> None:
+    import threading
+
+    import grpc
+
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    call = channel.unary_unary("/bench.Echo/Echo")
+    payload = b"x" * 3000  # about an endorsed transaction's size
+    counts = [0] * threads
+    end = time.monotonic() + seconds
+
+    def run(i: int) -> None:
+        while time.monotonic() < end:
+            call(payload)
+            counts[i] += 1
+
+    ts = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    out.put(sum(counts))
+
+
+def transport_ceiling(clients: int, seconds: float) -> float:
+    """Unary gRPC calls/s of an echo server with the same process layout as the node benchmark:
+    the floor that Python gRPC alone puts under every figure here."""
+    q: mp.Queue = mp.Queue()
+    server = mp.Process(target=_echo_server, args=(q,), daemon=True)
+    server.start()
+    port = q.get(timeout=30)
+    procs_n = 2
+    per = [clients // procs_n + (1 if i < clients % procs_n else 0) for i in range(procs_n)]
+    out: mp.Queue = mp.Queue()
+    ps = [mp.Process(target=_echo_clients, args=(port, n, seconds, out)) for n in per]
+    for p in ps:
+        p.start()
+    total = sum(out.get(timeout=seconds + 60) for _ in ps)
+    for p in ps:
+        p.join()
+    server.terminate()
+    return total / seconds
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="short runs (under a minute in all)")
@@ -160,6 +217,11 @@ def main() -> None:
         verify = subprocess.run([sys.executable, "-m", "serums", "--data-dir", str(data), "ledger", "verify"],
                                 capture_output=True, text=True, cwd=ROOT)
         out["ledger_verified"] = verify.returncode == 0
+        # side by side: what gRPC alone allows here (a transaction is three calls: Endorse, Submit,
+        # CommitStatus; an evaluation one)
+        echo = transport_ceiling(32, min(seconds, 5.0))
+        out["grpc_echo_calls_per_s_c32"] = round(echo, 1)
+        out["grpc_ceiling_tx_per_s"] = round(echo / 3, 1)
         out["batch_timeout_ms"] = cfg.batch.timeout_ms
         out["quick"] = bool(args.quick)
         print(json.dumps(out))

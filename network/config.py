@@ -191,6 +191,7 @@ def init_network(
     endpoint: str = "127.0.0.1:7051",
     passphrase: str | None = None,
     force: bool = False,
+    batch: BatchConfig | None = None,
 ) -> NetworkConfig:
     """Create every organisation's CA, peer, orderer and admin identities and ``network.json``.
 
@@ -201,7 +202,12 @@ def init_network(
         raise ConfigError(f"a network already exists in {root} (use --force to replace it)")
     if not re.match(r"^[a-z][a-z0-9.-]{0,48}$", channel):
         raise ConfigError(f"channel name {channel!r} must be lowercase letters, digits, '.' or '-'")
-    cfg = NetworkConfig(root=root, channel=channel, endpoint=endpoint)
+    batch = batch or BatchConfig()
+    if batch.max_message_count < 1 or batch.preferred_max_bytes < 1024 or not 0 < batch.timeout_ms <= 60_000:
+        raise ConfigError(
+            "block cutting needs max_message_count ≥ 1, preferred_max_bytes ≥ 1024 and 0 < timeout ≤ 60000 ms"
+        )
+    cfg = NetworkConfig(root=root, channel=channel, endpoint=endpoint, batch=batch)
     cfg.hospitals = [OrgConfig(h, msp_id_for(h)) for h in hospitals]
     for org in [*cfg.hospitals, cfg.orderer]:
         ca = CertificateAuthority.create(org.msp_id, org.name)

@@ -26,16 +26,19 @@ if [ ! -x .venv/bin/python ]; then
   log "creating .venv"
   "$PY" -m venv .venv
 fi
+# pip's own notices about this machine's extra index locations are noise here
+pip_install() { .venv/bin/python -m pip install -q "$@" 2> >(grep -v "is neither a file nor a directory" >&2); }
+
 stamp=.venv/.serums-installed
 want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   log "installing Python packages into .venv"
-  .venv/bin/python -m pip install -q --upgrade pip
+  pip_install --upgrade pip
   # torch first, as the local CPU build, so that nothing pulls a CUDA build later (SDV, Opacus).
   if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
-    .venv/bin/python -m pip install -q "torch==2.13.0"
+    pip_install "torch==2.13.0"
   fi
-  .venv/bin/python -m pip install -q -e ".[dev,bench]"
+  pip_install -e ".[dev,bench]"
   echo "$want" > "$stamp"
 fi
 log "ready: $(.venv/bin/serums --version 2>/dev/null || echo 'serums installed')"

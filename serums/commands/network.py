@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from network import init_network, parse_hospitals
+from network import BatchConfig, init_network, parse_hospitals
 
 
 def register(sub) -> None:
@@ -13,6 +13,10 @@ def register(sub) -> None:
     init.add_argument("--channel", default="serums")
     init.add_argument("--endpoint", default="127.0.0.1:7051", help="where the node serves the Gateway API")
     init.add_argument("--force", action="store_true", help="replace an existing network (new keys)")
+    init.add_argument("--batch-timeout-ms", type=float, default=5.0,
+                      help="cut a block this long after its first transaction (default 5)")
+    init.add_argument("--max-message-count", type=int, default=500, help="transactions per block at most")
+    init.add_argument("--preferred-max-bytes", type=int, default=2 * 1024 * 1024, help="bytes per block at most")
     init.set_defaults(handler=_init)
 
 
@@ -25,6 +29,7 @@ def _init(args) -> int:
         endpoint=args.endpoint,
         passphrase=s.key_passphrase,
         force=args.force,
+        batch=BatchConfig(args.max_message_count, args.preferred_max_bytes, args.batch_timeout_ms),
     )
     print(f"network initialised in {cfg.root}")
     for h in cfg.hospitals:
