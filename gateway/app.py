@@ -1,0 +1,173 @@
+"""The Flask application factory: blueprints per role, problem+json errors, OpenAPI, hardening.
+
+``create_app()`` builds the app from ``SERUMS_*`` settings (or a mapping of overrides, for tests).
+Every request gets a request id (``X-Request-ID``, taken from the client when it is a sane token,
+generated otherwise) that appears in the logs and in problem responses; every response carries
+security headers; CORS is off unless ``SERUMS_CORS_ORIGINS`` lists allowed origins. The OpenAPI 3
+document is generated from the same marshmallow schemas that validate requests and is served at
+``/openapi.json``, with interactive documentation at ``/docs`` (Swagger UI served from the
+``swagger-ui-bundle`` package, no CDN).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, g, jsonify, request, send_from_directory
+from flask_smorest import Api
+from werkzeug.exceptions import HTTPException
+
+from . import problems as P
+
+log = logging.getLogger("serums.gateway")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        "script-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "Cache-Control": "no-store",
+}
+
+_HTTP_TO_PROBLEM = {
+    400: P.BAD_REQUEST, 401: P.UNAUTHORIZED, 403: P.FORBIDDEN, 404: P.NOT_FOUND,
+    405: P.METHOD_NOT_ALLOWED, 409: P.CONFLICT, 413: P.PAYLOAD_TOO_LARGE, 415: P.UNSUPPORTED_MEDIA,
+    422: P.VALIDATION, 429: P.TOO_MANY,
+}
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            record.request_id = getattr(g, "request_id", "-")
+        except RuntimeError:  # outside a request
+            record.request_id = "-"
+        return True
+
+
+def _install_error_handlers(app: Flask) -> None:
+    @app.errorhandler(P.Problem)
+    def _problem(exc: P.Problem):
+        return P.problem_response(exc.type, exc.detail, status=exc.status, extra=exc.extra, headers=exc.headers)
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        status = exc.code or 500
+        pt = _HTTP_TO_PROBLEM.get(status, P.BAD_REQUEST if status < 500 else P.INTERNAL)
+        extra = None
+        data = getattr(exc, "data", None)  # webargs/flask-smorest validation errors
+        if status == 422 and isinstance(data, dict) and "messages" in data:
+            extra = {"errors": data["messages"]}
+            detail = "the request does not match the schema: " + _summarise(data["messages"])
+        else:
+            detail = exc.description or pt.description
+        return P.problem_response(pt, detail, status=status, extra=extra)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        for exc_type, mapper in app.extensions.get("serums_error_mappers", []):
+            if isinstance(exc, exc_type):
+                return mapper(exc)
+        log.exception("unhandled error")
+        return P.problem_response(P.INTERNAL)
+
+
+_LOCATIONS = {"json", "query", "path", "form", "headers", "files", "cookies"}
+
+
+def _summarise(messages: Any, path: tuple[str, ...] = ()) -> str:
+    """One line from marshmallow's nested error messages: ``field.sub: message; …``."""
+    if isinstance(messages, dict):
+        parts = []
+        for k, v in messages.items():
+            sub = path if (not path and k in _LOCATIONS) else (*path, str(k))
+            parts.append(_summarise(v, sub))
+        return "; ".join(p for p in parts if p)
+    text = "; ".join(map(str, messages)) if isinstance(messages, list) else str(messages)
+    return f"{'.'.join(path) or 'body'}: {text}"
+
+
+def map_error(app: Flask, exc_type: type[BaseException], mapper) -> None:
+    """Register how a domain exception becomes a problem response (first match wins)."""
+    app.extensions.setdefault("serums_error_mappers", []).append((exc_type, mapper))
+
+
+def _install_hardening(app: Flask) -> None:
+    cors_origins = {o.strip() for o in (app.config.get("SERUMS_CORS_ORIGINS") or "").split(",") if o.strip()}
+
+    @app.before_request
+    def _start():
+        rid = request.headers.get("X-Request-ID", "")
+        g.request_id = rid if _REQUEST_ID.match(rid) else uuid.uuid4().hex
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(resp: Response) -> Response:
+        for k, v in SECURITY_HEADERS.items():
+            if request.path.startswith("/docs") and k in ("Content-Security-Policy", "Cache-Control"):
+                continue
+            resp.headers.setdefault(k, v)
+        resp.headers["X-Request-ID"] = getattr(g, "request_id", "")
+        origin = request.headers.get("Origin")
+        if origin and origin in cors_origins:
+            resp.headers["Access-Control-Allow-Origin"] = origin
+            resp.headers["Vary"] = "Origin"
+        elapsed = (time.perf_counter() - getattr(g, "started", time.perf_counter())) * 1000
+        log.info("%s %s -> %d (%.1f ms)", request.method, request.path, resp.status_code, elapsed)
+        return resp
+
+
+def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
+    app = Flask("serums.gateway")
+    app.config.update(
+        API_TITLE="SERUMS gateway",
+        API_VERSION="1.0",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL="/docs/static/",
+        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+        JSON_SORT_KEYS=False,
+    )
+    app.config.update(overrides or {})
+    handler_filter = _RequestIdFilter()
+    for h in logging.getLogger().handlers:
+        h.addFilter(handler_filter)
+
+    api = Api(app)
+    app.extensions["serums_api"] = api
+    _install_error_handlers(app)
+    _install_hardening(app)
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify({"status": "ok"})
+
+    @app.get("/problems/<slug>")
+    def problem_doc(slug: str):
+        pt = P.TYPES.get(slug)
+        if pt is None:
+            raise P.Problem(P.NOT_FOUND, f"no problem type {slug!r}")
+        return jsonify({"type": f"/problems/{pt.slug}", "title": pt.title, "status": pt.status,
+                        "description": pt.description})
+
+    @app.get("/docs/static/<path:filename>")
+    def swagger_static(filename: str):
+        import swagger_ui_bundle
+
+        return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename)
+
+    return app
