@@ -7,10 +7,11 @@ blocks say it was), then serves the Gateway and Deliver gRPC services on a loopb
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 from fabric_protos.common import common_pb2
@@ -122,13 +123,14 @@ class EmbeddedNode:
     def start(self, address: str | None = None) -> str:
         """Start ordering and committing, and serve gRPC on ``address`` (default: the configured
         endpoint; port 0 picks a free one). Returns the address actually bound."""
-        from .service import serve
+        from .service import GrpcServer
 
         self._committer = threading.Thread(target=self._commit_loop, name="committer", daemon=True)
         self._committer.start()
         self.orderer.start()
         address = address or self.cfg.endpoint
-        self._server, port = serve(self, address)
+        self._server = GrpcServer(self, address)
+        port = self._server.start()
         host = address.rsplit(":", 1)[0]
         self.address = f"{host}:{port}"
         log.info("embedded node serving channel %s on %s (%d peers)", self.channel, self.address, len(self.peers))
@@ -137,7 +139,7 @@ class EmbeddedNode:
     def stop(self, grace: float = 1.0) -> None:
         self._stopping.set()
         if self._server is not None:
-            self._server.stop(grace).wait()
+            self._server.stop(grace)
         self.orderer.stop()
         if self._committer is not None:
             self._commit_queue.put(None)
@@ -148,9 +150,38 @@ class EmbeddedNode:
 
     def wait(self) -> None:
         if self._server is not None:
-            self._server.wait_for_termination()
+            self._server.wait()
 
     # ------------------------------------------------------------------ reading
+
+    async def aiter_peer_blocks(self, peer: Peer, start: int) -> AsyncIterator[tuple[int, common_pb2.Block]]:
+        """Committed blocks of ``peer`` from ``start`` on, waiting (asynchronously) for new ones.
+        Ends when the node stops; a cancelled call (client gone) closes it."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        ready = asyncio.Event()
+
+        def listener(_height: int) -> None:
+            loop.call_soon_threadsafe(ready.set)
+
+        peer.add_height_listener(listener)
+        try:
+            num = start
+            while not self._stopping.is_set():
+                if num >= peer.height:
+                    ready.clear()
+                    if num >= peer.height:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(ready.wait(), 0.5)
+                    continue
+                data = peer.store.block(num)
+                if data is None:
+                    return
+                yield num, P.parse_block(data)
+                num += 1
+        finally:
+            peer.remove_height_listener(listener)
 
     def iter_peer_blocks(
         self, peer: Peer, start: int, is_active: Callable[[], bool] = lambda: True

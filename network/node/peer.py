@@ -335,7 +335,8 @@ class Peer:
         self.validator = BlockValidator(channel, {n: c.policy for n, c in chaincodes.items()}, membership)
         self._cond = threading.Condition()  # height changes (few waiters: event streams, endorsers)
         self._lock = threading.Lock()  # _recent and _waiters
-        self._waiters: dict[str, list[threading.Event]] = {}
+        self._waiters: dict[str, list[Callable[[tuple[int, int]], None]]] = {}
+        self._height_listeners: list[Callable[[int], None]] = []
         self._recent: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._height = store.height()
         self._last_commit_hash = self._read_last_commit_hash()
@@ -432,19 +433,23 @@ class Peer:
             num, header_hash or P.block_header_hash(block.header), committed.SerializeToString(), txs, updates
         )
         self._last_commit_hash = commit_hash
-        wake: list[threading.Event] = []
+        wake: list[tuple[Callable[[tuple[int, int]], None], tuple[int, int]]] = []
         with self._lock:
             for tx_id, _, code in txs:
                 if tx_id not in self._recent:
                     self._recent[tx_id] = (num, code)
-                wake.extend(self._waiters.pop(tx_id, ()))
+                hit = self._recent[tx_id]
+                wake.extend((cb, hit) for cb in self._waiters.pop(tx_id, ()))
             while len(self._recent) > 100_000:
                 self._recent.popitem(last=False)
+            listeners = list(self._height_listeners)
         with self._cond:
             self._height = num + 1
             self._cond.notify_all()
-        for ev in wake:
-            ev.set()
+        for cb, hit in wake:
+            cb(hit)
+        for listener in listeners:
+            listener(num + 1)
         return codes
 
     # ------------------------------------------------------------------ waiting
@@ -454,33 +459,83 @@ class Peer:
             hit = self._recent.get(tx_id)
         return hit or self.store.tx_status(tx_id)
 
+    def _add_waiter(self, tx_id: str, cb: Callable[[tuple[int, int]], None]) -> tuple[int, int] | None:
+        """Call ``cb`` when ``tx_id`` commits — or return its status if it already has."""
+        with self._lock:
+            hit = self._recent.get(tx_id)
+            if hit is None:
+                self._waiters.setdefault(tx_id, []).append(cb)
+            return hit
+
+    def _remove_waiter(self, tx_id: str, cb) -> None:
+        with self._lock:
+            lst = self._waiters.get(tx_id)
+            if lst is not None and cb in lst:
+                lst.remove(cb)
+                if not lst:
+                    del self._waiters[tx_id]
+
     def wait_for_tx(self, tx_id: str, timeout: float, is_active=lambda: True) -> tuple[int, int] | None:
         """Wait until ``tx_id`` is committed on this peer: (block number, validation code), or None
-        on timeout or when ``is_active()`` turns false (the client went away). Each waiter has its
-        own event, set by the commit of its transaction only: no thundering herd."""
+        on timeout or when ``is_active()`` turns false. Each waiter is woken by the commit of its
+        own transaction only: no thundering herd."""
         hit = self.tx_status(tx_id)
         if hit is not None:
             return hit
         ev = threading.Event()
-        with self._lock:
-            hit = self._recent.get(tx_id)  # committed between the two checks
-            if hit is not None:
-                return hit
-            self._waiters.setdefault(tx_id, []).append(ev)
+        box: list[tuple[int, int]] = []
+
+        def cb(h: tuple[int, int]) -> None:
+            box.append(h)
+            ev.set()
+
+        hit = self._add_waiter(tx_id, cb)
+        if hit is not None:
+            return hit
         deadline = time.monotonic() + timeout
         try:
             while not ev.wait(min(1.0, max(0.0, deadline - time.monotonic()))):
                 if time.monotonic() >= deadline or not is_active():
                     return None
         finally:
-            with self._lock:
-                lst = self._waiters.get(tx_id)
-                if lst is not None and ev in lst:
-                    lst.remove(ev)
-                    if not lst:
-                        del self._waiters[tx_id]
+            self._remove_waiter(tx_id, cb)
+        return box[0]
+
+    async def wait_for_tx_async(self, tx_id: str, timeout: float) -> tuple[int, int] | None:
+        """The same, for the asyncio gRPC service: the waiter is a future."""
+        import asyncio
+
+        hit = self.tx_status(tx_id)
+        if hit is not None:
+            return hit
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future = loop.create_future()
+
+        def resolve(h: tuple[int, int]) -> None:
+            if not fut.done():
+                fut.set_result(h)
+
+        def cb(h: tuple[int, int]) -> None:
+            loop.call_soon_threadsafe(resolve, h)
+
+        hit = self._add_waiter(tx_id, cb)
+        if hit is not None:
+            return hit
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            return None
+        finally:
+            self._remove_waiter(tx_id, cb)
+
+    def add_height_listener(self, cb: Callable[[int], None]) -> None:
         with self._lock:
-            return self._recent.get(tx_id)
+            self._height_listeners.append(cb)
+
+    def remove_height_listener(self, cb: Callable[[int], None]) -> None:
+        with self._lock:
+            if cb in self._height_listeners:
+                self._height_listeners.remove(cb)
 
     def wait_for_height(self, height: int, timeout: float) -> bool:
         with self._cond:

@@ -1,5 +1,9 @@
 """The embedded node's gRPC face: Fabric's ``gateway.Gateway`` and ``protos.Deliver`` services.
 
+Served by ``grpc.aio`` on one event loop in its own thread: a transaction waiting for its commit
+is a future, not a parked thread, and the handlers' short CPU work runs without threads
+convoying on the GIL. Handlers raise :class:`Abort`; the wrappers turn it into the gRPC status.
+
 Status codes and messages follow Fabric's gateway, so one client serves both engines: a chaincode
 error is UNKNOWN "chaincode response <status>, <message>" (Evaluate) or ABORTED with an
 ErrorDetail per endorser (Endorse); malformed requests are INVALID_ARGUMENT; an unknown channel or
@@ -10,8 +14,12 @@ PERMISSION_DENIED. Rich details travel in the ``grpc-status-details-bin`` traile
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import itertools
 import logging
+import threading
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import grpc
@@ -38,14 +46,26 @@ ENDORSE_ATTEMPTS = 5
 MAX_BLOCK = 2**64 - 1
 
 
-def abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str, details: list | None = None):
-    st = status_pb2.Status(code=code.value[0], message=message)
-    for d in details or []:
-        a = any_pb2.Any()
-        a.Pack(d)
-        st.details.append(a)
-    context.set_trailing_metadata((("grpc-status-details-bin", st.SerializeToString()),))
-    context.abort(code, message)
+class Abort(Exception):
+    """End the call with this gRPC status (and ErrorDetails in the status-details trailer)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str, details: list | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details or []
+
+    def trailer(self) -> tuple[tuple[str, bytes], ...]:
+        st = status_pb2.Status(code=self.code.value[0], message=self.message)
+        for d in self.details:
+            a = any_pb2.Any()
+            a.Pack(d)
+            st.details.append(a)
+        return (("grpc-status-details-bin", st.SerializeToString()),)
+
+
+def abort(context, code: grpc.StatusCode, message: str, details: list | None = None):
+    raise Abort(code, message, details)
 
 
 class GatewayService(gateway_pb2_grpc.GatewayServicer):
@@ -112,7 +132,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
 
     # ------------------------------------------------------------------ Endorse
 
-    def Endorse(self, request, context):
+    async def Endorse(self, request, context):
         prop, creator = self._unpack(request.proposed_transaction, request.transaction_id, request.channel_id, context)
         cc = self.node.chaincodes[prop.chaincode]
         orgs = self._orgs(request.endorsing_organizations, context)
@@ -127,8 +147,10 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             # that honest peers agree. A commit landing between two simulations shows as different
             # snapshot heights: then try again rather than report a divergence.
             target = max(p.height for p in peers)
-            for p in peers:
-                p.wait_for_height(target, 5.0)
+            for _ in range(5000):
+                if all(p.height >= target for p in peers):
+                    break
+                await asyncio.sleep(0.001)
             prp: bytes | None = None
             endorsements = []
             heights = set()
@@ -200,14 +222,14 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         self._check_channel(inner.channel_id, context)
         return inner, ident
 
-    def CommitStatus(self, request, context):
+    async def CommitStatus(self, request, context):
         inner, ident = self._signed_inner(request, gateway_pb2.CommitStatusRequest, "commit status", context)
         if not inner.transaction_id:
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, "a transaction_id is required")
         peer = self._peer_for(ident.msp_id)
         remaining = context.time_remaining()
         timeout = DEFAULT_COMMIT_TIMEOUT if remaining is None else max(0.0, min(remaining, 3600.0))
-        hit = peer.wait_for_tx(inner.transaction_id, timeout, context.is_active)
+        hit = await peer.wait_for_tx_async(inner.transaction_id, timeout)
         if hit is None:
             abort(context, grpc.StatusCode.DEADLINE_EXCEEDED,
                   f"transaction {inner.transaction_id} was not committed within {timeout:.1f}s")
@@ -216,32 +238,29 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
 
     # ------------------------------------------------------------------ ChaincodeEvents
 
-    def ChaincodeEvents(self, request, context):
+    async def ChaincodeEvents(self, request, context) -> AsyncIterator[gateway_pb2.ChaincodeEventsResponse]:
         inner, ident = self._signed_inner(request, gateway_pb2.ChaincodeEventsRequest, "chaincode events", context)
         if inner.chaincode_id not in self.node.chaincodes:
             abort(context, grpc.StatusCode.NOT_FOUND, f"chaincode {inner.chaincode_id!r} not found")
         peer = self._peer_for(ident.msp_id)
         start = _start_block(inner.start_position, peer.height)
-        skip_until = inner.after_transaction_id or None
-        for num, block in self.node.iter_peer_blocks(peer, start, context.is_active):
-            events = []
+        after = inner.after_transaction_id or None
+        async for num, block in self.node.aiter_peer_blocks(peer, start):
             flt = P.transactions_filter(block)
+            valid: list[P.ParsedTransaction] = []
             for i, data in enumerate(block.data.data):
                 if i < len(flt) and flt[i] != P.VALID:
                     continue
                 try:
-                    ptx = P.parse_transaction(data)
+                    valid.append(P.parse_transaction(data))
                 except P.ProtocolError:
                     continue
-                if skip_until is not None:
-                    if ptx.tx_id == skip_until:
-                        skip_until = None
-                    continue
-                ev = ptx.event
-                if ev is not None and ev.chaincode_id == inner.chaincode_id:
-                    events.append(ev)
-            if skip_until is not None and num > start:
-                skip_until = None  # the transaction was in the start block only
+            if num == start and after is not None:
+                # resume after a checkpointed transaction: only what follows it in the start block
+                ids = [t.tx_id for t in valid]
+                if after in ids:
+                    valid = valid[ids.index(after) + 1:]
+            events = [ev for t in valid if (ev := t.event) is not None and ev.chaincode_id == inner.chaincode_id]
             if events:
                 yield gateway_pb2.ChaincodeEventsResponse(events=events, block_number=num)
 
@@ -266,8 +285,8 @@ class DeliverService(events_pb2_grpc.DeliverServicer):
     def _status(self, code: str):
         return events_pb2.DeliverResponse(status=common_pb2.Status.Value(code))
 
-    def Deliver(self, request_iterator, context):
-        for env in request_iterator:
+    async def Deliver(self, request_iterator, context) -> AsyncIterator[events_pb2.DeliverResponse]:
+        async for env in request_iterator:
             try:
                 _, payload, ch = P.parse_envelope_header(env.SerializeToString())
                 if ch.type != P.DELIVER_SEEK_INFO:
@@ -303,7 +322,7 @@ class DeliverService(events_pb2_grpc.DeliverServicer):
             if fail_if_not_ready and start >= peer.height:
                 yield self._status("NOT_FOUND")
                 return
-            for num, block in self.node.iter_peer_blocks(peer, start, context.is_active):
+            async for num, block in self.node.aiter_peer_blocks(peer, start):
                 yield events_pb2.DeliverResponse(block=block)
                 if num >= stop:
                     break
@@ -313,61 +332,124 @@ class DeliverService(events_pb2_grpc.DeliverServicer):
 
 
 def _parsing(kind: str, req_type, fn):
-    """Wrap a servicer method so that the request is parsed here: a malformed message gets
-    INVALID_ARGUMENT with a message, not grpc's INTERNAL "Exception deserializing request"."""
+    """Wrap a servicer method: parse the request here (a malformed message gets INVALID_ARGUMENT,
+    not grpc's INTERNAL "Exception deserializing request") and turn :class:`Abort` into the status."""
 
-    def parse(data: bytes, context):
+    def parse(data: bytes):
         msg = req_type()
         try:
             msg.ParseFromString(data)
         except Exception:  # noqa: BLE001 - protobuf DecodeError and friends
-            abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"malformed {req_type.DESCRIPTOR.full_name} message")
+            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed {req_type.DESCRIPTOR.full_name} message") from None
         return msg
 
+    async def _abort(ctx, a: Abort):
+        await ctx.abort(a.code, a.message, trailing_metadata=a.trailer())
+
+    def serialize(m) -> bytes:
+        return m.SerializeToString()
+
     if kind == "unary_unary":
-        return grpc.unary_unary_rpc_method_handler(
-            lambda data, ctx: fn(parse(data, ctx), ctx), response_serializer=lambda m: m.SerializeToString()
-        )
+        async def unary(data: bytes, ctx):
+            try:
+                result = fn(parse(data), ctx)
+                return await result if inspect.isawaitable(result) else result
+            except Abort as a:
+                await _abort(ctx, a)
+
+        return grpc.unary_unary_rpc_method_handler(unary, response_serializer=serialize)
+
     if kind == "unary_stream":
-        return grpc.unary_stream_rpc_method_handler(
-            lambda data, ctx: fn(parse(data, ctx), ctx), response_serializer=lambda m: m.SerializeToString()
+        async def server_stream(data: bytes, ctx):
+            try:
+                async for item in fn(parse(data), ctx):
+                    yield item
+            except Abort as a:
+                await _abort(ctx, a)
+
+        return grpc.unary_stream_rpc_method_handler(server_stream, response_serializer=serialize)
+
+    async def bidi(it, ctx):
+        async def requests():
+            async for d in it:
+                yield parse(d)
+
+        try:
+            async for item in fn(requests(), ctx):
+                yield item
+        except Abort as a:
+            await _abort(ctx, a)
+
+    return grpc.stream_stream_rpc_method_handler(bidi, response_serializer=serialize)
+
+
+class GrpcServer:
+    """The aio gRPC server on its own event loop thread."""
+
+    def __init__(self, node: EmbeddedNode, address: str):
+        self.node = node
+        self.address = address
+        self.port = 0
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="grpc-aio", daemon=True)
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._server: grpc.aio.Server | None = None
+
+    def _handlers(self):
+        gw = GatewayService(self.node)
+        deliver = DeliverService(self.node)
+        return (
+            grpc.method_handlers_generic_handler("gateway.Gateway", {
+                "Evaluate": _parsing("unary_unary", gateway_pb2.EvaluateRequest, gw.Evaluate),
+                "Endorse": _parsing("unary_unary", gateway_pb2.EndorseRequest, gw.Endorse),
+                "Submit": _parsing("unary_unary", gateway_pb2.SubmitRequest, gw.Submit),
+                "CommitStatus": _parsing("unary_unary", gateway_pb2.SignedCommitStatusRequest, gw.CommitStatus),
+                "ChaincodeEvents": _parsing("unary_stream", gateway_pb2.SignedChaincodeEventsRequest,
+                                            gw.ChaincodeEvents),
+            }),
+            grpc.method_handlers_generic_handler("protos.Deliver", {
+                "Deliver": _parsing("stream_stream", common_pb2.Envelope, deliver.Deliver),
+            }),
         )
 
-    def stream(it, ctx):
-        return fn((parse(d, ctx) for d in it), ctx)
-
-    return grpc.stream_stream_rpc_method_handler(stream, response_serializer=lambda m: m.SerializeToString())
-
-
-def serve(node: EmbeddedNode, address: str, max_workers: int = 128) -> tuple[grpc.Server, int]:
-    from concurrent.futures import ThreadPoolExecutor
-
-    server = grpc.server(
-        ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="gateway"),
-        options=[
+    async def _start(self) -> None:
+        server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", 100 * 1024 * 1024),
             ("grpc.max_send_message_length", 100 * 1024 * 1024),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 5000),
-        ],
-    )
-    gw = GatewayService(node)
-    deliver = DeliverService(node)
-    server.add_generic_rpc_handlers((
-        grpc.method_handlers_generic_handler("gateway.Gateway", {
-            "Evaluate": _parsing("unary_unary", gateway_pb2.EvaluateRequest, gw.Evaluate),
-            "Endorse": _parsing("unary_unary", gateway_pb2.EndorseRequest, gw.Endorse),
-            "Submit": _parsing("unary_unary", gateway_pb2.SubmitRequest, gw.Submit),
-            "CommitStatus": _parsing("unary_unary", gateway_pb2.SignedCommitStatusRequest, gw.CommitStatus),
-            "ChaincodeEvents": _parsing("unary_stream", gateway_pb2.SignedChaincodeEventsRequest,
-                                        gw.ChaincodeEvents),
-        }),
-        grpc.method_handlers_generic_handler("protos.Deliver", {
-            "Deliver": _parsing("stream_stream", common_pb2.Envelope, deliver.Deliver),
-        }),
-    ))
-    port = server.add_insecure_port(address)
-    if port == 0:
-        raise OSError(f"cannot listen on {address}")
-    server.start()
-    return server, port
+        ])
+        server.add_generic_rpc_handlers(self._handlers())
+        self.port = server.add_insecure_port(self.address)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.address}")
+        await server.start()
+        self._server = server
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.loop.run_until_complete(self._start())
+        except BaseException as exc:  # noqa: BLE001 - reported to start()
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self.loop.run_forever()
+
+    def start(self) -> int:
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+        return self.port
+
+    def stop(self, grace: float = 1.0) -> None:
+        if self._server is not None and self.loop.is_running():
+            asyncio.run_coroutine_threadsafe(self._server.stop(grace), self.loop).result(timeout=grace + 10)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+
+    def wait(self) -> None:
+        self._thread.join()
