@@ -185,3 +185,15 @@ def test_block_events_carry_hash_chain_and_validation_codes(running):
     for prev, cur in zip(got, got[1:], strict=False):
         assert cur.header.previous_hash == block_header_hash(prev.header)
     assert all(set(transactions_filter(b)) <= {VALID} for b in got[1:])
+
+
+def test_events_resume_with_a_transaction_not_in_the_start_block_delivers_the_whole_block(running):
+    c = running.contract()
+    c.submit_json("Put", "rs", "r0", {})
+    c.submit_json("Put", "rs", "r1", {})
+    with c.network.chaincode_events("assets", start_block=0) as s:
+        evs = [next(s), next(s)]
+    # checkpoint says "after r0's transaction" but points at r1's block: r1 must still arrive
+    with c.network.chaincode_events("assets", start_block=evs[1].block_number,
+                                    after_transaction_id=evs[0].transaction_id) as s:
+        assert json.loads(next(s).payload)["id"] == "r1"
