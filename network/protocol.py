@@ -144,19 +144,11 @@ def proposal_hash(channel_header: bytes, signature_header: bytes, cpp_for_tx: by
     return h.digest()
 
 
-@dataclass
-class UnpackedProposal:
-    """A signed proposal taken apart and checked for internal consistency (not for signatures)."""
+class _Headers:
+    """What proposals and transactions share: the fields of their channel and signature headers."""
 
-    proposal_bytes: bytes
-    signature: bytes
-    header: common_pb2.Header
     channel_header: common_pb2.ChannelHeader
     signature_header: common_pb2.SignatureHeader
-    cpp: proposal_pb2.ChaincodeProposalPayload
-    chaincode: str
-    args: list[bytes]
-    transient: dict[str, bytes]
 
     @property
     def tx_id(self) -> str:
@@ -173,6 +165,21 @@ class UnpackedProposal:
     @property
     def timestamp(self) -> _dt.datetime:
         return timestamp_to_datetime(self.channel_header.timestamp)
+
+
+@dataclass
+class UnpackedProposal(_Headers):
+    """A signed proposal taken apart and checked for internal consistency (not for signatures)."""
+
+    proposal_bytes: bytes
+    signature: bytes
+    header: common_pb2.Header
+    channel_header: common_pb2.ChannelHeader
+    signature_header: common_pb2.SignatureHeader
+    cpp: proposal_pb2.ChaincodeProposalPayload
+    chaincode: str
+    args: list[bytes]
+    transient: dict[str, bytes]
 
     @property
     def cpp_for_tx(self) -> bytes:
@@ -342,7 +349,7 @@ def create_transaction_envelope_payload(
 
 
 @dataclass
-class ParsedTransaction:
+class ParsedTransaction(_Headers):
     """An endorser transaction envelope taken apart: everything validation and audit need."""
 
     envelope: bytes
@@ -357,18 +364,6 @@ class ParsedTransaction:
     action: proposal_pb2.ChaincodeAction
     endorsements: list[proposal_response_pb2.Endorsement]
     action_header_creator: bytes
-
-    @property
-    def tx_id(self) -> str:
-        return self.channel_header.tx_id
-
-    @property
-    def creator(self) -> bytes:
-        return self.signature_header.creator
-
-    @property
-    def timestamp(self) -> _dt.datetime:
-        return timestamp_to_datetime(self.channel_header.timestamp)
 
     @property
     def response(self) -> proposal_response_pb2.Response:
