@@ -12,6 +12,7 @@ from .node import run_node
 
 DEFAULT_HOSPITALS = ["lothian", "zmc", "fcrb"]
 DEFAULT_CHAINCODES = [
+    ChaincodeDefinition("serums", "chaincode.serums:serums_chaincode", "1.0", "MAJORITY"),
     ChaincodeDefinition("assets", "chaincode.samples:assets_chaincode", "1.0", "MAJORITY"),
 ]
 
