@@ -18,7 +18,9 @@ import asyncio
 import inspect
 import itertools
 import logging
+import os
 import threading
+import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -42,6 +44,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_COMMIT_TIMEOUT = 60.0
+# The proposal's timestamp is the chaincode's only clock (grant expiries, rule windows): an
+# endorser refuses one too far from its own, so a client cannot back- or post-date a decision.
+# Wide enough for a proposal signed on a patient's device after a moment's thought.
+MAX_PROPOSAL_SKEW_S = float(os.environ.get("SERUMS_MAX_PROPOSAL_SKEW_S", "600"))
 ENDORSE_ATTEMPTS = 5
 MAX_BLOCK = 2**64 - 1
 
@@ -90,6 +96,11 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         if request_channel and request_channel != prop.channel:
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, "channel_id does not match the proposal's")
         self._check_channel(prop.channel, context)
+        skew = abs(time.time() - prop.timestamp.timestamp())
+        if skew > MAX_PROPOSAL_SKEW_S:
+            abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                  f"proposal timestamp is {skew:.0f} s away from the endorser's clock "
+                  f"(at most {MAX_PROPOSAL_SKEW_S:.0f} s allowed)")
         if prop.chaincode not in self.node.chaincodes:
             abort(context, grpc.StatusCode.NOT_FOUND, f"chaincode {prop.chaincode!r} not found on channel {prop.channel!r}")
         try:

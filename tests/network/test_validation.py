@@ -199,3 +199,24 @@ def test_replayed_transaction_is_marked_duplicate_and_changes_nothing(running):
                     codes.append(validation_code_name(transactions_filter(b)[i]))
     assert codes == ["VALID", "DUPLICATE_TXID"]
     assert c.evaluate_json("GetCounter", "replay") == 6
+
+
+def test_back_or_post_dated_proposals_are_refused(running):
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    from network import protocol as P
+
+    gw = running.gateway()
+    c = gw.network("serums").contract("assets", "AssetContract")
+    for offset in (-3600, +3600):
+        ts = Timestamp()
+        ts.GetCurrentTime()
+        ts.seconds += offset
+        msg = P.create_proposal(gw.creator, "serums", "assets", [b"AssetContract:Put", b"t", b"x", b"{}"], timestamp=ts)
+        from network.client import Proposal
+
+        prop = Proposal(gw, "serums", msg.bytes, msg.tx_id, [])
+        with pytest.raises(GatewayError) as e:
+            prop.endorse()
+        assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and "endorser's clock" in str(e.value)
+    assert c.submit_json("Put", "t", "x", {})["version"] == 1  # a current proposal is fine
