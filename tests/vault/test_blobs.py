@@ -1,0 +1,142 @@
+"""Blobs: encrypted before they reach a content-addressed store, anchored, released by token."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import httpx
+import pytest
+
+from vault import (
+    BlobNotFound,
+    FilesystemBlobStore,
+    IntegrityError,
+    IpfsBlobStore,
+    LedgerUnavailable,
+    SectionNotGranted,
+    Vault,
+    VaultConfig,
+)
+
+from .conftest import FIXTURES, first_patient_id
+
+SCAN = b"DICM" + os.urandom(2048) + b"PATIENT NAME: Morag MacLeod"
+
+
+def test_put_blob_encrypts_stores_by_content_and_anchors(loaded: Vault, ledger):
+    ref = loaded.find_patient(first_patient_id())
+    blob = loaded.put_blob(ref, SCAN, section="imaging", media_type="application/dicom", name="ct-chest.dcm")
+    store = loaded.blob_store
+    assert isinstance(store, FilesystemBlobStore)
+    stored = store.get(blob.address)
+    assert blob.address == hashlib.sha256(stored).hexdigest() == blob.sha256
+    assert b"Morag" not in stored and SCAN[4:100] not in stored  # only ciphertext leaves the vault
+    [anchor] = ledger.anchors
+    assert (anchor.blob_id, anchor.sha256, anchor.patient, anchor.store) == (blob.blob_id, blob.sha256, ref, "fs")
+    got, data = loaded.get_blob(ref, blob.blob_id)
+    assert data == SCAN and got.name == "ct-chest.dcm" and got.media_type == "application/dicom"
+    record = loaded.read_record(ref, sections=["imaging"])
+    assert [b.blob_id for b in record.sections["imaging"].blobs] == [blob.blob_id]
+    assert record.sections["imaging"].blobs[0].size == len(SCAN)
+
+
+def test_blob_released_only_with_its_section(loaded: Vault, ledger):
+    ref = loaded.find_patient(first_patient_id())
+    blob = loaded.put_blob(ref, SCAN, section="imaging", media_type="application/dicom")
+    imaging = ledger.grant(ref, ["imaging"], requester="dr-rad")
+    out = loaded.redeem_blob(loaded.mint_token(imaging.grant_id).token, "dr-rad", blob.blob_id)
+    assert out.data == SCAN and out.digest == hashlib.sha256(SCAN).hexdigest()
+    assert ledger.accesses[-1].sections == ["imaging"] and ledger.accesses[-1].digest == out.digest
+    other = ledger.grant(ref, ["demographics"], requester="dr-rad")
+    with pytest.raises(SectionNotGranted):
+        loaded.redeem_blob(loaded.mint_token(other.grant_id).token, "dr-rad", blob.blob_id)
+    assert ledger.refusals[-1].reason == "section-not-granted"
+    with pytest.raises(BlobNotFound):
+        loaded.redeem_blob(loaded.mint_token(imaging.grant_id).token, "dr-rad", "0" * 32)
+
+
+def test_tampered_blob_is_detected(loaded: Vault):
+    ref = loaded.find_patient(first_patient_id())
+    blob = loaded.put_blob(ref, SCAN, section="imaging")
+    path = loaded.blob_store._path(blob.address)
+    data = bytearray(path.read_bytes())
+    data[40] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="does not match its anchored digest"):
+        loaded.get_blob(ref, blob.blob_id)
+
+
+def test_unanchored_blobs_are_not_kept(loaded: Vault, ledger):
+    ref = loaded.find_patient(first_patient_id())
+    ledger.down = True
+    with pytest.raises(LedgerUnavailable):
+        loaded.put_blob(ref, SCAN, section="imaging")
+    ledger.down = False
+    assert loaded.stats().blobs == 0
+
+
+def test_erasure_covers_blobs(loaded: Vault):
+    ref = loaded.find_patient(first_patient_id())
+    loaded.put_blob(ref, SCAN, section="imaging")
+    report = loaded.erase_patient(ref, reason="request 7")
+    assert report.blobs == 1 and report.blobs_decrypted == 0 and report.verified
+
+
+def _ipfs_api() -> str | None:
+    api = os.environ.get("SERUMS_IPFS_API")
+    if not api:
+        return None
+    try:
+        IpfsBlobStore(api, timeout=3).version()
+    except Exception:  # noqa: BLE001
+        return None
+    return api
+
+
+@pytest.mark.skipif(_ipfs_api() is None,
+                    reason="needs a running kubo daemon: set SERUMS_IPFS_API (e.g. http://127.0.0.1:5001)")
+def test_ipfs_store_against_kubo(tmp_path, clock, ledger):
+    api = _ipfs_api()
+    store = IpfsBlobStore(api)
+    cid = store.put(b"serums ipfs round trip")
+    assert store.get(cid) == b"serums ipfs round trip" and store.exists(cid)
+    cfg = VaultConfig(database_url=f"sqlite:///{tmp_path / 'v.db'}", key_dir=tmp_path / "keys", ipfs_api=api)
+    v = Vault.open(cfg, ledger=ledger, clock=clock)
+    try:
+        v.ingest_file(FIXTURES / "patients.csv")
+        ref = v.find_patient(first_patient_id())
+        blob = v.put_blob(ref, SCAN, section="imaging")
+        assert blob.store == "ipfs" and blob.address.startswith("b")  # CIDv1, base32
+        assert b"Morag" not in store.get(blob.address)
+        assert v.get_blob(ref, blob.blob_id)[1] == SCAN
+    finally:
+        v.close()
+    store.remove(cid)
+
+
+def test_ipfs_client_speaks_the_kubo_rpc_api():
+    """The client's requests and error handling, against a stand-in transport (no daemon needed)."""
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path, dict(request.url.params)))
+        if request.url.path == "/api/v0/add":
+            assert b'name="file"' in request.read()
+            return httpx.Response(200, json={"Name": "blob", "Hash": "bafkreitest", "Size": "10"})
+        if request.url.path == "/api/v0/cat":
+            if request.url.params["arg"] == "missing":
+                return httpx.Response(500, json={"Message": "block was not found locally (offline)", "Code": 0})
+            return httpx.Response(200, content=b"ciphertext")
+        if request.url.path == "/api/v0/pin/rm":
+            return httpx.Response(500, json={"Message": "not pinned or pinned indirectly", "Code": 0})
+        return httpx.Response(404)
+
+    store = IpfsBlobStore("http://kubo:5001", client=httpx.Client(transport=httpx.MockTransport(handler)))
+    assert store.put(b"ciphertext") == "bafkreitest"
+    assert store.get("bafkreitest") == b"ciphertext"
+    with pytest.raises(BlobNotFound):
+        store.get("missing")
+    store.remove("bafkreitest")  # "not pinned" is fine: removal is idempotent
+    assert all(method == "POST" for method, _, _ in seen)
+    assert seen[0][2] == {"pin": "true", "cid-version": "1", "hash": "sha2-256", "quieter": "true"}

@@ -1,0 +1,1 @@
+"""Smart Patient Record Format definitions shipped with SERUMS (YAML, loaded by name)."""
