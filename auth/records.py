@@ -12,7 +12,9 @@ from .factors import TotpProvisioning
 from .graphical import GridImage
 from .strength import StrengthReport
 
-ROLES = ("patient", "doctor", "hospital_admin", "auditor", "analyst")
+# The chain's person roles (chaincode.serums.vocab.PERSON_ROLES): the certificate's ``role`` attribute
+# must be one the UserContract registers, or the chain refuses the user (tests/auth check they match).
+ROLES = ("patient", "gp", "specialist", "nurse", "insurer", "researcher", "auditor", "hospital_admin")
 METHODS = ("text", "graphical")
 SECOND_FACTORS = ("totp", "push", "recovery")
 CUSTODY = ("wallet", "exported")

@@ -311,7 +311,7 @@ class AuthService:
         except Exception as exc:  # noqa: BLE001 - ConfigError, IdentityError, missing files: all "no CA"
             raise EnrolmentError(f"hospital {hospital!r} has no usable certificate authority: {exc}") from exc
         node_role = "admin" if role == "hospital_admin" else "client"
-        attrs = {"role": role, "serums.uid": user_id, "hf.EnrollmentID": user_id}
+        attrs = {"role": role, "uid": user_id, "hf.EnrollmentID": user_id}
         try:
             return ca.issue(user_id, node_role, attributes=attrs, public_key=public_key)
         except IdentityError as exc:

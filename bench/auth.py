@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"{params.describe()}: one hash {hash_ms:.1f} ms; enrolling {users} users")
         regs = []
         for i in range(users):
-            regs.append(service.register(RegistrationRequest(f"bench.user{i}", "doctor", "bench", key_for(i),
+            regs.append(service.register(RegistrationRequest(f"bench.user{i}", "specialist", "bench", key_for(i),
                                                              images_for(i))))
 
         def one_login(i: int) -> tuple[str, float]:

@@ -71,7 +71,7 @@ def service(make_service, config) -> AuthService:
     return make_service(config)
 
 
-def register(service: AuthService, username: str = "dr.smith", *, role: str = "doctor", hospital: str = "lothian",
+def register(service: AuthService, username: str = "dr.smith", *, role: str = "specialist", hospital: str = "lothian",
              key: str = KEY, images: list[str] | None = None, **kwargs) -> Registration:
     return service.register(RegistrationRequest(username, role, hospital, key, list(images or IMAGES), **kwargs))
 

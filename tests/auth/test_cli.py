@@ -30,7 +30,7 @@ def run(data_dir, *argv) -> int:
 def test_register_list_suspend_report(data_dir, capsys):
     assert run(data_dir, "init") == 0
     qr = data_dir / "qr.png"
-    assert run(data_dir, "register", "--username", "dr.cli", "--role", "doctor", "--hospital", "lothian",
+    assert run(data_dir, "register", "--username", "dr.cli", "--role", "specialist", "--hospital", "lothian",
                "--images", ",".join(IMAGES), "--key-env", "THE_KEY", "--qr", str(qr)) == 0
     out = capsys.readouterr().out
     assert "enrolled dr.cli as u-" in out and "otpauth://totp/" in out and qr.read_bytes().startswith(b"\x89PNG")
@@ -51,11 +51,11 @@ def test_register_list_suspend_report(data_dir, capsys):
 
 def test_expected_failures_are_one_line(data_dir, capsys, monkeypatch):
     monkeypatch.setenv("WEAK", "password12345")
-    assert run(data_dir, "register", "--username", "dr.weak", "--role", "doctor", "--hospital", "lothian",
+    assert run(data_dir, "register", "--username", "dr.weak", "--role", "specialist", "--hospital", "lothian",
                "--images", ",".join(IMAGES), "--key-env", "WEAK") == 1
     err = capsys.readouterr().err
     assert err.startswith("serums: This key is too predictable") and "Traceback" not in err
-    assert run(data_dir, "register", "--username", "dr.far", "--role", "doctor", "--hospital", "narnia",
+    assert run(data_dir, "register", "--username", "dr.far", "--role", "specialist", "--hospital", "narnia",
                "--images", ",".join(IMAGES), "--key-env", "THE_KEY") == 1
     assert "no usable certificate authority" in capsys.readouterr().err
     assert run(data_dir, "suspend", "u-unknown") == 1

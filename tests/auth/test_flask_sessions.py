@@ -103,7 +103,7 @@ def test_login_yields_tokens_with_role_and_hospital_claims(env):
     assert r.status_code == 200
     claims = r.json["claims"]
     assert r.json["user"] == "dr.smith" and r.json["has_wallet_key"]
-    assert claims["sub"] == doctor.reg.user.user_id and claims["role"] == "doctor"
+    assert claims["sub"] == doctor.reg.user.user_id and claims["role"] == "specialist"
     assert claims["hospital"] == "lothian" and claims["msp"] == "LothianMSP"
     assert claims["sid"] == tokens["session_id"] and claims["fp"] == "text" and claims["mfa"] == "totp"
     assert claims["amr"] == ["pwd", "otp", "mfa"] and claims["type"] == "access" and claims["fresh"] is True

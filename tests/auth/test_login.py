@@ -37,7 +37,7 @@ def test_text_login_with_totp(service, doctor):
     assert challenge.factors[0] == "totp" and "recovery" in challenge.factors
     assert "push" not in challenge.factors  # no other session yet
     result = service.complete_login(challenge.token, totp_code=totp_now(service, doctor.reg))
-    assert result.user.username == "dr.smith" and result.user.role == "doctor" and result.user.hospital == "lothian"
+    assert result.user.username == "dr.smith" and result.user.role == "specialist" and result.user.hospital == "lothian"
     assert result.method == "text" and result.second_factor == "totp"
     assert result.amr == ["pwd", "otp", "mfa"]
     assert result.user.totp_confirmed  # the first good code confirms the enrolment
@@ -279,7 +279,7 @@ def test_push_approval_expires(service, doctor):
 
 
 def test_invitation_flow(service):
-    inv = service.invite("Nurse.Jones", "doctor", "zmc")
+    inv = service.invite("Nurse.Jones", "specialist", "zmc")
     assert inv.username == "nurse.jones"
     reg = service.accept_invitation(inv.code, text_key=OTHER_KEY, images=OTHER_IMAGES)
     assert reg.user.hospital == "zmc" and reg.user.msp_id == "ZmcMSP"
@@ -292,7 +292,7 @@ def test_invitation_flow(service):
     with pytest.raises(InvitationInvalid):
         service.accept_invitation(late.code, text_key=OTHER_KEY, images=OTHER_IMAGES)
     with pytest.raises(UserExists):
-        service.invite("nurse.jones", "doctor", "zmc")
+        service.invite("nurse.jones", "specialist", "zmc")
 
 
 def test_duplicate_username_is_refused(service, doctor):

@@ -40,7 +40,7 @@ def test_enrolment_issues_a_pseudonymous_fabric_identity(service, doctor, cas):
     identity = Identity.from_pem("LothianMSP", doctor.reg.certificate_pem)
     MSP("LothianMSP", [cas["lothian"].certificate]).validate(identity)
     assert identity.common_name == uid and "smith" not in identity.certificate.subject.rfc4514_string()
-    assert identity.attributes == {"role": "doctor", "serums.uid": uid, "hf.EnrollmentID": uid}
+    assert identity.attributes == {"role": "specialist", "uid": uid, "hf.EnrollmentID": uid}
     assert identity.node_role == "client"
     assert doctor.reg.user.certificate_fingerprint == identity.fingerprint
     admin = register(service, "admin.lothian", role="hospital_admin", key=OTHER_KEY, images=OTHER_IMAGES)
@@ -176,3 +176,11 @@ def test_change_secret_rewraps_the_wallet_and_ends_other_sessions(service, docto
     assert service.open_wallet_with_key("dr.smith", new_key).public_key.public_numbers() == before
     result = login(service, doctor.reg, method="graphical", images=new_images)
     assert service.signer_for_session(result.session_id, result.wallet_session_key)
+
+
+def test_auth_roles_are_the_chains_person_roles():
+    """A certificate's role attribute must be one the UserContract registers."""
+    from auth.records import ROLES
+    from chaincode.serums.vocab import PERSON_ROLES
+
+    assert set(ROLES) == set(PERSON_ROLES)
