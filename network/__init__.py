@@ -1,5 +1,20 @@
 """Identities, Fabric protocol messages, the Gateway client and the embedded ledger node."""
 
+from .client import (
+    ChaincodeEvent,
+    Checkpointer,
+    CommitError,
+    CommitStatusError,
+    Contract,
+    EndorseError,
+    FileCheckpointer,
+    Gateway,
+    GatewayError,
+    InMemoryCheckpointer,
+    Status,
+    SubmitError,
+    connect,
+)
 from .config import (
     BatchConfig,
     ChaincodeDefinition,
@@ -26,6 +41,19 @@ from .identity import (
 )
 
 __all__ = [
+    "ChaincodeEvent",
+    "Checkpointer",
+    "CommitError",
+    "CommitStatusError",
+    "Contract",
+    "EndorseError",
+    "FileCheckpointer",
+    "Gateway",
+    "GatewayError",
+    "InMemoryCheckpointer",
+    "Status",
+    "SubmitError",
+    "connect",
     "MSP",
     "BatchConfig",
     "CertificateAuthority",
