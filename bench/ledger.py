@@ -36,7 +36,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_node(data_dir: Path, address: str) -> subprocess.Popen:
+def start_node(data_dir: Path, address: str,
+               probe: tuple[str, str, str] = ("assets", "AssetContract", "GetCounter")) -> subprocess.Popen:
+    """Run ``serums node`` for ``data_dir`` and wait until an evaluation of ``probe`` (chaincode,
+    contract, function) answers."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "serums", "--data-dir", str(data_dir), "node", "--listen", address],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
@@ -46,8 +49,10 @@ def start_node(data_dir: Path, address: str) -> subprocess.Popen:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
+            chaincode, contract, fn = probe
+            args = ["ping"] if fn == "GetCounter" else []
             connect(ident, signer, address, evaluate_timeout=2).network(cfg.channel).contract(
-                "assets", "AssetContract").evaluate("GetCounter", "ping")
+                chaincode, contract).evaluate(fn, *args)
             return proc
         except GatewayError:
             time.sleep(0.1)
