@@ -65,6 +65,7 @@ from .records import (
     Registration,
     RegistrationRequest,
     SessionInfo,
+    check_user_id,
 )
 from .service import AuthService, CAProvider, ca_provider_from_network
 from .strength import StrengthReport, assess_key, check_key_strength
@@ -132,6 +133,7 @@ __all__ = [
     "assess_key",
     "ca_provider_from_network",
     "check_key_strength",
+    "check_user_id",
     "configure_flask",
     "create_tables",
     "database_url_from_env",

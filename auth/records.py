@@ -24,6 +24,8 @@ Custody = Literal["wallet", "exported"]
 
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{2,63}$")
 _HOSPITAL = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+# A chain user id (chaincode.serums.vocab.ID_RE), at most 40 characters (the directory's column).
+_USER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{1,39}$")
 
 
 def normalise_username(username: object) -> str:
@@ -42,6 +44,16 @@ def check_role(role: object) -> str:
     if role not in ROLES:
         raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
     return str(role)
+
+
+def check_user_id(user_id: object) -> str:
+    """An explicit pseudonymous user id (e.g. the vault's patient reference): 2-40 letters, digits,
+    '.', '_', ':' or '-', starting with a letter or digit (what the chain accepts as a user id)."""
+    if not isinstance(user_id, str) or not _USER_ID.match(user_id):
+        raise InvalidInput(
+            "user_id must be 2 to 40 characters: letters, digits, '.', '_', ':' or '-', starting with a letter or digit"
+        )
+    return user_id
 
 
 def check_hospital(hospital: object) -> str:
@@ -73,7 +85,10 @@ class RegistrationRequest:
     ``custody="wallet"``: the server keeps the Fabric key, encrypted under the user's keys.
     ``custody="exported"``: the user keeps it. With ``public_key_pem`` the server certifies the
     user's own key and never sees a private key; without, it generates one and hands it over once
-    (PKCS#8 PEM encrypted with ``export_passphrase``, by default the textual key)."""
+    (PKCS#8 PEM encrypted with ``export_passphrase``, by default the textual key).
+
+    ``user_id``: the pseudonymous id to enrol under (on chain, in the certificate's CN and ``uid``
+    attribute); a patient's is the vault's patient reference. Default: a generated ``u-…``."""
 
     username: str
     role: str
@@ -83,6 +98,7 @@ class RegistrationRequest:
     custody: Custody = "wallet"
     public_key_pem: bytes | None = None
     export_passphrase: str | None = None
+    user_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -222,5 +238,6 @@ __all__ = [
     "SessionInfo",
     "check_hospital",
     "check_role",
+    "check_user_id",
     "normalise_username",
 ]

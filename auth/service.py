@@ -66,6 +66,7 @@ from .models import (
     ChallengeRow,
     InvitationRow,
     RecoveryCodeRow,
+    SessionRow,
     UserRow,
     WalletRow,
     WalletWrapRow,
@@ -88,6 +89,7 @@ from .records import (
     SessionInfo,
     check_hospital,
     check_role,
+    check_user_id,
     normalise_username,
 )
 from .sessions import SessionManager, SuspensionCheck, SuspensionGate
@@ -220,9 +222,10 @@ class AuthService:
 
     def accept_invitation(
         self, code: str, *, text_key: str, images: list[str], custody: str = "wallet",
-        public_key_pem: bytes | None = None, export_passphrase: str | None = None,
+        public_key_pem: bytes | None = None, export_passphrase: str | None = None, user_id: str | None = None,
     ) -> Registration:
-        """The invited user enrols with their own secret."""
+        """The invited user enrols with their own secret (``user_id``: see :class:`RegistrationRequest`;
+        the caller — the gateway, which knows whom the invitation was for — chooses it)."""
         if not isinstance(code, str) or not 8 <= len(code) <= 64:
             raise InvitationInvalid("This invitation code is not valid.")
         with self._db() as s:
@@ -230,7 +233,7 @@ class AuthService:
         if inv is None or inv.used_at is not None or inv.expires_at <= self.clock():
             raise InvitationInvalid("This invitation code is unknown, already used or expired.")
         req = RegistrationRequest(inv.username, inv.role, inv.hospital, text_key, list(images), custody,  # type: ignore[arg-type]
-                                  public_key_pem, export_passphrase)
+                                  public_key_pem, export_passphrase, user_id)
         return self._enrol(req, invitation_hash=inv.code_hash)
 
     def register(self, request: RegistrationRequest) -> Registration:
@@ -246,6 +249,7 @@ class AuthService:
             raise InvalidInput(f"custody must be one of {', '.join(CUSTODY)}")
         if req.public_key_pem is not None and req.custody != "exported":
             raise InvalidInput("a public key can only be given with custody='exported'")
+        explicit_id = check_user_id(req.user_id) if req.user_id is not None else None
         chosen = graphical.validate_choice(req.images, minimum=cfg.graphical_min_images,
                                            maximum=cfg.graphical_max_images, grid_size=cfg.grid_size)
         strength = check_key_strength(req.text_key, **self._strength_kwargs(uname, hospital, role, chosen))
@@ -254,8 +258,10 @@ class AuthService:
         with self._db() as s:
             if s.scalar(sa.select(UserRow.id).where(UserRow.username == uname)):
                 raise UserExists(f"a user named {uname!r} already exists")
+            if explicit_id is not None and s.get(UserRow, explicit_id) is not None:
+                raise UserExists(f"a user with id {explicit_id!r} already exists")
 
-        user_id = "u-" + secrets.token_hex(12)
+        user_id = explicit_id or "u-" + secrets.token_hex(12)
         identity, signer = self._issue_identity(hospital, user_id, role, user_public_key)
         now = self.clock()
         totp_secret = self.totp.new_secret()
@@ -293,7 +299,7 @@ class AuthService:
                 s.add_all(RecoveryCodeRow(code_hash=recovery_code_hash(self._pepper, user_id, c), user_id=user_id,
                                           created_at=now) for c in codes)
         except IntegrityError as exc:
-            raise UserExists(f"a user named {uname!r} already exists") from exc
+            raise UserExists(f"a user named {uname!r} (or with id {user_id!r}) already exists") from exc
         log.info("enrolled %s (%s, %s, custody %s)", user_id, role, hospital, req.custody)
         return Registration(
             user=_user(user), certificate_pem=identity.pem,
@@ -783,6 +789,22 @@ class AuthService:
         """The chain reported a suspension (event): end the user's sessions now, not at the next check."""
         self.gate.forget(user_id)
         return self.sessions.revoke_user(user_id, "suspended")
+
+    def discard_enrolment(self, user_id: str) -> None:
+        """Undo an enrolment whose other half failed (the gateway registers the user on chain right
+        after :meth:`register`; if the chain refuses, the directory entry must not stay behind).
+        Removes the user with their wallet, factors and sessions; refuses a user who ever logged in."""
+        with self._db.begin() as s:
+            u = s.get(UserRow, user_id)
+            if u is None:
+                raise UserNotFound(f"no user {user_id!r}")
+            if s.scalar(sa.select(sa.func.count()).select_from(SessionRow).where(SessionRow.user_id == user_id)):
+                raise InvalidInput(f"user {user_id!r} has logged in: suspend them instead of discarding")
+            for table in (RecoveryCodeRow, WalletWrapRow, WalletRow, ApprovalRow, ChallengeRow):
+                s.execute(sa.delete(table).where(table.user_id == user_id))
+            s.execute(sa.delete(UserRow).where(UserRow.id == user_id))
+        self.gate.forget(user_id)
+        log.info("discarded the enrolment of %s", user_id)
 
     def _set_status(self, user_id: str, status: str) -> None:
         with self._db.begin() as s:

@@ -129,7 +129,10 @@ def _install_hardening(app: Flask) -> None:
         return resp
 
 
-def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
+def create_app(overrides: Mapping[str, Any] | None = None, services: Any = None) -> Flask:
+    """The gateway application. With ``services`` (a :class:`gateway.services.Services`), the whole
+    API is mounted: auth, patients, doctors, admins, auditors; without, only the infrastructure
+    (health, problems, OpenAPI, docs)."""
     app = Flask("serums.gateway")
     app.config.update(
         API_TITLE="SERUMS gateway",
@@ -170,4 +173,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
 
         return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename)
 
+    if services is not None:
+        from .api import register_api
+
+        register_api(app, services)
     return app

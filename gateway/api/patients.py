@@ -1,0 +1,236 @@
+"""``/patients/me``: a patient acting on themselves — their record, their preferences (step 2,
+each change a transaction signed with their own key, also offline), share codes (step 3), who saw
+what and why, break-glass notices, the grants on their record."""
+
+from __future__ import annotations
+
+from flask_smorest import Blueprint
+
+from .. import ledger as L
+from .. import problems as P
+from .. import schemas as S
+from ..security import my_contract, principal, roles_required, services
+from .common import preference_arg, release_json, trail_args, tx_json
+
+bp = Blueprint("patients", __name__, url_prefix="/patients/me",
+               description="A patient's own record, preferences, share codes and access log")
+
+patient_only = roles_required("patient")
+OFFLINE_FUNCTIONS = ("PreferenceContract:AddPreference", "PreferenceContract:WithdrawPreference")
+OWN_RECORD = P.problem_type(
+    "own-record-refused", 403, "Own record refused",
+    "The chain did not grant the patient their own record (a suspended account is refused everything).",
+)
+
+
+def _contract(name: str):
+    return my_contract(name)
+
+
+@bp.route("/record", methods=["GET"])
+@patient_only
+@bp.arguments(S.RecordQuery, location="query")
+@bp.response(200, S.ReleaseOut)
+def my_record(query):
+    """My record, from my hospital's vault — through the same gate as everyone: the chain grants me
+    my own record (``own-record``), the vault mints a token and redeems it, and the access is
+    logged on chain (so my own reads are in my access log too)."""
+    p = principal()
+    svc = services()
+    tx = L.submit(_contract("TransportContract"), "RequestAccess", p.user_id, query["sections"], "treatment",
+                  "patient-request")
+    decision = tx.result
+    if not decision.get("grant_id"):
+        raise P.Problem(OWN_RECORD, f"the chain refused: {decision.get('reasons')}")
+    v = svc.vault(p.hospital)
+    minted = v.mint_token(decision["grant_id"])
+    release = v.redeem(minted.token, p.user_id, fhir=query["format"] == "fhir")
+    return release_json(release, p.hospital, query["format"], decision["request_id"],
+                        {"request": tx.evidence(), "token_hash": minted.token_hash, "access_digest": release.digest})
+
+
+# --------------------------------------------------------------------------- preferences (step 2)
+
+
+@bp.route("/preferences", methods=["GET"])
+@patient_only
+@bp.response(200, S.PreferencesOut)
+def list_preferences():
+    """My current preferences (versioned on chain)."""
+    return L.evaluate(_contract("PreferenceContract"), "ListPreferences", principal().user_id)
+
+
+@bp.route("/preferences", methods=["POST"])
+@patient_only
+@bp.arguments(S.PreferenceIn)
+@bp.response(201, S.TxOut)
+def add_preference(body):
+    """Add (or, with ``pref_id``, replace) a preference: a transaction signed with my key. The
+    result lists the grants this change revoked at once."""
+    tx = L.submit(_contract("PreferenceContract"), "AddPreference", principal().user_id, preference_arg(body))
+    return tx_json(tx)
+
+
+@bp.route("/preferences/<string:pref_id>", methods=["DELETE"])
+@patient_only
+@bp.response(200, S.TxOut)
+def withdraw_preference(pref_id: str):
+    """Withdraw a preference (a transaction signed with my key)."""
+    tx = L.submit(_contract("PreferenceContract"), "WithdrawPreference", principal().user_id, pref_id)
+    return tx_json(tx)
+
+
+@bp.route("/preferences/history", methods=["GET"])
+@patient_only
+@bp.arguments(S.HistoryQuery, location="query")
+@bp.response(200, S.PageOut)
+def preference_history(query):
+    """Every change of my preferences, oldest first."""
+    return L.page(L.evaluate(_contract("PreferenceContract"), "PreferenceHistory", principal().user_id,
+                             query["page_size"], query["bookmark"]))
+
+
+@bp.route("/preferences/prepare", methods=["POST"])
+@patient_only
+@bp.arguments(S.PreparePreferenceIn)
+@bp.response(201, S.PreparedOut)
+def prepare_preference(body):
+    """Offline signing, 1/3: the proposal for my device to sign (the server never needs my key).
+    Sign ``digest`` and send the proposal with the signature to ``/preferences/endorse``."""
+    p = principal()
+    svc = services()
+    contract = svc.user_contract(p.user_id, None, "PreferenceContract")
+    if body["action"] == "add":
+        proposal = contract.new_proposal("AddPreference", [p.user_id, L.encode_arg(preference_arg(body["preference"]))])
+    else:
+        proposal = contract.new_proposal("WithdrawPreference", [p.user_id, body["pref_id"]])
+    return {"transaction_id": proposal.transaction_id, "proposal": L.b64(proposal.bytes()),
+            "digest": L.b64(proposal.digest())}
+
+
+def _check_proposal(proposal_bytes: bytes):
+    p = principal()
+    svc = services()
+    ident = svc.user_identity(p.user_id)
+    info = L.inspect_proposal(proposal_bytes)
+    if info.creator != ident.serialize():
+        raise P.Problem(L.OFFLINE_INVALID, "proposal: it was not made for your identity")
+    if info.chaincode != L.CHAINCODE or info.channel != svc.network.channel or info.function not in OFFLINE_FUNCTIONS:
+        raise P.Problem(L.OFFLINE_INVALID, f"proposal: only {', '.join(OFFLINE_FUNCTIONS)} are signed offline here")
+    if not info.args or info.args[0] != p.user_id.encode():
+        raise P.Problem(L.OFFLINE_INVALID, "proposal: it is not about your own preferences")
+    return ident
+
+
+@bp.route("/preferences/endorse", methods=["POST"])
+@patient_only
+@bp.arguments(S.EndorseIn)
+@bp.response(200, S.EndorsedOut)
+def endorse_preference(body):
+    """Offline signing, 2/3: the signed proposal is endorsed by the peers; sign the transaction's
+    ``digest`` and send it to ``/preferences/submit``."""
+    svc = services()
+    data = L.unb64(body["proposal"], "proposal")
+    signature = L.unb64(body["signature"], "signature")
+    ident = _check_proposal(data)
+    gw = svc.gateway(ident, None)
+    proposal = gw.new_proposal(data)
+    L.check_signature(ident, proposal.proposal_bytes, signature, "signature")
+    proposal.set_signature(signature)
+    tx = proposal.endorse()
+    return {"transaction_id": tx.transaction_id, "transaction": L.b64(tx.bytes()), "digest": L.b64(tx.digest()),
+            "result": L.decode_result(tx.result)}
+
+
+@bp.route("/preferences/submit", methods=["POST"])
+@patient_only
+@bp.arguments(S.SubmitIn)
+@bp.response(200, S.TxOut)
+def submit_preference(body):
+    """Offline signing, 3/3: the signed transaction is ordered; answers once it is committed."""
+    p = principal()
+    svc = services()
+    data = L.unb64(body["transaction"], "transaction")
+    signature = L.unb64(body["signature"], "signature")
+    ident = svc.user_identity(p.user_id)
+    creator, tx_id, payload = L.transaction_creator(data)
+    if creator != ident.serialize():
+        raise P.Problem(L.OFFLINE_INVALID, "transaction: it was not made for your identity")
+    L.check_signature(ident, payload, signature, "signature")
+    gw = svc.gateway(ident, None)
+    tx = gw.new_transaction(data, signature)
+    result = L.decode_result(tx.result)
+    tx.submit()
+    status = L.wait_for_commit(svc.service_gateway(p.hospital), svc.network.channel, tx_id)
+    if not status.successful:
+        from network import CommitError
+
+        raise CommitError(status.transaction_id, status.code, status.block_number)
+    return {"transaction_id": tx_id, "block": status.block_number, "result": result}
+
+
+# --------------------------------------------------------------------------- share codes (step 3)
+
+
+@bp.route("/share-codes", methods=["POST"])
+@patient_only
+@bp.arguments(S.ShareCodeIn)
+@bp.response(201, S.ShareCodeOut)
+def share_code(body):
+    """A short-lived, single-use code to tell a doctor (step 3): they exchange it for my id."""
+    p = principal()
+    code = services().store.create_share_code(p.user_id, p.hospital, body["ttl_seconds"])
+    return {"code": code.code, "expires_at": int(code.expires_at)}
+
+
+# --------------------------------------------------------------------------- the trail
+
+
+@bp.route("/access-log", methods=["GET"])
+@patient_only
+@bp.arguments(S.TrailQuery, location="query")
+@bp.response(200, S.PageOut)
+def access_log(query):
+    """Who saw what, when and why: my trail on chain (``kind``: access — what was released —,
+    decision, grant, refusal, revocation, break-glass, cohort)."""
+    return L.page(L.evaluate(_contract("AuditContract"), "AuditByPatient", principal().user_id, *trail_args(query)))
+
+
+@bp.route("/break-glass", methods=["GET"])
+@patient_only
+@bp.arguments(S.HistoryQuery, location="query")
+@bp.response(200, S.PageOut)
+def break_glass_notices(query):
+    """Emergency (break-glass) accesses to my record, granted or not, with their review."""
+    return L.page(L.evaluate(_contract("AuditContract"), "AuditByPatient", principal().user_id, "break-glass", "",
+                             "", query["page_size"], query["bookmark"]))
+
+
+@bp.route("/grants", methods=["GET"])
+@patient_only
+@bp.arguments(S.HistoryQuery, location="query")
+@bp.response(200, S.PageOut)
+def my_grants(query):
+    """The grants made on my record, with their current status."""
+    return L.page(L.evaluate(_contract("AuditContract"), "AuditByPatient", principal().user_id, "grant", "", "",
+                             query["page_size"], query["bookmark"]))
+
+
+@bp.route("/grants/<string:grant_id>/revoke", methods=["POST"])
+@patient_only
+@bp.arguments(S.RevokeIn)
+@bp.response(200, S.TxOut)
+def revoke_grant(body, grant_id: str):
+    """Revoke a grant on my record: its tokens stop working at once."""
+    return tx_json(L.submit(_contract("TransportContract"), "Revoke", grant_id, body["reason"]))
+
+
+@bp.route("/treatments", methods=["GET"])
+@patient_only
+@bp.response(200, S.RecordsOut)
+def my_treatments():
+    """The clinicians recorded as treating me."""
+    return {"records": L.evaluate(_contract("UserContract"), "ListTreatments", principal().user_id)}
+
+
+__all__ = ["bp"]
