@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for noisy in ("httpx", "httpcore", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if getattr(args, "command", None) in ("up", "demo") and not args.verbose:
+        logging.getLogger().setLevel(logging.WARNING)  # these commands print their own progress
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2

@@ -1,0 +1,243 @@
+"""``serums fabricate …``: rule-guided synthetic data (fabrication/).
+
+    serums fabricate PROJECT [--rows N | --rows table=N …] [--out TARGET] [--format F] [--workers W] [--seed S]
+    serums fabricate sample RULE [--project PROJECT] [-n 10]
+    serums fabricate profile DATA [--out project.yaml] [--name NAME]
+    serums fabricate verify REAL FABRICATED [--project P] [--iterate] [--rounds 3] [--json]
+    serums fabricate validate PROJECT
+
+PROJECT is a YAML file or a packaged project name (``edinburgh``). A first argument that is not one
+of the actions is taken as PROJECT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ACTIONS = ("sample", "profile", "verify", "validate", "run")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("fabricate", help="fabricate synthetic data from a data project; profile and verify realism",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("target", metavar="PROJECT|ACTION", help="a data project (YAML or packaged name) or an action")
+    p.add_argument("args", nargs="*", help="the action's arguments")
+    p.add_argument("--rows", action="append", help="root-table rows: N, or TABLE=N (repeatable)")
+    p.add_argument("--out", help="directory (CSV), .json, .xlsx, .sqlite, postgresql+psycopg://…, mqtt://host:port/topic")
+    p.add_argument("--format", choices=["csv", "json", "xlsx", "sqlite", "postgresql", "mqtt"])
+    p.add_argument("--schema", help="PostgreSQL schema for the tables")
+    p.add_argument("--if-exists", default="replace", choices=["replace", "append", "fail"])
+    p.add_argument("--workers", type=int, default=1, help="worker processes (output is the same for any count)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--report", help="also write the diagnostic report as JSON here")
+    p.add_argument("--project", help="(sample, verify) the data project the rule or tables belong to")
+    p.add_argument("-n", type=int, default=10, help="(sample) how many values")
+    p.add_argument("--name", help="(profile) project and table name")
+    p.add_argument("--iterate", action="store_true", help="(verify) refine the implicated rules and repeat")
+    p.add_argument("--rounds", type=int, default=3, help="(verify --iterate) at most this many refinements")
+    p.add_argument("--table", help="(verify) which table of the files to compare")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or report tables")
+    p.set_defaults(handler=_dispatch)
+
+
+def _dispatch(args) -> int:
+    if args.target in ACTIONS:
+        action, rest = args.target, args.args
+    else:
+        action, rest = "run", [args.target, *args.args]
+    handler = {"run": _run, "sample": _sample, "profile": _profile, "verify": _verify, "validate": _validate}[action]
+    from fabrication import USER_ERRORS
+    from serums.cli import CommandError
+
+    try:
+        return handler(args, rest)
+    except USER_ERRORS as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _need(rest: list[str], n: int, usage: str) -> list[str]:
+    from serums.cli import CommandError
+
+    if len(rest) != n:
+        raise CommandError(f"usage: serums fabricate {usage}", code=2)
+    return rest
+
+
+def _rows(values: list[str] | None):
+    from serums.cli import CommandError
+
+    if not values:
+        return None
+    out: dict[str, int] = {}
+    single = None
+    for v in values:
+        name, eq, num = v.partition("=")
+        try:
+            if eq:
+                out[name] = int(num)
+            else:
+                single = int(name)
+        except ValueError:
+            raise CommandError(f"--rows takes N or TABLE=N, not {v!r}", code=2) from None
+    if single is not None and out:
+        raise CommandError("give --rows N or --rows TABLE=N, not both", code=2)
+    return single if single is not None else out
+
+
+def _run(args, rest) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from fabrication import fabricate, load_project, open_target, writers_from_project
+
+    (project_ref,) = _need(rest, 1, "PROJECT [--rows …] [--out …]")
+    project = load_project(project_ref)
+    console = Console(stderr=True)
+    writers = [open_target(args.out, args.format, args.schema, args.if_exists)] if args.out else writers_from_project(
+        project.outputs, project.base_dir)
+    progress = None
+    if not args.quiet:
+        progress = Progress(TextColumn("fabricating {task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("batches · {task.fields[rows]:,} rows"), TimeElapsedColumn(), console=console)
+    task = None
+
+    def tick(done, total, rows):
+        nonlocal task
+        if progress is None:
+            return
+        if task is None:
+            task = progress.add_task(project.name, total=total, rows=0)
+        progress.update(task, completed=done, rows=rows)
+
+    if progress:
+        progress.start()
+    try:
+        result = fabricate(project, rows=_rows(args.rows), workers=args.workers, seed=args.seed,
+                           batch_size=args.batch_size, progress=tick)
+    finally:
+        if progress:
+            progress.stop()
+    frames = result.frames()
+    written = [w.write(frames) for w in writers]
+    if args.report:
+        Path(args.report).write_text(result.report.to_json())
+    if args.json:
+        print(json.dumps({"rows": result.rows, "seconds": round(result.seconds, 3), "written": written,
+                          "report": result.report.to_dict()}, default=str))
+        return 0
+    if not args.quiet:
+        result.report.render(console)
+    for w in written:
+        print(w)
+    if not writers:
+        print(f"fabricated {result.total_rows} rows ({', '.join(f'{k} {v}' for k, v in result.rows.items())}); "
+              "no output target (give --out)")
+    return 0
+
+
+def _sample(args, rest) -> int:
+    from fabrication import sample_rule
+
+    (rule,) = _need(rest, 1, "sample RULE [--project P] [-n N]")
+    rows = sample_rule(args.project or "edinburgh", rule, n=args.n, seed=args.seed)
+    if args.json:
+        print(json.dumps(rows, default=str))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    if not rows:
+        print("no rows")
+        return 0
+    t = Table(title=f"{rule}: {len(rows)} fabricated value(s), each satisfying the rule")
+    for c in rows[0]:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*("" if v is None else str(v) for v in r.values()))
+    Console().print(t)
+    return 0
+
+
+def _read_table(path: str):
+    import pandas as pd
+
+    from serums.cli import CommandError
+
+    p = Path(path)
+    if path in ("sklearn:breast_cancer", "breast_cancer"):
+        from sklearn.datasets import load_breast_cancer
+
+        return load_breast_cancer(as_frame=True).frame
+    if path in ("lifelines:gbsg2", "gbsg2"):
+        from lifelines.datasets import load_gbsg2
+
+        return load_gbsg2()
+    if not p.exists():
+        raise CommandError(f"no such file: {path} (CSV, JSON, XLSX, or sklearn:breast_cancer / lifelines:gbsg2)")
+    if p.suffix.lower() == ".xlsx":
+        return pd.read_excel(p)
+    if p.suffix.lower() == ".json":
+        return pd.read_json(p)
+    return pd.read_csv(p)
+
+
+def _profile(args, rest) -> int:
+    import yaml
+
+    from fabrication import profile
+
+    (data,) = _need(rest, 1, "profile DATA [--out project.yaml] [--name NAME]")
+    df = _read_table(data)
+    name = args.name or Path(data).stem.replace(":", "_")
+    spec = profile(df, name=name)
+    text = yaml.safe_dump(spec, sort_keys=False, width=110)
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"data project for {len(df)} rows × {df.shape[1]} columns written to {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _verify(args, rest) -> int:
+    import yaml
+
+    from fabrication import iterate, load_project, verify
+
+    real_path, fake_path = _need(rest, 2, "verify REAL FABRICATED [--iterate] [--project P]")
+    real = _read_table(real_path)
+    project = load_project(args.project) if args.project else None
+    if args.iterate:
+        spec, report, _ = iterate(real, name=args.name or Path(real_path).stem.replace(":", "_"), rounds=args.rounds,
+                                  seed=args.seed or 0, workers=args.workers)
+        if fake_path not in ("-", ""):
+            Path(fake_path).write_text(yaml.safe_dump(spec, sort_keys=False, width=110))
+    else:
+        fake = _read_table(fake_path)
+        report = verify(real, fake, seed=args.seed or 0, project=project)
+    if args.json:
+        print(json.dumps(report.to_dict(), default=str))
+    else:
+        report.render()
+        if args.iterate:
+            for h in report.iterations:
+                print(f"round {h['round']}: margin {h['margin']:+.3f}" + (
+                    f"; refined: {'; '.join(h['changes'])}" if h.get("changes") else ""))
+            if fake_path not in ("-", ""):
+                print(f"refined data project written to {fake_path}")
+    return 0
+
+
+def _validate(args, rest) -> int:
+    from fabrication import load_project
+
+    (project_ref,) = _need(rest, 1, "validate PROJECT")
+    project = load_project(project_ref)
+    n_rules = len(project.all_rules())
+    print(f"{project.name}: valid — {len(project.tables)} tables, {n_rules} rules")
+    return 0
