@@ -42,6 +42,10 @@ class EmbeddedNode:
         self.cfg = cfg
         self.channel = cfg.channel
         self.address: str | None = None
+        from .service import MAX_PROPOSAL_SKEW_S
+
+        #: endorsers refuse proposals dated further than this from their clock (seconds)
+        self.max_proposal_skew_s = MAX_PROPOSAL_SKEW_S
         ledger = Path(ledger_dir or cfg.ledger_dir())
         ledger.mkdir(parents=True, exist_ok=True)
 

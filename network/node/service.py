@@ -97,10 +97,10 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, "channel_id does not match the proposal's")
         self._check_channel(prop.channel, context)
         skew = abs(time.time() - prop.timestamp.timestamp())
-        if skew > MAX_PROPOSAL_SKEW_S:
+        if skew > self.node.max_proposal_skew_s:
             abort(context, grpc.StatusCode.INVALID_ARGUMENT,
                   f"proposal timestamp is {skew:.0f} s away from the endorser's clock "
-                  f"(at most {MAX_PROPOSAL_SKEW_S:.0f} s allowed)")
+                  f"(at most {self.node.max_proposal_skew_s:.0f} s allowed)")
         if prop.chaincode not in self.node.chaincodes:
             abort(context, grpc.StatusCode.NOT_FOUND, f"chaincode {prop.chaincode!r} not found on channel {prop.channel!r}")
         try:

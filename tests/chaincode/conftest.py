@@ -162,6 +162,9 @@ class World:
         self.cfg.batch.timeout_ms = 2.0
         self.cfg.save()
         self.node = EmbeddedNode(self.cfg)
+        # these tests move the chaincode's clock through the proposal timestamp (Actor.submit(at=…)),
+        # which a production endorser bounds to its own clock ± 10 minutes
+        self.node.max_proposal_skew_s = float("inf")
         self.address = self.node.start("127.0.0.1:0")
         self.actors: list[Actor] = []
         self.admins = {org: self._actor("admin@" + org, org, "hospital_admin", *self.cfg.load_user(org))
