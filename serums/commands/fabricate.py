@@ -39,7 +39,6 @@ def register(sub) -> None:
     p.add_argument("--name", help="(profile) project and table name")
     p.add_argument("--iterate", action="store_true", help="(verify) refine the implicated rules and repeat")
     p.add_argument("--rounds", type=int, default=3, help="(verify --iterate) at most this many refinements")
-    p.add_argument("--table", help="(verify) which table of the files to compare")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar or report tables")
     p.set_defaults(handler=_dispatch)

@@ -1,0 +1,304 @@
+"""Realism check (SERUMS D4.2 §3): can a classifier tell fabricated rows from real ones?
+
+Four classifiers — DecisionTree (Gini), DecisionTree (Entropy), AdaBoost, RandomForest — are trained
+to separate rows labelled real from rows labelled fabricated, by stratified k-fold cross-validation
+(repeated). First the *baseline*: the real table split at random into two halves labelled
+real/fabricated, which no classifier can separate (≈ 0.5, the noise floor of this data size). Then
+real vs fabricated. Accuracy near the baseline means the fabricated rows pass for real. The most
+distinguishing features (the forest's importances) point at the rules to refine, and ``iterate``
+does that refinement automatically. A copy check makes sure no fabricated row equals, or nearly
+equals, a real one.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+CLASSIFIERS = ("dt_gini", "dt_entropy", "adaboost", "random_forest")
+
+
+def _classifier(name: str, seed: int):
+    from sklearn.ensemble import AdaBoostClassifier, RandomForestClassifier
+    from sklearn.tree import DecisionTreeClassifier
+
+    if name == "dt_gini":
+        return DecisionTreeClassifier(criterion="gini", random_state=seed)
+    if name == "dt_entropy":
+        return DecisionTreeClassifier(criterion="entropy", random_state=seed)
+    if name == "adaboost":
+        return AdaBoostClassifier(n_estimators=100, random_state=seed)
+    if name == "random_forest":
+        return RandomForestClassifier(n_estimators=100, random_state=seed, n_jobs=1)
+    raise ValueError(name)
+
+
+def encode(real: pd.DataFrame, fake: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Both frames on one numeric encoding: shared category codes, dates as day numbers, nulls as a
+    sentinel plus an indicator column (so a wrong null pattern is itself distinguishable)."""
+    cols = [c for c in real.columns if c in fake.columns]
+    ra, fa, names = [], [], []
+    for c in cols:
+        r, f = real[c], fake[c]
+        if r.dtype.kind in "biuf" and f.dtype.kind in "biuf":
+            rv, fv = r.astype(float).to_numpy(), f.astype(float).to_numpy()
+        else:
+            try:
+                rd = pd.to_datetime(r, errors="raise", format="%Y-%m-%d")
+                fd = pd.to_datetime(f, errors="raise", format="%Y-%m-%d")
+                rv = (rd - pd.Timestamp("1970-01-01")).dt.days.astype(float).to_numpy()
+                fv = (fd - pd.Timestamp("1970-01-01")).dt.days.astype(float).to_numpy()
+            except (ValueError, TypeError):
+                rs, fs = r.astype(str), f.astype(str)
+                cats = {v: i for i, v in enumerate(sorted(set(rs) | set(fs)))}
+                rv = rs.map(cats).astype(float).to_numpy()
+                fv = fs.map(cats).astype(float).to_numpy()
+                rv[r.isna().to_numpy()] = np.nan
+                fv[f.isna().to_numpy()] = np.nan
+        rn, fn = np.isnan(rv), np.isnan(fv)
+        ra.append(np.where(rn, -1e9, rv))
+        fa.append(np.where(fn, -1e9, fv))
+        names.append(c)
+        if rn.any() or fn.any():
+            ra.append(rn.astype(float))
+            fa.append(fn.astype(float))
+            names.append(f"{c}__null")
+    return np.column_stack(ra), np.column_stack(fa), names
+
+
+def _cv_accuracy(x: np.ndarray, y: np.ndarray, clf: str, seed: int, folds: int, repeats: int) -> float:
+    from sklearn.model_selection import RepeatedStratifiedKFold, cross_val_score
+
+    cv = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
+    return float(np.mean(cross_val_score(_classifier(clf, seed), x, y, cv=cv, scoring="accuracy")))
+
+
+@dataclass
+class CopyCheck:
+    exact_copies: int
+    too_close: int
+    threshold: float
+    min_distance: float
+    rows_checked: int
+
+    @property
+    def ok(self) -> bool:
+        return self.exact_copies == 0 and self.too_close == 0
+
+
+@dataclass
+class VerifyReport:
+    rows_real: int
+    rows_fabricated: int
+    baseline: dict[str, float]
+    accuracy: dict[str, float]
+    features: list[tuple[str, float]]
+    copy: CopyCheck
+    implicated_rules: dict[str, list[str]] = field(default_factory=dict)
+    iterations: list[dict[str, Any]] = field(default_factory=list)
+
+    def margin(self) -> float:
+        return max(self.accuracy[c] - self.baseline[c] for c in self.accuracy)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["copy"]["ok"] = self.copy.ok
+        d["max_margin_over_baseline"] = self.margin()
+        return d
+
+    def render(self, console=None) -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        console = console or Console()
+        t = Table(title=f"distinguisher: {self.rows_real} real vs {self.rows_fabricated} fabricated rows")
+        for c in ("classifier", "baseline (real vs real)", "real vs fabricated", "margin"):
+            t.add_column(c, justify="right" if c != "classifier" else "left")
+        for c in self.accuracy:
+            m = self.accuracy[c] - self.baseline[c]
+            t.add_row(c, f"{self.baseline[c]:.3f}", f"{self.accuracy[c]:.3f}", f"{m:+.3f}",
+                      style="green" if m <= 0.05 else "yellow")
+        console.print(t)
+        feats = ", ".join(f"{n} ({w:.2f})" for n, w in self.features[:6])
+        console.print(f"most distinguishing features: {feats}")
+        for f, rules in list(self.implicated_rules.items())[:6]:
+            console.print(f"  {f}: {', '.join(rules)}")
+        cc = self.copy
+        console.print(f"copy check: {cc.exact_copies} exact copies, {cc.too_close} rows closer than {cc.threshold:.4g} "
+                      f"to a real row (min distance {cc.min_distance:.4g}) — {'ok' if cc.ok else 'FAILED'}")
+
+
+def copy_check(xr: np.ndarray, xf: np.ndarray, quantile: float = 0.01) -> CopyCheck:
+    """Exact copies, and rows nearer to a real row than the real rows' own 1st-percentile
+    nearest-neighbour distance (standardised space)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    mu, sd = xr.mean(axis=0), xr.std(axis=0)
+    sd[sd == 0] = 1.0
+    zr, zf = (xr - mu) / sd, (xf - mu) / sd
+    nn = NearestNeighbors(n_neighbors=2).fit(zr)
+    d_rr = nn.kneighbors(zr)[0][:, 1]
+    thr = float(np.quantile(d_rr, quantile)) if len(d_rr) else 0.0
+    d_fr = nn.kneighbors(zf, n_neighbors=1)[0][:, 0]
+    exact = int((d_fr < 1e-9).sum())
+    close = int(((d_fr >= 1e-9) & (d_fr < min(thr, 1e-3 * np.sqrt(zr.shape[1])))).sum())
+    return CopyCheck(exact, close, float(min(thr, 1e-3 * np.sqrt(zr.shape[1]))), float(d_fr.min(initial=np.inf)), len(xf))
+
+
+def verify(real: pd.DataFrame, fake: pd.DataFrame, *, seed: int = 0, folds: int = 5, repeats: int = 2,
+           classifiers: tuple[str, ...] = CLASSIFIERS, project=None) -> VerifyReport:
+    """Baseline, real-vs-fabricated accuracy per classifier, distinguishing features, copy check."""
+    from .profiler import sanitize_columns
+
+    rng = np.random.default_rng(seed)
+    if not set(fake.columns) & set(real.columns):
+        real = sanitize_columns(real)
+    real = real.reset_index(drop=True)
+    n = len(real)
+    fake = fake.sample(n=min(n, len(fake)), random_state=seed).reset_index(drop=True)
+    xr, xf, names = encode(real, fake)
+    # baseline: the real table split at random into two halves labelled real / fabricated
+    perm = rng.permutation(n)
+    half = n // 2
+    xb = xr[perm[: 2 * half]]
+    yb = np.r_[np.zeros(half), np.ones(half)]
+    x = np.vstack([xr, xf])
+    y = np.r_[np.zeros(len(xr)), np.ones(len(xf))]
+    baseline, acc = {}, {}
+    for c in classifiers:
+        baseline[c] = _cv_accuracy(xb, yb, c, seed, folds, repeats)
+        acc[c] = _cv_accuracy(x, y, c, seed, folds, repeats)
+    rf = _classifier("random_forest", seed).fit(x, y)
+    feats = sorted(zip(names, rf.feature_importances_.tolist(), strict=True), key=lambda t: -t[1])
+    implicated: dict[str, list[str]] = {}
+    if project is not None:
+        for fname, _ in feats[:5]:
+            col = fname.removesuffix("__null")
+            implicated[fname] = [r.name for r in project.all_rules() if col in r.columns] + [
+                f"{t.name}.{col}.distribution" for t in project.tables.values() if col in t.columns]
+    return VerifyReport(n, len(fake), baseline, acc, [(a, round(b, 4)) for a, b in feats], copy_check(xr, xf),
+                        implicated)
+
+
+# ---------------------------------------------------------------------------- iterate
+
+
+def refine(spec: dict, table: str, real: pd.DataFrame, features: list[tuple[str, float]], top: int = 3,
+           relational: bool = True) -> list[str]:
+    """Refine the rules of the most distinguishing columns; returns what changed.
+
+    A parametric fit becomes an empirical histogram; a histogram gets twice the bins; a column whose
+    strongest copula partner explains it well (|r| ≥ 0.8) becomes a relational rule
+    ``col = a + b·partner + noise`` with a fitted residual spread. ``iterate`` keeps the best
+    project seen and, when a refinement makes the distinguisher *more* accurate, reverts it and
+    continues with distribution refinements only."""
+    from .distributions import histogram
+
+    cols = spec["tables"][table]["columns"]
+    rules = spec["tables"][table]["rules"]
+    corr = next((r for r in rules if "correlation" in r), None)
+    changes = []
+    for fname, _ in features[:top]:
+        c = fname.removesuffix("__null")
+        cs = cols.get(c)
+        if cs is None or "distribution" not in cs and "formula" not in cs:
+            continue
+        x = real[c]
+        if cs.get("type") not in ("int", "decimal") or x.isna().any():
+            continue
+        xv = x.to_numpy(dtype=float)
+        partner = None
+        if relational and corr is not None and c in corr["correlation"]["columns"] and "distribution" in cs:
+            names = corr["correlation"]["columns"]
+            m = np.asarray(corr["correlation"]["matrix"])
+            i = names.index(c)
+            order = [j for j in np.argsort(-np.abs(m[i])) if j != i and cols[names[j]].get("type") in ("int", "decimal")
+                     and "distribution" in cols[names[j]]]
+            if order and abs(m[i, order[0]]) >= 0.8:
+                partner = names[order[0]]
+        if partner is not None:
+            pv = real[partner].to_numpy(dtype=float)
+            coef = np.polyfit(pv, xv, 1)
+            resid = xv - np.polyval(coef, pv)
+            sd = float(resid.std()) or 1e-6
+            prec = cs.get("precision", 2)
+            rname = f"{c}__resid"
+            cols[rname] = {"type": "decimal", "precision": prec, "output": False,
+                           "distribution": {"kind": "normal", "mean": 0, "sd": round(sd, 6)}}
+            # linear, so the solver can keep it exact (the stored value is rounded to the column's precision)
+            expr = f"{coef[1]:.6g} + {coef[0]:.6g} * {partner} + {rname}"
+            for k in ("distribution",):
+                cs.pop(k, None)
+            cs["formula"] = expr
+            # leave the copula: a formula column is derived, not drawn
+            names = corr["correlation"]["columns"]
+            i = names.index(c)
+            keep = [j for j in range(len(names)) if j != i]
+            m = np.asarray(corr["correlation"]["matrix"])[np.ix_(keep, keep)]
+            corr["correlation"]["columns"] = [names[j] for j in keep]
+            corr["correlation"]["matrix"] = [[round(float(v), 4) for v in row] for row in m]
+            changes.append(f"{c}: relational rule {c} = a + b·{partner} + noise (residual sd {sd:.4g})")
+        elif "distribution" in cs:
+            d = cs["distribution"]
+            integer = cs["type"] == "int"
+            bins = 40 if d.get("kind") != "histogram" else min(2 * (len(d["weights"])), 200)
+            cs["distribution"] = histogram(xv, bins, integer=integer).to_spec()
+            changes.append(f"{c}: {d.get('kind')} → histogram with {len(cs['distribution']['weights'])} bins")
+    return changes
+
+
+def iterate(real: pd.DataFrame, name: str = "profiled", *, rounds: int = 3, margin: float = 0.05, seed: int = 0,
+            rows: int | None = None, folds: int = 5, repeats: int = 2, workers: int = 1,
+            classifiers: tuple[str, ...] = CLASSIFIERS) -> tuple[dict, VerifyReport, pd.DataFrame]:
+    """Profile → fabricate → verify, refining the implicated rules until every classifier is within
+    ``margin`` of its baseline or ``rounds`` refinements are done. Returns (project, report, data)."""
+    from .engine import fabricate
+    from .model import compile_project
+    from .profiler import profile, sanitize_columns
+
+    real = sanitize_columns(real)
+    spec = profile(real, name=name, seed=seed)
+    table = next(iter(spec["tables"]))
+    history = []
+    report = None
+    fake = None
+    best: tuple[float, dict, VerifyReport, pd.DataFrame] | None = None
+    relational = True
+    for rnd in range(rounds + 1):
+        project = compile_project(spec, source=f"{name} (iteration {rnd})")
+        res = fabricate(project, rows=rows or len(real), workers=workers)
+        fake = res.frame(table)
+        report = verify(real, fake, seed=seed, folds=folds, repeats=repeats, classifiers=classifiers, project=project)
+        entry: dict[str, Any] = {"round": rnd, "accuracy": report.accuracy, "baseline": report.baseline,
+                                 "margin": report.margin()}
+        log.info("iteration %d: margin %.3f", rnd, report.margin())
+        if best is None or report.margin() < best[0]:
+            best = (report.margin(), copy.deepcopy(spec), report, fake)
+        else:
+            # the refinement made it worse: go back to the best project and refine differently
+            entry["reverted"] = True
+            spec = copy.deepcopy(best[1])
+            if not relational:
+                history.append(entry)
+                break
+            relational = False
+        if best[0] <= margin or rnd == rounds:
+            history.append(entry)
+            break
+        entry["changes"] = refine(spec, table, real, best[2].features, top=max(3, real.shape[1] // 5),
+                                  relational=relational)
+        history.append(entry)
+        if not entry["changes"]:
+            break
+    assert best is not None
+    _, spec, report, fake = best
+    assert report is not None and fake is not None
+    report.iterations = history
+    return spec, report, fake

@@ -1,0 +1,364 @@
+"""Fabrication: project validation, rules at 100 %, solver repair, determinism, writers, CLI, realism."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fabrication import (
+    ProjectError,
+    UnsatisfiableRuleError,
+    fabricate,
+    load_project,
+    open_target,
+    profile,
+    sample_rule,
+    verify,
+    write_vault,
+)
+from fabrication import expr as E
+from fabrication.model import compile_project
+
+SMALL = """
+name: small
+seed: 3
+batch_size: 40
+tables:
+  regimens:
+    mode: other
+    key: regimen
+    columns:
+      regimen: {type: categorical, categories: [AC, TC, FEC]}
+      cycles: {type: int}
+    source:
+      rows: [{regimen: AC, cycles: 4}, {regimen: TC, cycles: 6}, {regimen: FEC, cycles: 3}]
+  people:
+    rows: 90
+    primary_key: [pid]
+    columns:
+      pid: {type: string, pattern: "{dob:%d%m%y}##{parity:sex == 'M'}#", unique: true}
+      sex: {type: categorical, categories: [F, M], distribution: {kind: categorical, weights: {F: 0.7, M: 0.3}}}
+      dob: {type: date, distribution: {kind: normal, mean: 1960-01-01, sd: 4000}, range: {min: 1930-01-01, max: 1990-12-31}}
+      height: {type: decimal, precision: 1, distribution: {kind: normal, mean: 165, sd: 9}}
+      weight: {type: decimal, precision: 1, distribution: {kind: lognorm, sigma: 0.2, scale: 72}}
+      bmi: {type: decimal, formula: "weight / (height / 100) ** 2"}
+      regimen: {type: categorical, categories: [AC, TC, FEC], distribution: {kind: categorical, weights: [0.5, 0.3, 0.2]}}
+      ps: {type: int, distribution: {kind: categorical, weights: {0: 0.5, 1: 0.3, 2: 0.1, 3: 0.07, 4: 0.03}}}
+      intent: {type: categorical, categories: [curative, palliative], distribution: {kind: categorical, weights: [0.8, 0.2]}}
+      site: {type: categorical, categories: [a, b], distribution: {kind: categorical, weights: [0.5, 0.5]}}
+    rules:
+      - {name: fit_for_curative, when: "intent == 'curative'", check: "ps <= 1"}
+      - {correlation: {columns: [height, weight], target: 0.5, method: pearson, tolerance: 0.2}}
+      - {name: bmi_range, check: "bmi >= 16 and bmi <= 40"}
+      - {coverage: {columns: [regimen], per: [site]}}
+  visits:
+    rows: {per: people, count: "lookup('regimens', 'cycles', regimen)"}
+    columns:
+      pid: {type: string, references: people.pid}
+      n: {type: int, sequence: {per_parent: true}}
+      vid: {type: string, sequence: {format: "V{:06d}"}}
+      start: {type: date, distribution: {kind: uniform, min: 2014-01-01, max: 2016-12-31}}
+      gap: {type: int, distribution: {kind: poisson, lam: 3}}
+      end: {type: date, formula: "start + gap"}
+      note: {type: string, nulls: 0.3, value: "x"}
+    rules:
+      - {increasing: {column: start, order_by: n, per: [pid]}}
+      - {name: after_birth, check: "start > people.dob + 6570"}
+      - {name: short, check: "end - start <= 2"}
+"""
+
+
+@pytest.fixture(scope="module")
+def small():
+    return fabricate(compile_project(SMALL))
+
+
+@pytest.fixture(scope="module")
+def edinburgh():
+    return fabricate(load_project("edinburgh"), rows=120)
+
+
+# ---------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize("mutate, path, reason", [
+    (lambda s: s.replace("type: int, distribution: {kind: categorical", "type: integer, distribution: {kind: categorical", 1),
+     "tables.people.columns.ps.type", "Input should be"),
+    (lambda s: s.replace('check: "ps <= 1"', 'check: "pss <= 1"'), "tables.people.rules[0].check", "unknown column 'pss'"),
+    (lambda s: s.replace("intent == 'curative'", "intent == 'cured'"), "tables.people.rules[0].when", "not a category"),
+    (lambda s: s.replace("per: people, count", "per: nobody, count"), "tables.visits.rows.per", "unknown table"),
+    (lambda s: s.replace("sd: 9}", "sd: -9}"), "tables.people.columns.height.distribution", "sd must be > 0"),
+    (lambda s: s.replace("seed: 3", "seed: 3\nsede: 4"), "sede", "Extra inputs"),
+])
+def test_validation_names_field_path_and_reason(mutate, path, reason):
+    with pytest.raises(ProjectError) as exc:
+        compile_project(mutate(SMALL))
+    assert any(p == path and reason in r for p, r in exc.value.problems), exc.value.problems
+
+
+def test_expression_language_checks_and_compiles():
+    node = E.parse("implies(a > 1, b == 'x')")
+    assert isinstance(node, E.Call)
+    with pytest.raises(E.ExprError):
+        E.parse("__import__('os')")
+    with pytest.raises(E.ExprError):
+        E.parse("a.b.c")
+
+
+# ---------------------------------------------------------------------------- engine
+
+
+def test_every_rule_holds_and_rows_are_exact(small):
+    rep = small.report
+    assert rep.ok and rep.rule_validity == 1.0
+    assert small.rows["people"] == 90
+    visits = small.frame("visits")
+    people = small.frame("people")
+    cycles = people["regimen"].map({"AC": 4, "TC": 6, "FEC": 3})
+    assert len(visits) == int(cycles.sum())
+    assert people["pid"].is_unique and set(visits["pid"]) <= set(people["pid"])
+    assert visits["vid"].is_unique
+    assert ((pd.to_datetime(visits["end"]) - pd.to_datetime(visits["start"])).dt.days <= 2).all()
+    # CHI-like: DDMMYY of birth then a sex digit in position 9
+    dob = pd.to_datetime(people["dob"]).dt.strftime("%d%m%y")
+    assert (people["pid"].str[:6] == dob).all()
+    odd = people["pid"].str[8].astype(int) % 2 == 1
+    assert (odd == (people["sex"] == "M")).all()
+    # coverage per site and the repair actually used the solver
+    assert people.groupby("site")["regimen"].nunique().eq(3).all()
+    assert sum(s.solver_calls for s in small.stats.values()) > 0
+
+
+def test_deterministic_for_seed_and_independent_of_workers():
+    a = fabricate(compile_project(SMALL), workers=1)
+    b = fabricate(compile_project(SMALL), workers=2)
+    for t in ("people", "visits"):
+        pd.testing.assert_frame_equal(a.frame(t), b.frame(t))
+    c = fabricate(compile_project(SMALL), seed=99)
+    assert not a.frame("people").equals(c.frame("people"))
+
+
+def test_unsatisfiable_rule_is_named():
+    # the solver may change intent to satisfy a conditional rule; no change satisfies this one
+    bad = SMALL.replace("""{name: fit_for_curative, when: "intent == 'curative'", check: "ps <= 1"}""",
+                        """{name: impossible_ps, check: "ps <= 1 and ps >= 2"}""")
+    with pytest.raises(UnsatisfiableRuleError) as exc:
+        fabricate(compile_project(bad))
+    assert "impossible_ps" in str(exc.value)
+
+
+def test_edinburgh_tables_columns_and_clinical_rules(edinburgh):
+    frames = edinburgh.frames()
+    expected = {
+        "patients": 7, "ndc_smr01": 17, "ndc_smr06": 9, "ndc_charlson": 20, "chemocare_treatment": 19,
+        "chemocare_toxicity": 17,
+    }
+    assert {k: v.shape[1] for k, v in frames.items()} == expected
+    assert len(frames["patients"]) == 120 and edinburgh.report.ok
+    smr01 = frames["ndc_smr01"]
+    adm, dis = pd.to_datetime(smr01["admission_date"]), pd.to_datetime(smr01["discharge_date"])
+    assert adm.between("2014-01-01", "2016-12-31").all() and (dis >= adm).all()
+    assert ((dis - adm).dt.days == smr01["length_of_stay"]).all()
+    ch = frames["ndc_charlson"]
+    w = {"diabetes_complicated": 2, "hemiplegia_paraplegia": 2, "renal_disease": 2, "any_malignancy": 2,
+         "moderate_severe_liver_disease": 3, "metastatic_solid_tumour": 6, "aids_hiv": 6}
+    bools = [c for c in ch.columns if ch[c].dtype == bool]
+    assert len(bools) == 17
+    assert (sum(ch[c].astype(int) * w.get(c, 1) for c in bools) == ch["charlson_index"]).all()
+    tox = frames["chemocare_toxicity"]
+    grades = [c for c in tox.columns if c.endswith("_grade")]
+    assert tox[grades].ge(0).all().all() and tox[grades].le(4).all().all()
+    assert (~tox["febrile_neutropenia"] | (tox["neutropenia_grade"] >= 3)).all()
+    tr = frames["chemocare_treatment"]
+    for _, g in tr.groupby(["treatment_id", "drug_name"]):
+        assert g["cycle_number"].is_monotonic_increasing
+        assert pd.to_datetime(g["cycle_start_date"]).is_monotonic_increasing
+    fect = tr[tr["regimen"] == "FEC-T"]
+    if len(fect):
+        assert set(fect[fect["cycle_number"] <= 3]["drug_name"]) <= {"fluorouracil", "epirubicin", "cyclophosphamide"}
+        assert set(fect[fect["cycle_number"] >= 4]["drug_name"]) == {"docetaxel"}
+    full = tr[~tr["dose_reduced"]]
+    assert ((full["dose"] >= 0.95 * full["planned_dose"] - 0.05) & (full["dose"] <= 1.05 * full["planned_dose"] + 0.05)).all()
+    assert frames["patients"]["postcode"].str.fullmatch(r"[A-Z]{1,2}\d{1,2} \d[A-Z]{2}").all()
+
+
+def test_reuse_mode_and_project_outputs(tmp_path):
+    from fabrication import writers_from_project
+
+    (tmp_path / "drugs.csv").write_text("drug,max_dose\nA,100\nB,250\nC,80\n")
+    text = """
+name: reuse
+seed: 1
+tables:
+  drugs:
+    mode: reuse
+    rows: 5
+    key: drug
+    source: {csv: drugs.csv, sample: with_replacement}
+    columns: {drug: {type: categorical, categories: [A, B, C]}, max_dose: {type: int}}
+  orders:
+    rows: 50
+    columns:
+      drug: {type: categorical, references: drugs.drug}
+      dose: {type: int, distribution: {kind: uniform, min: 50, max: 300}}
+    rules:
+      - {name: capped, check: "dose <= lookup('drugs', 'max_dose', drug)"}
+outputs: [{kind: csv, path: out}]
+"""
+    (tmp_path / "p.yaml").write_text(text)
+    project = load_project(str(tmp_path / "p.yaml"))
+    res = fabricate(project)
+    drugs, orders = res.frame("drugs"), res.frame("orders")
+    assert len(drugs) == 5 and set(drugs["drug"]) <= {"A", "B", "C"}
+    cap = orders["drug"].map({"A": 100, "B": 250, "C": 80})
+    assert (orders["dose"] <= cap).all() and res.stats["orders"].solver_calls >= 1
+    for w in writers_from_project(project.outputs, project.base_dir):
+        w.write(res.frames())
+    assert len(pd.read_csv(tmp_path / "out" / "orders.csv")) == 50
+
+
+def test_sample_rule_shows_valid_values():
+    rows = sample_rule("edinburgh", "febrile_neutropenia_is_admitted", n=5, seed=1)
+    assert rows and set(rows[0]) == {"febrile_neutropenia", "hospitalised"}
+    assert all((not r["febrile_neutropenia"]) or r["hospitalised"] for r in rows)
+
+
+# ---------------------------------------------------------------------------- writers
+
+
+def test_file_writers(small, tmp_path):
+    frames = small.frames()
+    open_target(str(tmp_path / "csv")).write(frames)
+    assert len(pd.read_csv(tmp_path / "csv" / "people.csv")) == 90
+    open_target(str(tmp_path / "all.json")).write(frames)
+    data = json.loads((tmp_path / "all.json").read_text())
+    assert len(data["visits"]) == small.rows["visits"] and data["visits"][0]["start"].count("-") == 2
+    open_target(str(tmp_path / "x.xlsx")).write(frames)
+    assert len(pd.read_excel(tmp_path / "x.xlsx", sheet_name="people")) == 90
+    open_target(str(tmp_path / "x.sqlite")).write(frames)
+    with sqlite3.connect(tmp_path / "x.sqlite") as conn:
+        assert conn.execute("select count(*) from visits").fetchone()[0] == small.rows["visits"]
+
+
+@pytest.mark.postgres
+def test_postgres_writer(small, postgres_url):
+    import sqlalchemy as sa
+
+    schema = f"fab_{uuid.uuid4().hex[:8]}"
+    open_target(postgres_url, schema=schema).write(small.frames())
+    engine = sa.create_engine(postgres_url)
+    try:
+        with engine.begin() as conn:
+            n = conn.execute(sa.text(f'select count(*) from "{schema}".people')).scalar()
+            conn.execute(sa.text(f'drop schema "{schema}" cascade'))
+    finally:
+        engine.dispose()
+    assert n == 90
+
+
+def test_mqtt_streaming_to_mosquitto(small):
+    import paho.mqtt.client as mqtt
+
+    topic = f"serums-test/{uuid.uuid4().hex[:8]}"
+    got: dict[str, int] = {}
+    done = threading.Event()
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+
+    def on_message(_c, _u, msg):
+        table = msg.topic.rsplit("/", 1)[1]
+        if table == "_done":
+            done.set()
+        else:
+            got[table] = got.get(table, 0) + 1
+
+    sub.on_message = on_message
+    try:
+        sub.connect("127.0.0.1", 1883)
+    except OSError as exc:
+        pytest.skip(f"Mosquitto not reachable at 127.0.0.1:1883: {exc}")
+    sub.subscribe(f"{topic}/#", qos=1)
+    sub.loop_start()
+    try:
+        import time
+
+        time.sleep(0.3)
+        open_target(f"mqtt://127.0.0.1:1883/{topic}").write(small.frames())
+        assert done.wait(30)
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
+    assert got == small.rows
+
+
+def test_vault_sink_protocol(small):
+    seen = []
+
+    class Sink:
+        def ingest(self, table_name, rows):
+            seen.append((table_name, len(list(rows))))
+
+    write_vault(small, Sink())
+    assert seen == [("people", 90), ("visits", small.rows["visits"])]
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def test_cli_fabricate_and_errors(tmp_path, capsys):
+    from serums.cli import main
+
+    proj = tmp_path / "p.yaml"
+    proj.write_text(SMALL)
+    assert main(["fabricate", str(proj), "--rows", "30", "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert len(pd.read_csv(tmp_path / "out" / "people.csv")) == 30
+    proj.write_text(SMALL.replace('check: "ps <= 1"', 'check: "pss <= 1"'))
+    assert main(["fabricate", "validate", str(proj)]) == 1
+    assert "tables.people.rules[0].check: " in capsys.readouterr().err
+    assert main(["fabricate", "profile", "lifelines:gbsg2", "--name", "gbsg2", "--out", str(tmp_path / "g.yaml")]) == 0
+    assert load_project(str(tmp_path / "g.yaml")).tables["gbsg2"].rows == 686
+
+
+# ---------------------------------------------------------------------------- profiler and verifier
+
+
+def test_profile_fabricate_verify_gbsg2():
+    from lifelines.datasets import load_gbsg2
+
+    real = load_gbsg2()
+    spec = profile(real, name="gbsg2")
+    text = json.dumps(spec)
+    assert "Post" in text and str(real["time"].iloc[0]) + "," not in text  # categories yes, rows no
+    res = fabricate(compile_project(spec))
+    assert res.report.ok and res.rows["gbsg2"] == len(real)
+    rep = verify(real, res.frame("gbsg2"), repeats=1, folds=3)
+    assert set(rep.accuracy) == {"dt_gini", "dt_entropy", "adaboost", "random_forest"}
+    assert all(0.35 <= b <= 0.65 for b in rep.baseline.values())
+    assert rep.copy.exact_copies == 0 and rep.features
+
+
+def test_verify_detects_bad_data_and_copies():
+    from sklearn.datasets import load_breast_cancer
+
+    real = load_breast_cancer(as_frame=True).frame.iloc[:, :6]
+    noise = pd.DataFrame(np.random.default_rng(0).uniform(0, 1, real.shape), columns=real.columns)
+    rep = verify(real, noise, repeats=1, folds=3, classifiers=("dt_gini", "random_forest"))
+    assert rep.accuracy["random_forest"] > 0.9
+    copied = verify(real, real.copy(), repeats=1, folds=3, classifiers=("dt_gini",))
+    assert copied.copy.exact_copies == len(real) and not copied.copy.ok
+
+
+@pytest.mark.slow
+def test_iterate_breast_cancer_improves_or_holds():
+    from sklearn.datasets import load_breast_cancer
+
+    from fabrication import iterate
+
+    real = load_breast_cancer(as_frame=True).frame.iloc[:, [0, 1, 2, 3, 4, 20, 22, 30]]
+    spec, rep, fake = iterate(real, "bc", rounds=1, repeats=1, folds=3)
+    assert len(rep.iterations) >= 1 and rep.copy.ok and len(fake) == len(real)
