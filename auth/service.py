@@ -51,6 +51,7 @@ from .errors import (
     InvalidCredentials,
     InvalidInput,
     InvitationInvalid,
+    LoginThrottled,
     SecondFactorInvalid,
     SecondFactorRequired,
     SecondFactorUnavailable,
@@ -400,7 +401,14 @@ class AuthService:
         cfg = self.config
         addr = address_key(client_addr)
         acct = account_key(self._pepper, uname)
-        charges = self.throttle.reserve([(acct, cfg.account_throttle), (addr, cfg.address_throttle)])
+        # The account is charged before the check (parallel guesses at one account cannot outrun its
+        # lock); the address only gates here and is charged for failures once they are known, so a
+        # burst of right logins from one NAT address (a shift change) never locks the hospital out.
+        # Parallel wrong guesses across accounts from one address overshoot its lock by at most the
+        # server's concurrency.
+        if addr is not None and self.throttle.retry_after(addr) > 0:
+            raise LoginThrottled(self.throttle.retry_after(addr))
+        charges = self.throttle.reserve([(acct, cfg.account_throttle)])
         with self._db() as s:
             user = s.scalar(sa.select(UserRow).where(UserRow.username == uname))
         uid = user.id if user else _DUMMY_USER
@@ -419,6 +427,7 @@ class AuthService:
         if not ok or user is None or stored is None:
             self.evaluation.key_submitted(attempt_id, user_id=user.id if user else None, method=method, ok=False,
                                           outcome=InvalidCredentials.slug)
+            self.throttle.charge(addr, cfg.address_throttle)
             raise InvalidCredentials(retry_after=self.throttle.retry_after(acct, addr) or None)
         # A right key was not a guess: take its reserved charges back (a wrong second factor will
         # charge the account on its own; a completed login clears it).

@@ -1,9 +1,10 @@
 """Exponential backoff per account and per client address, safe under concurrent attempts.
 
-Every login attempt is charged *before* its key is checked, and the charge is refunded when the
-key turns out right. Charging first matters: if failures were only counted after the slow Argon2
-check, an attacker firing a hundred parallel guesses would have them all checked before the first
-failure was recorded. Counters are updated with compare-and-swap on a version column, which is
+Every login attempt is charged to its account *before* its key is checked, and the charge is
+refunded when the key turns out right. Charging first matters: if failures were only counted after
+the slow Argon2 check, an attacker firing a hundred parallel guesses at an account would have them
+all checked before the first failure was recorded. The client address is charged for failures
+once known (a burst of right logins through a hospital's NAT must not lock it out). Counters are updated with compare-and-swap on a version column, which is
 atomic on SQLite and PostgreSQL alike, so no attempt can slip past a lock.
 
 - Account counters are keyed by a keyed hash of the *username as typed* (existing or not), so

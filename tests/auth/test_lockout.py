@@ -185,3 +185,50 @@ def test_malformed_input_does_not_count(service, doctor):
     assert service.throttle.state(
         __import__("auth.throttle", fromlist=["account_key"]).account_key(service.config.pepper, "dr.smith")
     ).failures == 0
+
+
+def test_a_shift_change_behind_one_nat_address_is_never_locked_out(make_service, config, monkeypatch):
+    """Many right logins at once from one address (a hospital's NAT) all get through, and leave the
+    address unlocked; failures from that address still count."""
+    import time
+    from dataclasses import replace
+
+    cfg = replace(config, address_throttle=ThrottlePolicy(free_failures=3, base_delay=30.0, max_delay=600.0))
+    service = make_service(cfg)
+    extra = ("marmalade", "lighthouse", "tangerine", "porcupine", "quicksand", "saxophone", "umbrella", "volcano")
+    keys = {f"dr.rota{i}": f"{KEY} with {word}" for i, word in enumerate(extra)}
+    staff = [register(service, name, key=key) for name, key in keys.items()]
+    real_verify = KeyHasher.verify
+
+    def slow(self, encoded, secret):  # every login in flight at once, as with production Argon2 parameters
+        ok = real_verify(self, encoded, secret)
+        time.sleep(0.3)
+        return ok
+
+    monkeypatch.setattr(KeyHasher, "verify", slow)
+    barrier = threading.Barrier(len(staff))
+    outcomes: list[str] = []
+
+    def login(i: int) -> None:
+        barrier.wait()
+        try:
+            outcomes.append("ok" if attempt(service, username=f"dr.rota{i}", key=keys[f"dr.rota{i}"],
+                                            addr="203.0.113.7").token else "none")
+        except LoginThrottled:
+            outcomes.append("throttled")
+
+    threads = [threading.Thread(target=login, args=(i,)) for i in range(len(staff))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes == ["ok"] * len(staff)
+    from auth.throttle import address_key
+
+    assert service.throttle.retry_after(address_key("203.0.113.7")) == 0
+    # wrong guesses from the same address still lock it after its free failures
+    for name in ("x.one", "x.two", "x.three"):
+        fail(service, username=name, addr="203.0.113.7")
+    assert fail(service, username="x.four", addr="203.0.113.7").retry_after == pytest.approx(30)
+    with pytest.raises(LoginThrottled):
+        attempt(service, username="dr.rota0", key=keys["dr.rota0"], addr="203.0.113.7")
