@@ -54,7 +54,17 @@ from .errors import (
     VaultError,
 )
 from .fhir import FhirExportError, record_to_bundle
-from .ledger import GRANT_ACTIVE, GRANT_EXPIRED, GRANT_REVOKED, BlobAnchor, Grant, GrantLedger, Refusal
+from .ledger import (
+    GRANT_ACTIVE,
+    GRANT_EXPIRED,
+    GRANT_REVOKED,
+    AtomicGrantLedger,
+    BlobAnchor,
+    Grant,
+    GrantLedger,
+    LedgerRefusal,
+    Refusal,
+)
 from .masking import Masker, chi_is_valid, load_mask_key, mask_file
 from .record import BlobRef, Entry, HubRef, LinkEntry, PatientRecord, SectionData
 from .recordformat import RecordFormat, load_format, parse_format, shipped_formats
@@ -63,7 +73,7 @@ from .tokens import MintedToken, TokenClaims, TokenIssuer, token_hash
 __all__ = [
     "GRANT_ACTIVE", "GRANT_EXPIRED", "GRANT_REVOKED",
     "BlobAnchor", "BlobNotFound", "BlobRef", "BlobRelease", "BlobStore", "BlobStoreError", "Entry", "ErasureReport",
-    "FhirExportError", "FilesystemBlobStore", "FormatError", "Grant", "GrantError", "GrantExpired", "GrantLedger",
+    "FhirExportError", "FilesystemBlobStore", "FormatError", "Grant", "GrantError", "GrantExpired", "GrantLedger", "AtomicGrantLedger", "LedgerRefusal",
     "GrantNotFound", "GrantRevoked", "HubRef", "IngestError", "IngestRejected", "IngestReport", "IntegrityError",
     "IpfsBlobStore", "LedgerUnavailable", "LinkEntry", "Masker", "MintedToken", "PatientErased", "PatientNotFound",
     "PatientRecord", "RecordFormat", "Refusal", "Release", "RotationReport", "RowProblem", "SectionData",

@@ -7,6 +7,9 @@ The vault signs as its hospital's vault service identity (a user registered on c
   committed world state, judged by the chain at the moment of the call (revocation, expiry,
   a suspended requester, withdrawn consent). A grant the chain does not consider live is
   reported with that reason as its status, so the vault releases nothing.
+- ``release`` submits ``ReleaseAccess``: the chain checks the grant is live, the token bound
+  and the sections within the grant, and records the access, in one transaction — the vault's
+  redeem uses it, so a revocation can never slip between a check and its log.
 - ``bind_token``, ``log_access``, ``log_refusal``, ``anchor_blob`` submit ``BindToken``,
   ``LogAccess``, ``LogRefusal``, ``AnchorBlob`` and wait until the transaction is committed
   VALID. In particular a release happens only after its access log is on the ledger: an access
@@ -24,7 +27,7 @@ from collections.abc import Sequence
 
 from network import Contract, Gateway, GatewayError, Identity, connect
 
-from .ledger import GRANT_ACTIVE, BlobAnchor, Grant, Refusal
+from .ledger import GRANT_ACTIVE, BlobAnchor, Grant, LedgerRefusal, Refusal
 
 TRANSPORT = "TransportContract"
 
@@ -89,6 +92,18 @@ class ChainGrantLedger:
 
     def log_access(self, grant_id: str, token_hash: str, sections_returned: Sequence[str], digest: str) -> None:
         self.contract.submit_json("LogAccess", grant_id, token_hash, json.dumps(sorted(sections_returned)), digest)
+
+    def release(self, grant_id: str, token_hash: str, sections_returned: Sequence[str], digest: str) -> None:
+        """ReleaseAccess: the chain checks the grant and the token and logs the access atomically."""
+        try:
+            self.contract.submit_json("ReleaseAccess", grant_id, token_hash, json.dumps(sorted(sections_returned)),
+                                      digest)
+        except GatewayError as exc:
+            if exc.chaincode_status in (404, 409):
+                message = exc.chaincode_message or str(exc)
+                reason = "grant-not-found" if exc.chaincode_status == 404 else message.split(":", 1)[0]
+                raise LedgerRefusal(reason, message) from None
+            raise
 
     def log_refusal(self, refusal: Refusal) -> None:
         self.contract.submit_json(

@@ -75,7 +75,7 @@ from .keys import (
     system_key_aad,
     try_open,
 )
-from .ledger import GRANT_REVOKED, BlobAnchor, Grant, GrantLedger, Refusal
+from .ledger import GRANT_REVOKED, AtomicGrantLedger, BlobAnchor, Grant, GrantLedger, LedgerRefusal, Refusal
 from .record import WITHHELD_NOT_GRANTED, BlobRef, Entry, HubRef, LinkEntry, PatientRecord, SectionData
 from .recordformat import RecordFormat, RowError, load_format, parse_format_text, utc_iso
 from .sources import TableInput, close_inputs, read_source, rows_input
@@ -856,19 +856,60 @@ class Vault:
     def redeem(self, token: str, presenter_id: str, *, as_of: _dt.datetime | None = None,
                fhir: bool = False) -> Release:
         """Step 9–10: check the token, release only its granted sections (the rest withheld),
-        log the access with the digest of what is returned, then return it."""
+        log the access with the digest of what is returned, then return it.
+
+        With a ledger that releases atomically (the chain's ReleaseAccess), the liveness of the
+        grant, the binding of the token and the scope are checked by the chain in the same
+        transaction that records the access: the token's own checks (signature, expiry, presenter)
+        run here, the record is read and digested, and it leaves only if the chain accepted."""
+        ledger = self._require_ledger()
+        if isinstance(ledger, AtomicGrantLedger):
+            return self._redeem_atomic(ledger, token, presenter_id, as_of=as_of, fhir=fhir)
         claims, grant = self.check_token(token, presenter_id)
         sections = sorted(set(claims.sections) & set(grant.sections) & set(self.format.sections))
-        record = self.read_record(claims.patient, sections=sections, as_of=as_of)
+        record, bundle, digest = self._release_body(claims.patient, sections, as_of, fhir)
+        th = token_hash(token)
+        self._log_access(grant.grant_id, th, sections, digest)
+        return Release(grant_id=grant.grant_id, token_hash=th, presenter_id=presenter_id, patient=claims.patient,
+                       sections=tuple(sections), record=record, fhir=bundle, digest=digest)
+
+    def _release_body(self, patient: str, sections: list[str], as_of: _dt.datetime | None, fhir: bool):
+        record = self.read_record(patient, sections=sections, as_of=as_of)
         bundle = None
         if fhir:
             from .fhir import record_to_bundle
 
             bundle = record_to_bundle(record, self.format)
         digest = hashlib.sha256(_canonical(bundle if bundle is not None else record.to_dict())).hexdigest()
-        th = token_hash(token)
-        self._log_access(grant.grant_id, th, sections, digest)
-        return Release(grant_id=grant.grant_id, token_hash=th, presenter_id=presenter_id, patient=claims.patient,
+        return record, bundle, digest
+
+    def _redeem_atomic(self, ledger: AtomicGrantLedger, token: str, presenter_id: str, *,
+                       as_of: _dt.datetime | None, fhir: bool) -> Release:
+        th = token_hash(token) if isinstance(token, str) else ""
+        claims: TokenClaims | None = None
+        try:
+            claims = self.issuer.verify(token)
+            if self.clock() >= claims.expires_at:
+                raise TokenExpired(f"token expired at {utc_iso(claims.expires_at)}")
+            if presenter_id != claims.requester_id:
+                raise TokenPresenterMismatch("this token was issued to another user")
+        except TokenError as exc:
+            self._log_refusal(exc, th, presenter_id, claims or (TokenIssuer.peek(token)
+                                                                 if isinstance(token, str) else None))
+            raise
+        sections = sorted(set(claims.sections) & set(self.format.sections))
+        record, bundle, digest = self._release_body(claims.patient, sections, as_of, fhir)
+        try:
+            ledger.release(claims.grant_id, th, sections, digest)
+        except LedgerRefusal as refusal:
+            exc = _REFUSAL_ERRORS.get(refusal.reason, GrantExpired)(refusal.detail)
+            self._log_refusal(exc, th, presenter_id, claims)
+            raise exc from None
+        except VaultError:
+            raise
+        except Exception as e:  # noqa: BLE001 - no access log, no release
+            raise LedgerUnavailable(f"cannot log the access on the ledger; nothing released: {e}") from e
+        return Release(grant_id=claims.grant_id, token_hash=th, presenter_id=presenter_id, patient=claims.patient,
                        sections=tuple(sections), record=record, fhir=bundle, digest=digest)
 
     # ------------------------------------------------------------------ blobs
@@ -1228,3 +1269,13 @@ def open_vault(settings: SettingsLike, *, ledger: GrantLedger | None = None, **o
     """Open (creating if new) the vault described by ``serums.config.Settings``."""
     return Vault.open(VaultConfig.from_settings(settings, **overrides), ledger=ledger)
 
+
+#: How the chain's refusal reasons (ReleaseAccess) read as the vault's token errors.
+_REFUSAL_ERRORS: dict[str, type[TokenError]] = {
+    "grant-revoked": GrantRevoked,
+    "grant-expired": GrantExpired,
+    "grant-not-live": GrantExpired,
+    "grant-not-found": GrantNotFound,
+    "token-not-bound": TokenNotBound,
+    "token-grant-mismatch": TokenGrantMismatch,
+}

@@ -78,6 +78,17 @@ class BlobAnchor:
     at: _dt.datetime
 
 
+class LedgerRefusal(Exception):
+    """The chain refused an atomic release (:meth:`AtomicGrantLedger.release`): ``reason`` is the
+    stable slug (``grant-revoked``, ``grant-expired``, ``grant-not-live``, ``token-not-bound``,
+    ``token-grant-mismatch``, ``grant-not-found``)."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
 @runtime_checkable
 class GrantLedger(Protocol):
     """What the vault needs from the chain. Implementations raise on failure; the vault then
@@ -101,4 +112,15 @@ class GrantLedger(Protocol):
 
     def anchor_blob(self, anchor: BlobAnchor) -> None:
         """Anchor a blob's digest on chain."""
+        ...
+
+
+@runtime_checkable
+class AtomicGrantLedger(GrantLedger, Protocol):
+    """A ledger that checks and logs a release in one transaction (the chain's ReleaseAccess): the
+    grant is live and the token bound at the moment the access is recorded, with no window between
+    a check and its log, and one round trip instead of two."""
+
+    def release(self, grant_id: str, token_hash: str, sections_returned: Sequence[str], digest: str) -> None:
+        """Record the release, or raise :class:`LedgerRefusal` (nothing recorded)."""
         ...

@@ -256,6 +256,23 @@ class TransportContract(SerumsContract):
         the SHA-256 of the response. The entry is always recorded; anything the chain would not
         have allowed (token not bound, grant not live, sections outside the grant) is flagged in
         ``anomalies`` and in the AccessLogged event."""
+        return self._access(ctx, grant_id, token_hash, sections_returned, digest, strict=False)
+
+    @transaction
+    def ReleaseAccess(self, ctx: SerumsContext, grant_id: str, token_hash: str, sections_returned: list,
+                      digest: str) -> dict:
+        """Steps 9–10 in one transaction: the vault of the patient's hospital asks to release
+        ``sections_returned`` (digest of the response) against a bound token, and the chain checks
+        and logs atomically. Refused — nothing recorded, the vault releases nothing — when the
+        token is not bound, the grant is not live or the sections exceed it; the refusal's message
+        starts with a stable reason (``grant-revoked``, ``grant-expired``, ``grant-not-live``,
+        ``token-not-bound``, ``token-grant-mismatch``). A revocation committed concurrently makes one
+        of the two transactions fail MVCC validation: no release can slip between a revocation and
+        its log."""
+        return self._access(ctx, grant_id, token_hash, sections_returned, digest, strict=True)
+
+    def _access(self, ctx: SerumsContext, grant_id: str, token_hash: str, sections_returned: list, digest: str,
+                *, strict: bool) -> dict:
         g = self._grant_or_404(ctx, grant_id)
         vault = self._patient_vault(ctx, g)
         th = check_hex64(token_hash, "token_hash")
@@ -263,7 +280,7 @@ class TransportContract(SerumsContract):
             raise InvalidArgument("sections_returned: expected a list of record sections")
         secs = check_sections(sections_returned, "sections_returned") if sections_returned else []
         dg = check_hex64(digest, "digest")
-        _, live, why = grant_status(ctx, g)
+        status, live, why = grant_status(ctx, g)
         anomalies = []
         if th not in g["token_hashes"]:
             anomalies.append("token-not-bound")
@@ -272,6 +289,13 @@ class TransportContract(SerumsContract):
         outside = sorted(set(secs) - set(g["sections"]))
         if outside:
             anomalies.append("sections-outside-grant:" + ",".join(outside))
+        if strict and anomalies:
+            if not live:
+                reason = {"revoked": "grant-revoked", "expired": "grant-expired"}.get(why or "", "grant-not-live")
+                raise Conflict(f"{reason}: grant {g['grant_id']} is not live ({why})")
+            if th not in g["token_hashes"]:
+                raise Conflict(f"token-not-bound: the token is not bound to grant {g['grant_id']}")
+            raise Conflict(f"token-grant-mismatch: sections {', '.join(outside)} are outside grant {g['grant_id']}")
         aid = ctx.rid
         doc = {
             "access_id": aid, "grant_id": g["grant_id"], "token_hash": th, "sections_returned": secs, "digest": dg,

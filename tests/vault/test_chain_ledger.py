@@ -123,3 +123,33 @@ def test_a_grant_the_chain_no_longer_considers_live_releases_nothing(setup, worl
     finally:
         world.treat(patient, spec)
     assert ledger.get_grant("no-such-grant-000") is None
+
+
+def test_release_is_checked_and_logged_in_one_transaction(setup, world):
+    """ReleaseAccess refuses (and records nothing) unless the token is bound, the grant live and the
+    sections within it; the vault maps each refusal to its token error."""
+    from vault import LedgerRefusal
+
+    v, ledger, patient, spec, _other = setup
+    decision = _grant(spec, patient)
+    minted = v.mint_token(decision["grant_id"])
+    digest = "ab" * 32
+    granted = sorted(decision["granted"])
+    with pytest.raises(LedgerRefusal) as e:
+        ledger.release(decision["grant_id"], "cd" * 32, granted, digest)
+    assert e.value.reason == "token-not-bound"
+    with pytest.raises(LedgerRefusal) as e:
+        ledger.release(decision["grant_id"], minted.token_hash, [*granted, "contact"], digest)
+    assert e.value.reason == "token-grant-mismatch"
+    with pytest.raises(LedgerRefusal) as e:
+        ledger.release("20990101T000000000000Z-" + "0" * 32, minted.token_hash, granted, digest)
+    assert e.value.reason == "grant-not-found"
+    ledger.release(decision["grant_id"], minted.token_hash, granted, digest)  # accepted and logged
+    patient.submit("TransportContract", "Revoke", decision["grant_id"], "patient-request")
+    with pytest.raises(LedgerRefusal) as e:
+        ledger.release(decision["grant_id"], minted.token_hash, granted, digest)
+    assert e.value.reason == "grant-revoked"
+    world.synced(world.node.orderer.height - 1)
+    log = world.admins["lothian"].evaluate("AuditContract", "AuditByPatient", patient.name, "access", "", "", 200, "")
+    mine = [e["record"] for e in log["records"] if e["record"]["grant_id"] == decision["grant_id"]]
+    assert len(mine) == 1 and mine[0]["digest"] == digest  # only the accepted release is on the ledger
