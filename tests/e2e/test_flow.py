@@ -289,6 +289,7 @@ def test_concurrent_doctors_through_both_workers(stack: Stack, cast: Cast):
                        json={"patient_id": cast.alice.user_id, "sections": ["oncology.treatment", "conditions"]})
             assert r.status_code == 201, r.text
             d = r.json()
+            assert d["token"], d  # granted, and the vault minted the token (else: d["token_error"])
             r = c.post("/doctors/records", headers=h, json={"token": d["token"]["token"]})
             assert r.status_code == 200, r.text
             return d["grant_id"], r.json()["digest"]
