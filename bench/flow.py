@@ -111,12 +111,16 @@ def _doctor_proc(url: str, doctors: list[dict], seconds: float, start_at: float,
             if r.status_code != 201 or not r.json().get("token"):
                 with lock:
                     errors[0] += 1
+                    if errors[0] <= 3:
+                        print(f"request failed: {r.status_code} {r.text[:300]}", file=sys.stderr)
                 continue
             r2 = client.post("/doctors/records", headers=headers, json={"token": r.json()["token"]["token"]})
             t2 = time.perf_counter()
             if r2.status_code != 200:
                 with lock:
                     errors[0] += 1
+                    if errors[0] <= 3:
+                        print(f"fetch failed: {r2.status_code} {r2.text[:300]}", file=sys.stderr)
                 continue
             mine.append((t2 - t0, t1 - t0, t2 - t1))
         with lock:

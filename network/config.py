@@ -53,7 +53,7 @@ class BatchConfig:
 
     max_message_count: int = 500
     preferred_max_bytes: int = 2 * 1024 * 1024
-    timeout_ms: float = 5.0
+    timeout_ms: float = 1.0
 
 
 @dataclass

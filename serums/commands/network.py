@@ -13,8 +13,8 @@ def register(sub) -> None:
     init.add_argument("--channel", default="serums")
     init.add_argument("--endpoint", default="127.0.0.1:7051", help="where the node serves the Gateway API")
     init.add_argument("--force", action="store_true", help="replace an existing network (new keys)")
-    init.add_argument("--batch-timeout-ms", type=float, default=5.0,
-                      help="cut a block this long after its first transaction (default 5)")
+    init.add_argument("--batch-timeout-ms", type=float, default=1.0,
+                      help="cut a block this long after its first transaction, once the committers are free (default 1)")
     init.add_argument("--max-message-count", type=int, default=500, help="transactions per block at most")
     init.add_argument("--preferred-max-bytes", type=int, default=2 * 1024 * 1024, help="bytes per block at most")
     init.set_defaults(handler=_init)
