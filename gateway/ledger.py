@@ -20,11 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from fabric_protos.common import common_pb2
-from fabric_protos.peer import chaincode_pb2, proposal_pb2
 from google.protobuf.message import DecodeError
 
-from network import CommitError, Contract, Gateway, Identity, verify
-from network.client import Commit
+from network import Commit, CommitError, Contract, Gateway, Identity, protocol, verify
 
 from . import problems as P
 
@@ -130,34 +128,18 @@ class ProposalInfo:
 
 def inspect_proposal(proposal_bytes: bytes) -> ProposalInfo:
     """What a proposal asks (creator, chaincode, function, arguments), from Fabric's messages."""
-    from fabric_protos.gateway import gateway_pb2
-
     try:
-        pt = gateway_pb2.ProposedTransaction()
-        pt.ParseFromString(proposal_bytes)
-        prop = proposal_pb2.Proposal()
-        prop.ParseFromString(pt.proposal.proposal_bytes)
-        header = common_pb2.Header()
-        header.ParseFromString(prop.header)
-        ch = common_pb2.ChannelHeader()
-        ch.ParseFromString(header.channel_header)
-        sh = common_pb2.SignatureHeader()
-        sh.ParseFromString(header.signature_header)
-        cpp = proposal_pb2.ChaincodeProposalPayload()
-        cpp.ParseFromString(prop.payload)
-        spec = chaincode_pb2.ChaincodeInvocationSpec()
-        spec.ParseFromString(cpp.input)
-    except (DecodeError, ValueError, TypeError):
-        raise P.Problem(OFFLINE_INVALID, "proposal: not a Fabric proposed transaction") from None
-    args = list(spec.chaincode_spec.input.args)
-    if not args or not pt.proposal.proposal_bytes:
+        pt, unpacked = protocol.unpack_proposed_transaction(proposal_bytes)
+    except protocol.ProtocolError as exc:
+        raise P.Problem(OFFLINE_INVALID, f"proposal: not a Fabric proposed transaction ({exc})") from None
+    args = unpacked.args
+    if not args:
         raise P.Problem(OFFLINE_INVALID, "proposal: it names no function")
     try:
         fn = args[0].decode("utf-8")
     except UnicodeDecodeError:
         raise P.Problem(OFFLINE_INVALID, "proposal: the function name is not text") from None
-    return ProposalInfo(sh.creator, ch.channel_id, spec.chaincode_spec.chaincode_id.name, fn, args[1:],
-                        pt.transaction_id)
+    return ProposalInfo(unpacked.creator, unpacked.channel, unpacked.chaincode, fn, args[1:], pt.transaction_id)
 
 
 def transaction_creator(tx_bytes: bytes) -> tuple[bytes, str, bytes]:

@@ -1,8 +1,10 @@
 """Identities, Fabric protocol messages, the Gateway client and the embedded ledger node."""
 
+from . import protocol
 from .client import (
     ChaincodeEvent,
     Checkpointer,
+    Commit,
     CommitError,
     CommitStatusError,
     Contract,
@@ -39,10 +41,12 @@ from .identity import (
     verify,
     write_private_file,
 )
+from .policy import PolicyError, parse_policy
 
 __all__ = [
     "ChaincodeEvent",
     "Checkpointer",
+    "Commit",
     "CommitError",
     "CommitStatusError",
     "Contract",
@@ -54,6 +58,10 @@ __all__ = [
     "Status",
     "SubmitError",
     "connect",
+    "protocol",
+    "PolicyError",
+    "parse_policy",
+    "verify_ledger",
     "MSP",
     "BatchConfig",
     "CertificateAuthority",
@@ -75,3 +83,10 @@ __all__ = [
     "verify",
     "write_private_file",
 ]
+
+
+def verify_ledger(cfg, ledger_dir=None):
+    """Re-check every peer's chain and state from its blocks (``serums ledger verify``)."""
+    from .audit import verify_ledger as _verify
+
+    return _verify(cfg, ledger_dir)

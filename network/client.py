@@ -269,15 +269,8 @@ class Gateway:
 
     # -- restoring steps carried to an offline signer and back
     def new_proposal(self, data: bytes, signature: bytes | None = None) -> Proposal:
-        pt = gateway_pb2.ProposedTransaction()
-        pt.ParseFromString(data)
-        prop = proposal_pb2.Proposal()
-        prop.ParseFromString(pt.proposal.proposal_bytes)
-        header = common_pb2.Header()
-        header.ParseFromString(prop.header)
-        ch = common_pb2.ChannelHeader()
-        ch.ParseFromString(header.channel_header)
-        p = Proposal(self, ch.channel_id, pt.proposal.proposal_bytes, pt.transaction_id,
+        pt, unpacked = P.unpack_proposed_transaction(data)
+        p = Proposal(self, unpacked.channel, pt.proposal.proposal_bytes, pt.transaction_id,
                      list(pt.endorsing_organizations))
         if signature or pt.proposal.signature:
             p.set_signature(signature or pt.proposal.signature)

@@ -226,6 +226,15 @@ def unpack_signed_proposal(proposal_bytes: bytes, signature: bytes) -> UnpackedP
     )
 
 
+def unpack_proposed_transaction(data: bytes):
+    """A serialized ``gateway.ProposedTransaction`` (what a proposal's ``bytes()`` carries to an
+    offline signer and back) and its proposal, unpacked and checked."""
+    from fabric_protos.gateway import gateway_pb2
+
+    pt = _parse(gateway_pb2.ProposedTransaction, data, "proposed transaction")
+    return pt, unpack_signed_proposal(pt.proposal.proposal_bytes, pt.proposal.signature)
+
+
 # --------------------------------------------------------------------------- read-write sets
 
 

@@ -148,7 +148,7 @@ def verify():
     """Re-check every peer's chain from its blocks: hash chain, data hashes, orderer and endorser
     signatures, endorsement policies, MVCC, validation codes, the state rebuilt from the blocks.
     ``ok`` false names the first inconsistency of each peer."""
-    from network.audit import verify_ledger
+    from network import verify_ledger
 
     principal()
     svc = services()

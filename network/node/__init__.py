@@ -2,6 +2,7 @@
 
 from .membership import Membership, MembershipError
 from .node import EmbeddedNode
+from .peer import load_chaincode
 from .store import OrdererStore, PeerStore
 
-__all__ = ["EmbeddedNode", "Membership", "MembershipError", "OrdererStore", "PeerStore"]
+__all__ = ["EmbeddedNode", "load_chaincode", "Membership", "MembershipError", "OrdererStore", "PeerStore"]

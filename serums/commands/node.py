@@ -6,8 +6,7 @@ import json
 import signal
 import threading
 
-from network import ChaincodeDefinition, NetworkConfig
-from network.policy import PolicyError, parse_policy
+from network import ChaincodeDefinition, NetworkConfig, PolicyError, parse_policy
 
 from ..cli import CommandError
 
@@ -73,7 +72,7 @@ def _node(args) -> int:
 
 
 def _verify(args) -> int:
-    from network.audit import verify_ledger
+    from network import verify_ledger
 
     report = verify_ledger(load_network(args.settings))
     if args.json:
@@ -100,7 +99,7 @@ def _deploy(args) -> int:
         parse_policy(args.policy, [h.msp_id for h in cfg.hospitals])
     except PolicyError as exc:
         raise CommandError(f"--policy: {exc}") from exc
-    from network.node.peer import load_chaincode
+    from network.node import load_chaincode
 
     try:
         load_chaincode(args.module)
