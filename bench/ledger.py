@@ -15,7 +15,6 @@ import json
 import multiprocessing as mp
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,36 +27,11 @@ sys.path.insert(0, str(ROOT))
 
 from network import ChaincodeDefinition, NetworkConfig, init_network  # noqa: E402
 from network.client import GatewayError, connect  # noqa: E402
+from serums.supervisor import free_port, start_node_process  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_node(data_dir: Path, address: str,
-               probe: tuple[str, str, str] = ("assets", "AssetContract", "GetCounter")) -> subprocess.Popen:
-    """Run ``serums node`` for ``data_dir`` and wait until an evaluation of ``probe`` (chaincode,
-    contract, function) answers."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "serums", "--data-dir", str(data_dir), "node", "--listen", address],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
-    )
-    cfg = NetworkConfig.load(data_dir / "network")
-    ident, signer = cfg.load_user("lothian")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            chaincode, contract, fn = probe
-            args = ["ping"] if fn == "GetCounter" else []
-            connect(ident, signer, address, evaluate_timeout=2).network(cfg.channel).contract(
-                chaincode, contract).evaluate(fn, *args)
-            return proc
-        except GatewayError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("node did not start")
+def start_node(data_dir: Path, address: str) -> subprocess.Popen:
+    return start_node_process(data_dir, address)
 
 
 def _client_proc(data_dir: str, address: str, threads: int, seconds: float, tag: str, mode: str, out) -> None:

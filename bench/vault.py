@@ -180,10 +180,8 @@ def chain_reads(v: Vault, tmp: Path, reads: int, pairs: int = 40) -> list[float]
     ``pairs`` patients each treated by their own specialist, one grant and one token per pair."""
     import signal as _signal
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import ledger as ledger_bench  # bench/ledger.py: node process helpers
-
     from network import ChaincodeDefinition, connect, init_network
+    from serums.supervisor import free_port, start_node_process
     from vault.chain import ChainGrantLedger
 
     cfg = init_network(tmp / "chain" / "network", ["lothian", "zmc", "fcrb"])
@@ -191,8 +189,8 @@ def chain_reads(v: Vault, tmp: Path, reads: int, pairs: int = 40) -> list[float]
         cfg.batch.timeout_ms = float(os.environ["BENCH_BATCH_TIMEOUT_MS"])
     cfg.chaincodes = [ChaincodeDefinition("serums", "chaincode.serums:serums_chaincode", "1.0", "MAJORITY")]
     cfg.save()
-    address = f"127.0.0.1:{ledger_bench.free_port()}"
-    node = ledger_bench.start_node(tmp / "chain", address, probe=("serums", "UserContract", "ListHospitals"))
+    address = f"127.0.0.1:{free_port()}"
+    node = start_node_process(tmp / "chain", address)
     try:
         ca = cfg.load_ca("lothian")
         admin = connect(*cfg.load_user("lothian"), address).network(cfg.channel)

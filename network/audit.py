@@ -133,12 +133,7 @@ def verify_peer(name: str, store: PeerStore, validator: BlockValidator, membersh
                 updates = []
                 codes = [P.VALID]
             else:
-                parsed: list[P.ParsedTransaction | None] = []
-                for d in block.data.data:
-                    try:
-                        parsed.append(P.parse_transaction(d))
-                    except P.ProtocolError:
-                        parsed.append(None)
+                parsed = P.parse_block_transactions(block)
                 codes, updates = validator.validate_block(num, parsed, state, seen_tx.__contains__)
                 for i, (want, got) in enumerate(zip(codes, flt, strict=True)):
                     if want != got:

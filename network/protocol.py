@@ -484,6 +484,17 @@ def parse_block(data: bytes) -> common_pb2.Block:
     return _parse(common_pb2.Block, data, "block")
 
 
+def parse_block_transactions(block: common_pb2.Block) -> list[ParsedTransaction | None]:
+    """Every envelope of a block parsed as a transaction (None where it is not one)."""
+    out: list[ParsedTransaction | None] = []
+    for data in block.data.data:
+        try:
+            out.append(parse_transaction(data))
+        except ProtocolError:
+            out.append(None)
+    return out
+
+
 def seek_info_envelope_payload(
     channel: str, creator: bytes, start: int | None, stop: int | None, *, nonce: bytes | None = None
 ) -> bytes:

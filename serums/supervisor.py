@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from network import GatewayError, NetworkConfig, connect
+
 from .cli import CommandError
 
 
@@ -31,6 +33,46 @@ def port_in_use(host: str, port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
         return s.connect_ex((host, port)) == 0
+
+
+def node_ready(cfg: NetworkConfig, address: str, passphrase: str | None = None) -> Callable[[], bool]:
+    """A probe that is true once the node at ``address`` answers an evaluation (GetMetadata, which
+    every chaincode answers) from the first hospital's admin."""
+    ident, signer = cfg.load_user(cfg.hospitals[0].name, "admin", passphrase)
+    chaincode = cfg.chaincodes[0].name if cfg.chaincodes else "serums"
+
+    def probe() -> bool:
+        try:
+            with connect(ident, signer, address, evaluate_timeout=2) as gw:
+                gw.network(cfg.channel).contract(chaincode).evaluate("org.hyperledger.fabric:GetMetadata")
+            return True
+        except GatewayError:
+            return False
+
+    return probe
+
+
+def start_node_process(data_dir: Path, address: str, *, log: Path | None = None, timeout: float = 60.0,
+                       passphrase: str | None = None) -> subprocess.Popen:
+    """``serums node`` for ``data_dir`` in its own process, returned once it answers (tests and
+    benchmarks; ``serums up`` supervises its node with :class:`Supervisor`)."""
+    out = log.open("ab") if log is not None else subprocess.DEVNULL
+    proc = subprocess.Popen([sys.executable, "-m", "serums", "--data-dir", str(data_dir), "node", "--listen", address],
+                            stdout=out, stderr=subprocess.STDOUT)
+    if log is not None:
+        out.close()
+    ready = node_ready(NetworkConfig.load(Path(data_dir) / "network"), address, passphrase)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:] if log is not None else ""
+            raise RuntimeError(f"the node exited during start-up (code {proc.returncode}) {tail}")
+        if ready():
+            return proc
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    raise RuntimeError(f"the node did not answer on {address} within {timeout:.0f}s")
 
 
 @dataclass

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fabric_protos.common import common_pb2
@@ -25,16 +25,6 @@ from .peer import DeployedChaincode, Peer, load_chaincode
 from .store import OrdererStore, PeerStore
 
 log = logging.getLogger(__name__)
-
-
-def parse_block_transactions(block: common_pb2.Block) -> list[P.ParsedTransaction | None]:
-    out: list[P.ParsedTransaction | None] = []
-    for data in block.data.data:
-        try:
-            out.append(P.parse_transaction(data))
-        except P.ProtocolError:
-            out.append(None)
-    return out
 
 
 class EmbeddedNode:
@@ -99,7 +89,7 @@ class EmbeddedNode:
                 )
         for num in range(min((p.height for p in self.peers.values()), default=target), target):
             block = P.parse_block(self.orderer_store.block(num) or b"")
-            parsed = parse_block_transactions(block) if num else [None]
+            parsed = P.parse_block_transactions(block) if num else [None]
             for peer in self.peers.values():
                 if peer.height == num:
                     peer.commit(block, parsed)
@@ -114,7 +104,7 @@ class EmbeddedNode:
             if block is None:
                 self._commit_queue.task_done()
                 return
-            parsed = parse_block_transactions(block) if block.header.number else [None]
+            parsed = P.parse_block_transactions(block) if block.header.number else [None]
             header_hash = P.block_header_hash(block.header)
             for peer in self.peers.values():
                 try:
@@ -186,18 +176,3 @@ class EmbeddedNode:
                 num += 1
         finally:
             peer.remove_height_listener(listener)
-
-    def iter_peer_blocks(
-        self, peer: Peer, start: int, is_active: Callable[[], bool] = lambda: True
-    ) -> Iterator[tuple[int, common_pb2.Block]]:
-        """Committed blocks of ``peer`` from ``start`` on, waiting for new ones while ``is_active()``."""
-        num = start
-        while is_active() and not self._stopping.is_set():
-            if num >= peer.height:
-                peer.wait_for_height(num + 1, 0.5)
-                continue
-            data = peer.store.block(num)
-            if data is None:
-                return
-            yield num, P.parse_block(data)
-            num += 1

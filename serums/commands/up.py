@@ -22,14 +22,13 @@ from network import (
     ChaincodeDefinition,
     GatewayError,
     NetworkConfig,
-    connect,
     init_network,
     write_private_file,
 )
 
 from ..bootstrap import publish_preferences, publish_rules, register_hospitals, register_patients
 from ..cli import CommandError
-from ..supervisor import Supervisor, free_port, port_in_use
+from ..supervisor import Supervisor, free_port, node_ready, port_in_use
 
 DEFAULT_HOSPITALS = ["lothian", "zmc", "fcrb"]
 DEFAULT_CHAINCODES = [
@@ -90,20 +89,6 @@ def ensure_network(settings) -> NetworkConfig:
         cfg.save()
         print(f"        deployed chaincode {', '.join(c.name for c in missing)}", flush=True)
     return cfg
-
-
-def _node_ready(cfg: NetworkConfig, address: str, passphrase: str | None):
-    ident, signer = cfg.load_user(cfg.hospitals[0].name, "admin", passphrase)
-
-    def probe() -> bool:
-        try:
-            connect(ident, signer, address, evaluate_timeout=2).network(cfg.channel).contract(
-                "serums", "UserContract").evaluate("ListHospitals")
-            return True
-        except GatewayError:
-            return False
-
-    return probe
 
 
 def _split_by_hospital(frames) -> dict[str, dict[str, list[dict]]]:
@@ -221,7 +206,7 @@ def _up(args) -> int:
     try:
         step(2, total, f"embedded node: peers, orderer and committers on {node_address}")
         sup.spawn("node", [sys.executable, "-m", "serums", "--data-dir", str(data), "node", "--listen", node_address],
-                  ready=_node_ready(cfg, node_address, settings.key_passphrase))
+                  ready=node_ready(cfg, node_address, settings.key_passphrase))
 
         step(3, total, "hospitals and their generic rules (step 1)")
         added = register_hospitals(cfg, node_address, settings.key_passphrase)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,18 +24,12 @@ import pytest
 
 from auth import AuthConfig
 from gateway.services import GatewaySettings, Services
-from network import GatewayError, NetworkConfig, connect
+from serums.supervisor import free_port, start_node_process
 from tests.gateway.stack import Http, World, init_data_dir, provision
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST_ARGON = {"SERUMS_AUTH_ARGON2_MEMORY_KIB": "1024", "SERUMS_AUTH_ARGON2_ITERATIONS": "1",
               "SERUMS_AUTH_ARGON2_PARALLELISM": "1"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
@@ -51,22 +44,7 @@ def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 15
 
 def start_node(data_dir: Path, address: str, log: Path) -> subprocess.Popen:
     """``serums node`` in its own process; ready when it answers an evaluation."""
-    proc = subprocess.Popen([sys.executable, "-m", "serums", "--data-dir", str(data_dir), "node", "--listen", address],
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT)
-    cfg = NetworkConfig.load(data_dir / "network")
-    ident, signer = cfg.load_user("lothian")
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the node exited: {log.read_text()[-2000:]}")
-        try:
-            with connect(ident, signer, address, evaluate_timeout=2) as gw:
-                gw.network(cfg.channel).contract("serums", "UserContract").evaluate("WhoAmI")
-            return proc
-        except GatewayError:
-            time.sleep(0.1)
-    _stop(proc)
-    raise RuntimeError("the node did not start")
+    return start_node_process(data_dir, address, log=log)
 
 
 def start_gunicorn(env: dict[str, str], port: int, log: Path, workers: int = 2, threads: int = 4) -> subprocess.Popen:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -18,14 +17,9 @@ from network import NetworkConfig
 from network.audit import verify_ledger
 from network.client import GatewayError, connect
 from network.node import EmbeddedNode
+from serums.supervisor import free_port, start_node_process
 
 from .conftest import make_network
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _serums(data_dir, *args, **kw) -> subprocess.CompletedProcess:
@@ -34,31 +28,14 @@ def _serums(data_dir, *args, **kw) -> subprocess.CompletedProcess:
 
 
 def _start_node(data_dir, port) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "serums", "--data-dir", str(data_dir), "node", "--listen", f"127.0.0.1:{port}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    cfg = NetworkConfig.load(data_dir / "network")
-    ident, signer = cfg.load_user("lothian")
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            connect(ident, signer, f"127.0.0.1:{port}", evaluate_timeout=2).network("serums").contract(
-                "assets", "AssetContract").evaluate("GetCounter", "ping")
-            return proc
-        except GatewayError:
-            if proc.poll() is not None:
-                raise AssertionError(f"node exited: {proc.stdout.read()}") from None
-            time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("node did not come up")
+    return start_node_process(data_dir, f"127.0.0.1:{port}", log=data_dir / "node.log", timeout=30)
 
 
 @pytest.mark.slow
 def test_kill_9_during_submits_loses_nothing_acknowledged(tmp_path):
     make_network(tmp_path / "network")
     cfg = NetworkConfig.load(tmp_path / "network")
-    port = _free_port()
+    port = free_port()
     acked: list[tuple[str, str, str]] = []  # (owner, asset, tx id) whose commit was confirmed VALID
     lock = threading.Lock()
     for cycle in range(2):
