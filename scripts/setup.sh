@@ -11,7 +11,11 @@ log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 # minizinc (+ Gecode): the fabrication constraint solver.
 need=()
 command -v minizinc >/dev/null 2>&1 || need+=(minizinc)
-command -v python3 >/dev/null 2>&1 || need+=(python3 python3-venv)
+if ! command -v python3 >/dev/null 2>&1; then
+  need+=(python3 python3-venv python3-dev gcc)
+elif [ -z "${PYTHON:-}" ] && ! python3 -c "import ensurepip, venv" >/dev/null 2>&1; then
+  need+=(python3-venv)  # Debian ships venv/ensurepip separately from python3
+fi
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO=sudo
