@@ -29,6 +29,14 @@ class CommandError(Exception):
         self.code = code
 
 
+def host_port(text: str) -> str:
+    """argparse type for ``host:port`` (port 0–65535): a one-line usage error otherwise."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not host:port (e.g. 127.0.0.1:8000)")
+    return text
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
     from network import ConfigError, IdentityError
 

@@ -432,9 +432,12 @@ class GrpcServer:
             ("grpc.http2.min_ping_interval_without_data_ms", 5000),
         ])
         server.add_generic_rpc_handlers(self._handlers())
-        self.port = server.add_insecure_port(self.address)
+        try:
+            self.port = server.add_insecure_port(self.address)
+        except RuntimeError:  # grpc's "Failed to bind": address in use or not ours
+            self.port = 0
         if self.port == 0:
-            raise OSError(f"cannot listen on {self.address}")
+            raise OSError(f"cannot listen on {self.address} (in use, or not an address of this machine)")
         await server.start()
         self._server = server
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from network import BatchConfig, init_network, parse_hospitals
 
+from ..cli import host_port
+
 
 def register(sub) -> None:
     p = sub.add_parser("network", help="create and inspect the network's organisations")
@@ -11,7 +13,7 @@ def register(sub) -> None:
     init = nsub.add_parser("init", help="create each hospital's CA, peer and admin identities")
     init.add_argument("--hospitals", default="lothian,zmc,fcrb", help="comma-separated hospital names")
     init.add_argument("--channel", default="serums")
-    init.add_argument("--endpoint", default="127.0.0.1:7051", help="where the node serves the Gateway API")
+    init.add_argument("--endpoint", default="127.0.0.1:7051", type=host_port, help="where the node serves the Gateway API")
     init.add_argument("--force", action="store_true", help="replace an existing network (new keys)")
     init.add_argument("--batch-timeout-ms", type=float, default=1.0,
                       help="cut a block this long after its first transaction, once the committers are free (default 1)")

@@ -8,12 +8,12 @@ import threading
 
 from network import ChaincodeDefinition, NetworkConfig, PolicyError, parse_policy
 
-from ..cli import CommandError
+from ..cli import CommandError, host_port
 
 
 def register(sub) -> None:
     p = sub.add_parser("node", help="run the embedded node (one peer per hospital, orderer, committers)")
-    p.add_argument("--listen", help="host:port to serve the Gateway API on (default: the network's endpoint)")
+    p.add_argument("--listen", type=host_port, help="host:port to serve the Gateway API on (default: the network's endpoint)")
     p.set_defaults(handler=_node)
 
     led = sub.add_parser("ledger", help="inspect and verify the ledger")
@@ -45,7 +45,11 @@ def run_node(settings, listen: str | None = None, *, ready=None, stop_event: thr
 
     cfg = load_network(settings)
     node = EmbeddedNode(cfg, passphrase=settings.key_passphrase)
-    address = node.start(listen)
+    try:
+        address = node.start(listen)
+    except OSError as exc:
+        node.stop()
+        raise CommandError(f"cannot serve on {listen or cfg.endpoint}: {exc}") from None
     info = settings.data_dir / "node.json"
     import os
 

@@ -27,7 +27,7 @@ from network import (
 )
 
 from ..bootstrap import publish_preferences, publish_rules, register_hospitals, register_patients
-from ..cli import CommandError
+from ..cli import CommandError, host_port
 from ..supervisor import Supervisor, free_port, node_ready, port_in_use
 
 DEFAULT_HOSPITALS = ["lothian", "zmc", "fcrb"]
@@ -59,8 +59,8 @@ _WORDS = ("amber", "basalt", "cobalt", "dune", "ember", "fjord", "glacier", "har
 
 def register(sub) -> None:
     p = sub.add_parser("up", help="bring the whole system up (the first run creates everything)")
-    p.add_argument("--node-listen", help="host:port of the node's Gateway API (default: the network's endpoint)")
-    p.add_argument("--listen", default="127.0.0.1:8000", help="host:port of the HTTP gateway (default 127.0.0.1:8000)")
+    p.add_argument("--node-listen", type=host_port, help="host:port of the node's Gateway API (default: the network's endpoint)")
+    p.add_argument("--listen", default="127.0.0.1:8000", type=host_port, help="host:port of the HTTP gateway (default 127.0.0.1:8000)")
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers (default 2)")
     p.add_argument("--threads", type=int, default=4,
                    help="threads per worker (default 4: a request waiting for a commit does not block others)")

@@ -151,5 +151,14 @@ def test_cli_reports_bad_input_in_one_line(tmp_path):
     out = _serums(tmp_path, "chaincode", "deploy", "x", "--module", "chaincode.samples:assets_chaincode",
                   "--policy", "OutOf(3, 'LothianMSP.peer')")
     assert out.returncode == 1 and "can never be satisfied" in out.stderr
+    out = _serums(tmp_path, "node", "--listen", "nowhere")
+    assert out.returncode == 2 and "is not host:port" in out.stderr and "Traceback" not in out.stderr
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        out = _serums(tmp_path, "node", "--listen", f"127.0.0.1:{busy.getsockname()[1]}")
+    assert out.returncode == 1 and "cannot serve on" in out.stderr and "Traceback" not in out.stderr
     assert os.path.exists(tmp_path / "network" / "network.json")
     assert [c.name for c in NetworkConfig.load(tmp_path / "network").chaincodes] == ["assets"]
