@@ -455,9 +455,17 @@ class Peer:
     # ------------------------------------------------------------------ waiting
 
     def tx_status(self, tx_id: str) -> tuple[int, int] | None:
+        """(block, validation code) once ``tx_id`` is committed on this peer — which means its
+        writes are visible to simulations. The block store's index alone does not say so: it is
+        written a moment before the in-memory state is updated, and a client told "committed" in
+        that moment would read its own write back as missing."""
         with self._lock:
             hit = self._recent.get(tx_id)
-        return hit or self.store.tx_status(tx_id)
+        if hit is None:
+            hit = self.store.tx_status(tx_id)
+            if hit is not None and hit[0] >= self._height:
+                return None  # the commit of its block is still under way: wait for it
+        return hit
 
     def _add_waiter(self, tx_id: str, cb: Callable[[tuple[int, int]], None]) -> tuple[int, int] | None:
         """Call ``cb`` when ``tx_id`` commits — or return its status if it already has."""

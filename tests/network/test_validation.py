@@ -220,3 +220,40 @@ def test_back_or_post_dated_proposals_are_refused(running):
             prop.endorse()
         assert e.value.code == grpc.StatusCode.INVALID_ARGUMENT and "endorser's clock" in str(e.value)
     assert c.submit_json("Put", "t", "x", {})["version"] == 1  # a current proposal is fine
+
+
+def test_committed_status_means_the_write_is_readable(running):
+    """A peer writes a block to SQLite a moment before it applies the writes to its in-memory
+    state. A commit status answered in that moment would let a client read its own write back as
+    missing: the status must wait until the peer's state shows the transaction."""
+    msp = running.cfg.hospitals[0].msp_id
+    peer = running.node.peers[msp]
+    c = running.contract("lothian")
+    c.submit_json("Put", "race", "a0", '{"v": 0}')
+    in_sqlite, release = threading.Event(), threading.Event()
+    real_apply = peer.store.state.apply
+
+    def slow_apply(updates, height=None):
+        if any("a1" in u.key for u in updates):
+            in_sqlite.set()
+            assert release.wait(10)
+        real_apply(updates, height)
+
+    peer.store.state.apply = slow_apply
+    try:
+        commit = c.new_proposal("Put", ["race", "a1", '{"v": 1}']).endorse().submit()
+        assert in_sqlite.wait(10)
+        assert peer.store.tx_status(commit.transaction_id) is not None  # the block store has it ...
+        assert peer.tx_status(commit.transaction_id) is None  # ... but the peer has not committed it yet
+        box: list = []
+        waiter = threading.Thread(target=lambda: box.append(commit.status()))
+        waiter.start()
+        waiter.join(0.5)
+        assert not box, "commit status answered before the write was visible"
+        release.set()
+        waiter.join(10)
+        assert box and box[0].successful
+        assert c.evaluate_json("Get", "race", "a1")["value"] == {"v": 1}
+    finally:
+        release.set()
+        peer.store.state.apply = real_apply
