@@ -205,7 +205,9 @@ class LoginEventRow(Base):
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine suited to the directory. For SQLite: WAL, a busy timeout, foreign keys, and
     ``BEGIN IMMEDIATE`` so that read-then-write transactions from several threads queue for the
-    write lock instead of failing with "database is locked"."""
+    write lock instead of failing with "database is locked". Pure reads go through
+    :func:`reader` and begin deferred: in WAL mode they read a snapshot without the write lock,
+    so the session check of every request never queues behind a login being written."""
     if url.startswith("sqlite"):
         if url in ("sqlite://", "sqlite:///:memory:"):
             raise ValueError("use a file for SQLite (an in-memory database is not shared between threads)")
@@ -230,7 +232,16 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # pragma: no cover - exercised through every SQLite test
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READ_ONLY) else "BEGIN IMMEDIATE")
+
+
+_READ_ONLY = "serums_auth_read_only"
+
+
+def reader(engine: Engine) -> Engine:
+    """The same engine (pool, events) for transactions that only read: on SQLite they begin
+    deferred instead of taking the write lock. Nothing may be written through it."""
+    return engine.execution_options(**{_READ_ONLY: True})
 
 
 def create_tables(engine: Engine) -> None:
@@ -257,4 +268,5 @@ __all__ = [
     "create_tables",
     "drop_tables",
     "make_engine",
+    "reader",
 ]

@@ -73,6 +73,7 @@ from .models import (
     WalletWrapRow,
     create_tables,
     make_engine,
+    reader,
 )
 from .records import (
     CUSTODY,
@@ -165,7 +166,8 @@ class AuthService:
                          digits=config.totp_digits, valid_window=config.totp_valid_window)
         self.throttle = Throttle(self._db, clock)
         self.gate = SuspensionGate(is_suspended, clock, config.suspension_cache_ttl, config.suspension_stale_grace)
-        self.sessions = SessionManager(self._db, config, clock, self.gate)
+        self.sessions = SessionManager(self._db, config, clock, self.gate,
+                                       read_db=sessionmaker(reader(engine), expire_on_commit=False))
         self.evaluation = EvaluationRecorder(self._db, clock, config.evaluation_mode)
 
     @classmethod

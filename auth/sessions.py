@@ -88,8 +88,11 @@ class SuspensionGate:
 
 
 class SessionManager:
-    def __init__(self, db: sessionmaker[Session], config: AuthConfig, clock: Clock, gate: SuspensionGate):
+    def __init__(self, db: sessionmaker[Session], config: AuthConfig, clock: Clock, gate: SuspensionGate, *,
+                 read_db: sessionmaker[Session] | None = None):
         self._db = db
+        #: sessions for pure reads (the check of every request): no write lock on SQLite
+        self._read_db = read_db or db
         self._cfg = config
         self._clock = clock
         self.gate = gate
@@ -203,7 +206,7 @@ class SessionManager:
         exp = claims.get("exp")
         if not isinstance(exp, int | float) or exp <= now:
             raise TokenExpired("The token has expired.")
-        with self._db() as s:
+        with self._read_db() as s:
             row = s.execute(
                 sa.select(SessionRow.revoked_at, SessionRow.revoked_reason, SessionRow.expires_at,
                           SessionRow.user_id, UserRow.status)

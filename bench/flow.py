@@ -112,7 +112,8 @@ def _doctor_proc(url: str, doctors: list[dict], seconds: float, start_at: float,
                 with lock:
                     errors[0] += 1
                     if errors[0] <= 3:
-                        print(f"request failed: {r.status_code} {r.text[:300]}", file=sys.stderr)
+                        why = r.json().get("token_error") if r.status_code == 201 else r.text[:300]
+                        print(f"request failed: {r.status_code} {why}", file=sys.stderr)
                 continue
             r2 = client.post("/doctors/records", headers=headers, json={"token": r.json()["token"]["token"]})
             t2 = time.perf_counter()

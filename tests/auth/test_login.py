@@ -335,3 +335,35 @@ def test_parallel_second_factor_guesses_are_capped_per_challenge(service, doctor
     assert len(checked) == service.config.challenge_max_attempts
     assert outcomes.count("second-factor-invalid") == service.config.challenge_max_attempts
     assert outcomes.count("login-challenge-invalid") == 16 - service.config.challenge_max_attempts
+
+
+def test_session_check_reads_without_waiting_for_a_writer(service, doctor):
+    """The check every authenticated request makes is a pure read: on SQLite it must not queue
+    behind a transaction holding the write lock (a login being recorded, say)."""
+    import sqlite3
+    import threading
+
+    res = login(service, doctor.reg)
+    claims = {"sid": res.session_id, "sub": res.user.user_id, "exp": service.clock() + 60}
+    holder = sqlite3.connect(service.engine.url.database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+    try:
+        done = threading.Event()
+        errors: list[BaseException] = []
+
+        def check() -> None:
+            try:
+                service.sessions.check_claims(claims)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+            done.set()
+
+        threading.Thread(target=check, daemon=True).start()
+        assert done.wait(5), "the session check waited for the write lock"
+        assert not errors
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    service.sessions.revoke(res.session_id, "logout")
+    with pytest.raises(TokenRevoked):
+        service.sessions.check_claims(claims)
