@@ -20,11 +20,10 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, sessionmaker
 
 from .config import Clock
 from .crypto import new_id
-from .models import LoginEventRow
+from .models import LoginEventRow, Sessions
 
 
 @dataclass(frozen=True)
@@ -122,7 +121,7 @@ def usability_figures(events: Iterable[LoginEvent], methods: tuple[str, ...] = (
 class EvaluationRecorder:
     """Writes login events when evaluation mode is on; otherwise every call is a no-op."""
 
-    def __init__(self, db: sessionmaker[Session], clock: Clock, enabled: bool):
+    def __init__(self, db: Sessions, clock: Clock, enabled: bool):
         self._db = db
         self._clock = clock
         self.enabled = enabled

@@ -12,12 +12,13 @@ PostgreSQL; ``schema_translate_map`` places the tables in another schema when wa
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, LargeBinary, MetaData, String, Text, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -205,9 +206,8 @@ class LoginEventRow(Base):
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine suited to the directory. For SQLite: WAL, a busy timeout, foreign keys, and
     ``BEGIN IMMEDIATE`` so that read-then-write transactions from several threads queue for the
-    write lock instead of failing with "database is locked". Pure reads go through
-    :func:`reader` and begin deferred: in WAL mode they read a snapshot without the write lock,
-    so the session check of every request never queues behind a login being written."""
+    write lock instead of failing with "database is locked"; reads through :class:`Sessions`
+    begin deferred instead."""
     if url.startswith("sqlite"):
         if url in ("sqlite://", "sqlite:///:memory:"):
             raise ValueError("use a file for SQLite (an in-memory database is not shared between threads)")
@@ -238,10 +238,21 @@ def _configure_sqlite(engine: Engine) -> None:
 _READ_ONLY = "serums_auth_read_only"
 
 
-def reader(engine: Engine) -> Engine:
-    """The same engine (pool, events) for transactions that only read: on SQLite they begin
-    deferred instead of taking the write lock. Nothing may be written through it."""
-    return engine.execution_options(**{_READ_ONLY: True})
+class Sessions:
+    """The directory's sessions, split by intent: ``db()`` opens a session for reading only,
+    ``db.begin()`` a write transaction. On SQLite a read begins deferred (a WAL snapshot, no
+    write lock) while a write begins ``IMMEDIATE``, so the checks every request makes never queue
+    behind a login being recorded. Never write through ``db()``."""
+
+    def __init__(self, engine: Engine):
+        self._read = sessionmaker(engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False)
+        self._write = sessionmaker(engine, expire_on_commit=False)
+
+    def __call__(self) -> Session:
+        return self._read()
+
+    def begin(self) -> AbstractContextManager[Session]:
+        return self._write.begin()
 
 
 def create_tables(engine: Engine) -> None:
@@ -268,5 +279,5 @@ __all__ = [
     "create_tables",
     "drop_tables",
     "make_engine",
-    "reader",
+    "Sessions",
 ]

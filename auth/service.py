@@ -33,7 +33,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
 
 from network import CertificateAuthority, Identity, IdentityError, NetworkConfig, Signer
 
@@ -68,12 +67,12 @@ from .models import (
     InvitationRow,
     RecoveryCodeRow,
     SessionRow,
+    Sessions,
     UserRow,
     WalletRow,
     WalletWrapRow,
     create_tables,
     make_engine,
-    reader,
 )
 from .records import (
     CUSTODY,
@@ -159,15 +158,14 @@ class AuthService:
         self.config = config
         self.clock = clock
         self.ca_provider = ca_provider
-        self._db: sessionmaker[Session] = sessionmaker(engine, expire_on_commit=False)
+        self._db = Sessions(engine)
         self._pepper = config.pepper
         self.hasher = KeyHasher(config.argon2)
         self.totp = Totp(config.pepper, issuer=config.totp_issuer, interval=config.totp_interval,
                          digits=config.totp_digits, valid_window=config.totp_valid_window)
         self.throttle = Throttle(self._db, clock)
         self.gate = SuspensionGate(is_suspended, clock, config.suspension_cache_ttl, config.suspension_stale_grace)
-        self.sessions = SessionManager(self._db, config, clock, self.gate,
-                                       read_db=sessionmaker(reader(engine), expire_on_commit=False))
+        self.sessions = SessionManager(self._db, config, clock, self.gate)
         self.evaluation = EvaluationRecorder(self._db, clock, config.evaluation_mode)
 
     @classmethod

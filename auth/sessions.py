@@ -20,7 +20,6 @@ import threading
 from collections.abc import Callable
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, sessionmaker
 
 from .config import AuthConfig, Clock
 from .crypto import Sealed, new_id
@@ -34,7 +33,7 @@ from .errors import (
     WalletLocked,
     WalletNotHeld,
 )
-from .models import RefreshTokenRow, SessionRow, UserRow
+from .models import RefreshTokenRow, SessionRow, Sessions, UserRow
 from .records import RefreshGrant, SessionInfo
 from .wallet import open_for_session, seal_for_session
 
@@ -88,11 +87,8 @@ class SuspensionGate:
 
 
 class SessionManager:
-    def __init__(self, db: sessionmaker[Session], config: AuthConfig, clock: Clock, gate: SuspensionGate, *,
-                 read_db: sessionmaker[Session] | None = None):
+    def __init__(self, db: Sessions, config: AuthConfig, clock: Clock, gate: SuspensionGate):
         self._db = db
-        #: sessions for pure reads (the check of every request): no write lock on SQLite
-        self._read_db = read_db or db
         self._cfg = config
         self._clock = clock
         self.gate = gate
@@ -206,7 +202,7 @@ class SessionManager:
         exp = claims.get("exp")
         if not isinstance(exp, int | float) or exp <= now:
             raise TokenExpired("The token has expired.")
-        with self._read_db() as s:
+        with self._db() as s:
             row = s.execute(
                 sa.select(SessionRow.revoked_at, SessionRow.revoked_reason, SessionRow.expires_at,
                           SessionRow.user_id, UserRow.status)

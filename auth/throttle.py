@@ -23,12 +23,11 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
 
 from .config import Clock, ThrottlePolicy
 from .crypto import keyed
 from .errors import LoginThrottled
-from .models import ThrottleRow
+from .models import Sessions, ThrottleRow
 
 _MAX_CAS_RETRIES = 50
 
@@ -75,7 +74,7 @@ class ThrottleState:
 class Throttle:
     """Failure counters in the database, shared by every worker process."""
 
-    def __init__(self, db: sessionmaker[Session], clock: Clock):
+    def __init__(self, db: Sessions, clock: Clock):
         self._db = db
         self._clock = clock
 
