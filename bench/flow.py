@@ -152,7 +152,9 @@ def measure(url: str, doctors: list[dict], seconds: float) -> dict:
         p.join()
     flows = sorted(x[0] for g in got for x in g["results"])
     qs = statistics.quantiles(flows, n=100) if len(flows) >= 2 else [0.0] * 99
+    half = [statistics.median(x[i] for g in got for x in g["results"]) if flows else 0.0 for i in (1, 2)]
     return {"per_s": len(flows) / seconds, "p50_ms": qs[49] * 1000, "p99_ms": qs[98] * 1000,
+            "request_p50_ms": half[0] * 1000, "fetch_p50_ms": half[1] * 1000,
             "errors": sum(g["errors"] for g in got), "n": len(flows)}
 
 
@@ -176,6 +178,8 @@ def main() -> None:
                 out[f"flows_per_s_c{n}"] = round(m["per_s"], 1)
                 out[f"p50_ms_c{n}"] = round(m["p50_ms"], 1)
                 out[f"p99_ms_c{n}"] = round(m["p99_ms"], 1)
+                out[f"request_p50_ms_c{n}"] = round(m["request_p50_ms"], 1)  # steps 5-8
+                out[f"fetch_p50_ms_c{n}"] = round(m["fetch_p50_ms"], 1)  # steps 9-10
                 out[f"errors_c{n}"] = m["errors"]
             print(f"gunicorn {args.workers} workers x {args.threads} threads; one login per doctor, "
                   f"then request + fetch flows", file=sys.stderr)
