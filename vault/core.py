@@ -86,15 +86,26 @@ log = logging.getLogger(__name__)
 _REF_RE = re.compile(r"^[0-9a-f]{32}$")
 _PROTECTION = {True: "aes-256-gcm", False: "none (benchmark baseline)"}
 DEFAULT_CHUNK = 2000
-_DEK_CACHE = 4096
+_DEK_CACHE = 4096  # unwrapped data keys held at most (LRU) ...
+DEK_CACHE_SECONDS = 300.0  # ... and for at most this long; each use re-checks the key's row (erasure)
+_REF_HUB_CACHE = 100_000  # reference hubs (codes, places, days: immutable, no patient data) held for reads
 
 
 def _now() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC)
 
 
+# json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False), byte for byte, with the C
+# encoder built once (json.dumps builds a new one on every call).
+_C_CANONICAL = json.encoder.c_make_encoder(
+    None, json.JSONEncoder().default, json.encoder.c_encode_basestring, None, ":", ",", True, False, True,
+) if json.encoder.c_make_encoder else None
+
+
 def _canonical(doc: Any) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    if _C_CANONICAL is None or not isinstance(doc, dict):
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return "".join(_C_CANONICAL(doc, 0)).encode()
 
 
 # --------------------------------------------------------------------------- results
@@ -312,7 +323,12 @@ class Vault:
         self.encrypts_payloads = protection == _PROTECTION[True]
         self.dialect = engine.dialect.name
         self._lock = threading.RLock()
-        self._keys: OrderedDict[str, DataKey] = OrderedDict()  # person hk -> data key (LRU)
+        # person hk -> (data key, monotonic deadline): LRU, bounded in size and lifetime. A cached key
+        # is used only after its row was found in the same read (see _patient_key): erasure — here
+        # or in another process sharing the database — takes effect on the next read.
+        self._keys: OrderedDict[str, tuple[DataKey, float]] = OrderedDict()
+        self._ref_hubs: dict[tuple[str, str], HubRef] = {}  # (kind, hk) -> reference hub, immutable
+        self._raw = _RawReads(self.dialect)
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -464,7 +480,7 @@ class Vault:
 
     def remember_key(self, person_hk: str, dek: DataKey) -> None:
         with self._lock:
-            self._keys[person_hk] = dek
+            self._keys[person_hk] = (dek, time.monotonic() + DEK_CACHE_SECONDS)
             self._keys.move_to_end(person_hk)
             while len(self._keys) > _DEK_CACHE:
                 self._keys.popitem(last=False)
@@ -535,19 +551,30 @@ class Vault:
             return list(conn.execute(sa.select(S.data_keys.c.person_hk).order_by(S.data_keys.c.person_hk)).scalars())
 
     def _patient_key(self, conn: sa.Connection, patient: str) -> DataKey:
+        """The patient's data key, read from its row on ``conn`` on every call.
+
+        The unwrapped key may come from the cache, but only when the row still holds that very key
+        (same key id) and the cached copy is younger than DEK_CACHE_SECONDS: a key destroyed by an
+        erasure — in this process or another one — is never used again, cached or not.
+        """
         if not isinstance(patient, str) or not _REF_RE.match(patient):
             raise PatientNotFound("not a patient reference (32 hex characters)")
-        with self._lock:
-            dek = self._keys.get(patient)
-            if dek is not None:
-                self._keys.move_to_end(patient)
-                return dek
-        row = conn.execute(sa.select(S.data_keys).where(S.data_keys.c.person_hk == patient)).first()
+        raw = self._raw
+        row = raw.one(conn, raw.data_key, (patient,))
         if row is None:
-            if conn.execute(sa.select(S.hub_person.c.hk).where(S.hub_person.c.hk == patient)).first() is not None:
+            self._forget_key(patient)
+            if raw.one(conn, raw.person_exists, (patient,)) is not None:
                 raise PatientErased("this patient's data key is gone: their record was erased")
             raise PatientNotFound(f"no patient {patient} in this vault")
-        dek = self.unwrap_data_key(row.dek_id, patient, row.wrapped, row.kek_id)
+        dek_id, wrapped, kek_id = row
+        with self._lock:
+            cached = self._keys.get(patient)
+            if cached is not None:
+                if cached[0].dek_id == dek_id and time.monotonic() < cached[1]:
+                    self._keys.move_to_end(patient)
+                    return cached[0]
+                del self._keys[patient]
+        dek = self.unwrap_data_key(dek_id, patient, bytes(wrapped), kek_id)
         self.remember_key(patient, dek)
         return dek
 
@@ -687,47 +714,53 @@ class Vault:
         chosen = self._sections(sections)
         if as_of is not None and as_of.tzinfo is None:
             raise ValueError("as_of must be timezone-aware")
-        with self.engine.connect() as conn:
+        with self.engine.connect() as conn, conn.begin():  # one transaction: one snapshot on SQLite
             dek = self._patient_key(conn, patient)
             return self._assemble(conn, patient, dek, chosen, as_of)
 
     def _assemble(self, conn: sa.Connection, patient: str, dek: DataKey, chosen: list[str],
                   as_of: _dt.datetime | None) -> PatientRecord:
+        """Read the chosen sections of one patient: one query each for satellites, links, events and
+        blobs (reference hubs mostly from the in-process cache), on the driver connection."""
         withheld = {s: WITHHELD_NOT_GRANTED for s in self.format.sections if s not in chosen}
         out = {s: SectionData(s) for s in chosen}
         if not chosen:
             return PatientRecord(patient, self.format.name, as_of, self.clock(), out, withheld)
-        params: dict[str, Any] = {"dek": dek.dek_id, "patient": patient, "sections": chosen}
-        if as_of is not None:
-            params["as_of"] = as_of
-        q, lq = (_Q.sats_as_of, _Q.links_as_of) if as_of is not None else (_Q.sats, _Q.links)
-        latest: dict[tuple[str, str], Any] = {}
-        for r in conn.execute(q, params):
-            latest[(r.hub_hk, r.satellite)] = r
-        effective: dict[tuple[str, str], Any] = {}
-        for r in conn.execute(lq, params):
-            drive = r.to_hk if driving_key_is_target(r.from_kind, r.to_kind) else r.from_hk
-            effective[(drive, r.name)] = r
-        links = [r for r in effective.values() if r.to_hk is not None]
+        raw = self._raw
+        bound_as_of = None if as_of is None else self.db_timestamp(as_of)
+        latest: dict[tuple[str, str], tuple] = {}
+        # hub_kind, hub_hk, satellite, section, load_ts, record_source, hash_diff, sealed
+        for r in raw.rows(conn, raw.satellites, dek.dek_id, chosen, bound_as_of):
+            latest[(r[1], r[2])] = r
+        effective: dict[tuple[str, str], tuple] = {}
+        # name, section, from_kind, from_hk, to_kind, to_hk, load_ts
+        for r in raw.rows(conn, raw.links, patient, chosen, bound_as_of):
+            drive = r[5] if driving_key_is_target(r[2], r[4]) else r[3]
+            effective[(drive, r[0])] = r
+        links = [r for r in effective.values() if r[5] is not None]
         hubs = _HubResolver(self, conn, patient, dek, chosen)
+        want = hubs.want
         for r in links:
-            hubs.want(r.from_kind, r.from_hk)
-            hubs.want(r.to_kind, r.to_hk)
+            want(r[2], r[3])
+            want(r[4], r[5])
         for r in latest.values():
-            hubs.want(r.hub_kind, r.hub_hk)
+            want(r[0], r[1])
         hubs.resolve()
-        for r in latest.values():
-            if self.encrypts_payloads:
-                aad = sat_aad(r.satellite, r.hub_kind, r.hub_hk, r.section, dek.dek_id, utc_iso(r.load_ts),
-                              r.record_source, r.hash_diff)
-                data = dek.open(r.sealed, aad)
+        ts = raw.timestamps()
+        ref = hubs.ref
+        dek_id, encrypted, loads = dek.dek_id, self.encrypts_payloads, json.loads
+        for hub_kind, hub_hk, satellite, section, load_ts, source, hash_diff, sealed in latest.values():
+            loaded_at, load_iso = ts(load_ts)
+            if encrypted:
+                data = dek.open(sealed, sat_aad(satellite, hub_kind, hub_hk, section, dek_id, load_iso, source,
+                                                hash_diff))
             else:
-                data = r.sealed
-            out[r.section].entries.append(Entry(r.satellite, hubs.ref(r.hub_kind, r.hub_hk, r.section),
-                                                json.loads(data), r.load_ts, r.record_source))
-        for r in links:
-            out[r.section].links.append(LinkEntry(r.name, hubs.ref(r.from_kind, r.from_hk, r.section),
-                                                  hubs.ref(r.to_kind, r.to_hk, r.section), r.load_ts))
+                data = sealed
+            out[section].entries.append(Entry(satellite, ref(hub_kind, hub_hk, section), loads(data), loaded_at,
+                                              source))
+        for name, section, from_kind, from_hk, to_kind, to_hk, load_ts in links:
+            out[section].links.append(LinkEntry(name, ref(from_kind, from_hk, section), ref(to_kind, to_hk, section),
+                                                ts(load_ts)[0]))
         for blob in self._blob_refs(conn, patient, dek, chosen, as_of):
             out[blob.section].blobs.append(blob)
         for data in out.values():
@@ -944,17 +977,16 @@ class Vault:
 
     def _blob_refs(self, conn: sa.Connection, patient: str, dek: DataKey, sections: list[str],
                    as_of: _dt.datetime | None, blob_id: str | None = None) -> list[BlobRef]:
-        params: dict[str, Any] = {"dek": dek.dek_id, "sections": sections}
-        q = _Q.blobs
-        if as_of is not None:
-            q, params["as_of"] = _Q.blobs_as_of, as_of
-        if blob_id is not None:
-            q = q.where(S.blobs.c.blob_id == blob_id)
+        raw = self._raw
+        ts = raw.timestamps()
+        bound_as_of = None if as_of is None else self.db_timestamp(as_of)
         out = []
-        for r in conn.execute(q, params):
-            meta = json.loads(dek.open(r.meta_sealed, blob_aad(r.blob_id, dek.dek_id, r.section, "meta")))
-            out.append(BlobRef(r.blob_id, patient, r.section, meta["media_type"], meta["name"], meta["size"],
-                               r.sha256, r.store, r.address, r.load_ts))
+        # blob_id, section, store, address, sha256, load_ts, meta_sealed
+        for bid, section, store, address, sha, load_ts, meta_sealed in raw.rows(
+                conn, raw.blobs, dek.dek_id, sections, bound_as_of, blob_id):
+            meta = json.loads(dek.open(bytes(meta_sealed), blob_aad(bid, dek.dek_id, section, "meta")))
+            out.append(BlobRef(bid, patient, section, meta["media_type"], meta["name"], meta["size"],
+                               sha, store, address, ts(load_ts)[0]))
         return out
 
     def blob_info(self, patient: str, blob_id: str) -> BlobRef:
@@ -1146,7 +1178,7 @@ class _HubResolver:
         self.person_section = vault.format.person_section()
         self.released = set(released)
         self.wanted: dict[str, set[str]] = {k: set() for k in S.HUB_TABLES}
-        self.refs: dict[tuple[str, str], HubRef] = {}
+        self.refs: dict[tuple[str, str], HubRef] = {}  # reference hubs of this read
         self.event_keys: dict[str, tuple[str, str]] = {}
         self.person_key: str | None = None
 
@@ -1154,29 +1186,44 @@ class _HubResolver:
         self.wanted[kind].add(hk)
 
     def resolve(self) -> None:
-        dek = self.dek
+        dek, conn, raw = self.dek, self.conn, self.vault._raw
         if self.wanted["person"] and self.person_section in self.released:
-            r = self.conn.execute(_Q.person, {"hk": self.patient}).first()
+            r = raw.one(conn, raw.person, (self.patient,))
             if r is not None:
-                self.person_key = dek.open(r.bk_sealed, bk_aad("person", r.hk, dek.dek_id)).decode()
+                self.person_key = dek.open(bytes(r[0]), bk_aad("person", self.patient, dek.dek_id)).decode()
         if self.wanted["event"]:
             wanted = self.wanted["event"]
-            for r in self.conn.execute(_Q.events, {"patient": self.patient}):
-                if r.hk in wanted:
-                    self.event_keys[r.hk] = (r.type, dek.open(r.bk_sealed, bk_aad("event", r.hk, r.dek_id)).decode())
+            for hk, etype, dek_id, sealed in raw.rows(conn, raw.events, self.patient):
+                if hk in wanted:
+                    self.event_keys[hk] = (etype, dek.open(bytes(sealed), bk_aad("event", hk, dek_id)).decode())
+        cache, refs = self.vault._ref_hubs, self.refs
         for kind in ("object", "location", "time"):
-            hks = sorted(self.wanted[kind])
-            for i in range(0, len(hks), 500):
-                for r in self.conn.execute(_Q.hubs[kind], {"hks": hks[i:i + 500]}):
+            missing = []
+            for hk in self.wanted[kind]:
+                got = cache.get((kind, hk))
+                if got is None:
+                    missing.append(hk)
+                else:
+                    refs[(kind, hk)] = got
+            if not missing:
+                continue
+            missing.sort()
+            ts = raw.timestamps()
+            for i in range(0, len(missing), 500):
+                for r in raw.rows(conn, raw.ref_hubs[kind], None, missing[i:i + 500]):
                     if kind == "object":
-                        ref = HubRef("object", r.hk, type=r.type, key=r.code, system=r.system)
+                        ref = HubRef("object", r[0], type=r[1], key=r[2], system=r[3])
                     elif kind == "location":
-                        ref = HubRef("location", r.hk, key=r.code, name=r.name, latitude=r.latitude,
-                                     longitude=r.longitude, altitude=r.altitude)
+                        ref = HubRef("location", r[0], key=r[1], name=r[2], latitude=r[3], longitude=r[4],
+                                     altitude=r[5])
                     else:
-                        ref = HubRef("time", r.hk, instant=utc_iso(r.instant), grain=r.grain,
-                                     key=utc_iso(r.instant)[:10] if r.grain == "day" else utc_iso(r.instant))
-                    self.refs[(kind, r.hk)] = ref
+                        instant = ts(r[1])[1]
+                        ref = HubRef("time", r[0], instant=instant, grain=r[2],
+                                     key=instant[:10] if r[2] == "day" else instant)
+                    refs[(kind, r[0])] = ref
+            if len(cache) > _REF_HUB_CACHE:
+                cache.clear()
+            cache.update((key, ref) for key, ref in refs.items() if key[0] == kind)
 
     def ref(self, kind: str, hk: str, section: str) -> HubRef:
         if kind == "person":
@@ -1187,32 +1234,86 @@ class _HubResolver:
         return self.refs.get((kind, hk)) or HubRef(kind, hk)
 
 
-class _Statements:
-    """The read path's statements, built once: SQLAlchemy then reuses their compiled form, and a
-    read costs its queries, not their construction."""
+class _RawReads:
+    """The read path's queries, in SQL on the driver connection of a SQLAlchemy connection.
 
-    def __init__(self) -> None:
-        sat, lk, ev, bl = S.satellites.c, S.links.c, S.hub_event.c, S.blobs.c
-        sections = sa.bindparam("sections", expanding=True)
-        as_of = sa.bindparam("as_of", type_=S.UTCDateTime())
-        self.sats = (sa.select(sat.id, sat.hub_kind, sat.hub_hk, sat.satellite, sat.section, sat.load_ts,
-                               sat.record_source, sat.hash_diff, sat.sealed)
-                     .where(sat.dek_id == sa.bindparam("dek"), sat.section.in_(sections))
-                     .order_by(sat.load_ts, sat.id))
-        self.sats_as_of = self.sats.where(sat.load_ts <= as_of)
-        self.links = (sa.select(lk.name, lk.section, lk.from_kind, lk.from_hk, lk.to_kind, lk.to_hk, lk.load_ts)
-                      .where(lk.patient_hk == sa.bindparam("patient"), lk.section.in_(sections))
-                      .order_by(lk.load_ts, lk.id))
-        self.links_as_of = self.links.where(lk.load_ts <= as_of)
-        self.person = sa.select(S.hub_person).where(S.hub_person.c.hk == sa.bindparam("hk"))
-        self.events = sa.select(ev.hk, ev.type, ev.dek_id, ev.bk_sealed).where(ev.patient_hk == sa.bindparam("patient"))
-        self.hubs = {kind: sa.select(S.HUB_TABLES[kind]).where(S.HUB_TABLES[kind].c.hk.in_(
-            sa.bindparam("hks", expanding=True))) for kind in ("object", "location", "time")}
-        self.blobs = sa.select(S.blobs).where(bl.dek_id == sa.bindparam("dek"), bl.section.in_(sections))
-        self.blobs_as_of = self.blobs.where(bl.load_ts <= as_of)
+    A read is a handful of small queries; through SQLAlchemy's execution and per-row result
+    processing they cost more than the decryption. Rows come back as plain tuples; timestamps
+    as the driver gives them (text on SQLite, aware datetimes on PostgreSQL): ``timestamps()``
+    turns them into (aware UTC datetime, ISO text) exactly as ``UTCDateTime`` and ``utc_iso`` do.
+    ``as_of`` is bound as ``Vault.db_timestamp`` gives it (what the bulk writer stores).
+    """
 
+    def __init__(self, dialect: str):
+        self.sqlite = dialect == "sqlite"
+        self.mark = "?" if self.sqlite else "%s"
+        m = self.mark
+        self.data_key = f"SELECT dek_id, wrapped, kek_id FROM {S.data_keys.name} WHERE person_hk = {m}"
+        self.person_exists = f"SELECT hk FROM {S.hub_person.name} WHERE hk = {m}"
+        self.person = f"SELECT bk_sealed FROM {S.hub_person.name} WHERE hk = {m}"
+        self.events = f"SELECT hk, type, dek_id, bk_sealed FROM {S.hub_event.name} WHERE patient_hk = {m}"
+        self.satellites = (f"SELECT hub_kind, hub_hk, satellite, section, load_ts, record_source, hash_diff, sealed "
+                           f"FROM {S.satellites.name} WHERE dek_id = {m} AND section IN ({{values}}){{as_of}} "
+                           f"ORDER BY load_ts, id")
+        self.links = (f"SELECT name, section, from_kind, from_hk, to_kind, to_hk, load_ts FROM {S.links.name} "
+                      f"WHERE patient_hk = {m} AND section IN ({{values}}){{as_of}} ORDER BY load_ts, id")
+        self.blobs = (f"SELECT blob_id, section, store, address, sha256, load_ts, meta_sealed FROM {S.blobs.name} "
+                      f"WHERE dek_id = {m} AND section IN ({{values}}){{as_of}}{{blob}}")
+        self.ref_hubs = {
+            "object": f"SELECT hk, type, code, system FROM {S.hub_object.name} WHERE hk IN ({{values}})",
+            "location": (f"SELECT hk, code, name, latitude, longitude, altitude FROM {S.hub_location.name} "
+                         f"WHERE hk IN ({{values}})"),
+            "time": f"SELECT hk, instant, grain FROM {S.hub_time.name} WHERE hk IN ({{values}})",
+        }
+        self._sql: dict[tuple[str, int, bool, bool], str] = {}
 
-_Q = _Statements()
+    def _text(self, template: str, n: int, as_of: bool, blob: bool) -> str:
+        key = (template, n, as_of, blob)
+        sql = self._sql.get(key)
+        if sql is None:
+            m = self.mark
+            sql = self._sql[key] = template.format(values=", ".join([m] * n),
+                                                   as_of=f" AND load_ts <= {m}" if as_of else "",
+                                                   blob=f" AND blob_id = {m}" if blob else "")
+        return sql
+
+    @staticmethod
+    def _driver(conn: sa.Connection) -> Any:
+        return conn.connection.driver_connection
+
+    def one(self, conn: sa.Connection, sql: str, params: tuple) -> tuple | None:
+        return self._driver(conn).execute(sql, params).fetchone()
+
+    def rows(self, conn: sa.Connection, template: str, key: str | None, values: Sequence[str] = (),
+             as_of: Any = None, blob_id: str | None = None) -> list[tuple]:
+        """``template`` with ``key`` first (unless None), ``values`` in its IN list, then as_of and blob_id
+        when given (each adds its condition)."""
+        params: list[Any] = [] if key is None else [key]
+        params.extend(values)
+        if as_of is not None:
+            params.append(as_of)
+        if blob_id is not None:
+            params.append(blob_id)
+        sql = self._text(template, len(values), as_of is not None, blob_id is not None)
+        return self._driver(conn).execute(sql, params).fetchall()
+
+    def timestamps(self) -> Callable[[Any], tuple[_dt.datetime, str]]:
+        """A converter from stored timestamps to (aware UTC datetime, utc_iso text), memoised for one
+        read (a record has few distinct load times)."""
+        seen: dict[Any, tuple[_dt.datetime, str]] = {}
+        sqlite = self.sqlite
+
+        def convert(value: Any) -> tuple[_dt.datetime, str]:
+            got = seen.get(value)
+            if got is None:
+                if sqlite:  # SQLAlchemy's SQLite storage format, naive UTC
+                    moment = _dt.datetime.fromisoformat(value).replace(tzinfo=_dt.UTC)
+                else:
+                    moment = value.astimezone(_dt.UTC)
+                got = seen[value] = (moment, utc_iso(moment))
+            return got
+
+        return convert
 
 
 # --------------------------------------------------------------------------- helpers

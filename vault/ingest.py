@@ -7,9 +7,10 @@ no duplicate versions), seals the new ones and bulk-inserts everything. Nothing 
 here: the caller commits once at the end, so a failure — or a killed process — leaves nothing.
 
 Pipelining: a chunk's inserts run on a background thread (on the transaction's connection)
-while the next chunk is computed. Lookups of what the vault already holds go through a second
-connection, which sees committed data only — enough, because everything this ingest wrote
-itself is tracked in memory (patients seen, hubs known, current hash diffs and links).
+while the next chunks are computed (at most ``_FLUSH_DEPTH`` waiting). Lookups of what the
+vault already holds go through a second connection, which sees committed data only — enough,
+because everything this ingest wrote itself is tracked in memory (patients seen, hubs known,
+current hash diffs and links).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import operator
 import sqlite3
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -27,12 +30,13 @@ import sqlalchemy as sa
 
 from . import schema as S
 from .errors import IngestError
-from .keys import DataKey, bk_aad, dek_aad, sat_aad_prefix, sat_aad_suffix
+from .keys import DataKey, bk_aad, dek_aad, nonce_stream, sat_aad_prefix
 from .recordformat import PERSON, HubSpec, RecordFormat, TableSpec
 
 if TYPE_CHECKING:
     from .core import Vault
 
+_FLUSH_DEPTH = 2  # chunks computed ahead of the database: smooths the pipeline when either side stalls
 _CHUNK_QUERY = 500  # IN (...) lists are cut to this size (SQLite's parameter limit, plan sizes)
 
 
@@ -41,11 +45,17 @@ def _chunks(items: Sequence[str], n: int = _CHUNK_QUERY):
         yield items[i:i + n]
 
 
+# json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode(value), byte for byte, without
+# building a new C encoder on every call (the hash diff is over these bytes, so they must not change).
+_C_ENCODE = json.encoder.c_make_encoder(None, json.JSONEncoder().default, json.encoder.c_encode_basestring, None,
+                                        ":", ",", False, False, True) if json.encoder.c_make_encoder else None
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _json(value: Any) -> bytes:
-    return _ENCODE(value).encode("utf-8")
+    if _C_ENCODE is None:
+        return _ENCODE(value).encode("utf-8")
+    return "".join(_C_ENCODE(value, 0)).encode("utf-8")
 
 
 def driving_key_is_target(from_kind: str, to_kind: str) -> bool:
@@ -62,6 +72,24 @@ def driving_key_is_target(from_kind: str, to_kind: str) -> bool:
 def link_key(name: str, from_hk: str, to_hk: str | None) -> str:
     """A link's hash key. Its parts are already keyed hub hashes, so a plain (fast) hash suffices."""
     return hashlib.blake2b(f"{name}\x1f{from_hk}\x1f{to_hk or '-'}".encode(), digest_size=16).hexdigest()
+
+
+def link_key_prefix(name: str) -> Any:
+    """The hash state of ``link_key(name, …)`` after its name: copy it, then update with
+    ``f"{from_hk}\\x1f{to_hk or '-'}"`` (what the bulk writer does, once a link)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{name}\x1f".encode())
+    return h
+
+
+def _tuple_getter(columns: Sequence[str]) -> Callable[[dict[str, Any]], tuple]:
+    """``lambda row: tuple(row[c] for c in columns)``, at C speed."""
+    if not columns:
+        return lambda row: ()
+    if len(columns) == 1:
+        only = columns[0]
+        return lambda row: (row[only],)
+    return operator.itemgetter(*columns)
 
 
 def time_instant(value: str) -> tuple[_dt.datetime, str]:
@@ -106,7 +134,7 @@ class BatchWriter:
         self.conn = conn  # the write transaction; used only by the flusher while one is pending
         self.reader = reader or conn  # lookups of committed state
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vault-flush") if reader else None
-        self._pending: Future | None = None
+        self._pending: deque[Future] = deque()  # flushes submitted, oldest first
         self.fmt = fmt
         self.batch_id = batch_id
         self.load_ts = load_ts
@@ -115,6 +143,7 @@ class BatchWriter:
         self.hk = vault.hash_keys
         self.kek = vault.kek
         self.encrypt = vault.encrypts_payloads
+        self._nonce = nonce_stream().__next__  # this ingest's nonces, drawn from the OS in blocks
         self._plans: dict[str, _Plan] = {}
         self.person_hk: dict[str, str] = {}  # national id -> person hk
         self.keys: dict[str, DataKey] = {}  # person hk -> data key
@@ -228,8 +257,16 @@ class BatchWriter:
         known, sat_state, link_state, ref_hk = self.known, self.sat_state, self.link_state, self.ref_hk
         seen = self.seen_values
         encrypt = self.encrypt
+        nonce = self._nonce
+        event_hk: dict[tuple[str, str, str], str] = {}  # (type, person, key) -> hash key, this chunk
         hub_plans = [(h.name, h.kind, h.type, h.key, h.system) for h in plan.hubs]
-        aad_prefix = {sp.qname: sat_aad_prefix(sp.qname, sp.section, load_iso, src) for sp in plan.sats}
+        link_plans = [(lp.qname, lp.from_hub, lp.to_hub, lp.section, lp.event_driven, self._kind_of(plan, lp.to_hub),
+                       link_key_prefix(lp.qname)) for lp in plan.links]
+        # (aad prefix + suffix is sat_aad(...); values_of/empty_of are itemgetters that always give tuples)
+        sat_plans = [(sp.qname, sp.hub, sp.section, sp.columns, _tuple_getter(sp.columns),
+                      _tuple_getter(sp.skip_if_empty) if sp.skip_if_empty else None, sp.qname_prefix,
+                      sat_aad_prefix(sp.qname, sp.section, load_iso, src)) for sp in plan.sats]
+        mac_hex = DataKey.hash_diff
         for row in rows:
             phk = self.person_hk[row[pcol]]
             dek = self.keys[phk]
@@ -249,11 +286,15 @@ class BatchWriter:
                         continue
                     bk = "|".join(str(v) for v in values)
                 if kind == "event":
-                    ehk = hk("event", htype, phk, bk)
+                    ekey = (htype, phk, bk)
+                    ehk = event_hk.get(ekey)
+                    if ehk is None:
+                        ehk = event_hk[ekey] = hk("event", htype, phk, bk)
                     hubs[name] = ("event", ehk)
                     if ehk not in known:
                         known.add(ehk)
-                        events.append((ehk, htype, phk, dek_id, dek.seal(bk.encode(), bk_aad("event", ehk, dek_id)),
+                        events.append((ehk, htype, phk, dek_id,
+                                       dek.seal(bk.encode(), bk_aad("event", ehk, dek_id), nonce()),
                                        ts, src, batch_id))
                     continue
                 ref_key = (kind, htype, bk)
@@ -273,45 +314,47 @@ class BatchWriter:
                 else:
                     instant, grain = time_instant(bk)
                     ref_new[kind][rhk] = (rhk, self.vault.db_timestamp(instant), grain, ts, src, batch_id)
-            for lp in plan.links:
-                src_hub = hubs.get(lp.from_hub)
+            for qname, from_hub, to_hub, section, event_driven, to_kind, lk_prefix in link_plans:
+                src_hub = hubs.get(from_hub)
                 if src_hub is None:
                     continue
-                dst = hubs.get(lp.to_hub)
-                if lp.event_driven:
+                dst = hubs.get(to_hub)
+                if event_driven:
                     if dst is None:
                         continue
-                    key_, value = (dst[1], lp.qname), src_hub[1]
+                    key_, value = (dst[1], qname), src_hub[1]
                 else:
-                    key_, value = (src_hub[1], lp.qname), (dst[1] if dst else None)
+                    key_, value = (src_hub[1], qname), (dst[1] if dst else None)
                 if value == link_state.get(key_):
                     continue  # unchanged, or still absent
                 link_state[key_] = value
                 target = dst[1] if dst else None
-                links.append((link_key(lp.qname, src_hub[1], target), lp.qname, lp.section, phk, src_hub[0],
-                              src_hub[1], dst[0] if dst else self._kind_of(plan, lp.to_hub), target, ts, src,
-                              batch_id))
-            for sp in plan.sats:
-                hub = hubs.get(sp.hub)
+                h = lk_prefix.copy()  # link_key(qname, src_hub[1], target), its prefix hashed once
+                h.update(f"{src_hub[1]}\x1f{target or '-'}".encode())
+                links.append((h.hexdigest(), qname, section, phk, src_hub[0], src_hub[1],
+                              dst[0] if dst else to_kind, target, ts, src, batch_id))
+            for qname, hub_name, section, columns, values_of, empty_of, qname_prefix, aad_pre in sat_plans:
+                hub = hubs.get(hub_name)
                 if hub is None:
                     continue
-                state_key = (hub[1], sp.qname)
-                if sp.skip_if_empty and state_key not in sat_state and all(row[c] is None for c in sp.skip_if_empty):
+                state_key = (hub[1], qname)
+                if empty_of is not None and state_key not in sat_state and not any(
+                        v is not None for v in empty_of(row)):
                     continue
-                values = tuple(row[c] for c in sp.columns)
+                values = values_of(row)
                 if seen.get(state_key) == values:  # repeated in this ingest (a cycle on every drug row)
                     self.satellites_unchanged += 1
                     continue
                 seen[state_key] = values
-                data = _json(dict(zip(sp.columns, values, strict=True)))
-                hd = dek.hash_diff(sp.qname_prefix + data)
+                data = _json(dict(zip(columns, values, strict=True)))
+                hd = mac_hex(dek, qname_prefix + data)
                 if sat_state.get(state_key) == hd:
                     self.satellites_unchanged += 1
                     continue
                 sat_state[state_key] = hd
-                sealed = dek.seal(data, aad_prefix[sp.qname] + sat_aad_suffix(hub[0], hub[1], dek_id, hd)) \
-                    if encrypt else data
-                sats.append((hub[0], hub[1], sp.qname, sp.section, dek_id, ts, src, hd, batch_id, sealed))
+                sealed = dek.seal(data, aad_pre + f"{hub[0]}\x1f{hub[1]}\x1f{dek_id}\x1f{hd}".encode(),
+                                  nonce()) if encrypt else data
+                sats.append((hub[0], hub[1], qname, section, dek_id, ts, src, hd, batch_id, sealed))
         for kind, new in ref_new.items():
             if not new:
                 continue
@@ -322,17 +365,17 @@ class BatchWriter:
                     missing.pop(r.hk, None)
             known.update(new)
             out[kind].extend(missing.values())
-        self.wait()
         if self._executor is None:
             self._flush(out)
-        else:
-            self._pending = self._executor.submit(self._flush, out)
+            return
+        while len(self._pending) >= _FLUSH_DEPTH:
+            self._pending.popleft().result()
+        self._pending.append(self._executor.submit(self._flush, out))
 
     def wait(self) -> None:
-        """Wait for the pending flush; re-raise what it raised."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
+        """Wait for every pending flush; re-raise the first failure."""
+        while self._pending:
+            self._pending.popleft().result()
 
     def close(self) -> None:
         """Finish (or, after a failure, abandon) the pending flush and stop the flusher thread.
@@ -343,7 +386,7 @@ class BatchWriter:
             self.wait()
         finally:
             if self._executor is not None:
-                self._executor.shutdown(wait=True)
+                self._executor.shutdown(wait=True, cancel_futures=True)
 
     def _kind_of(self, plan: _Plan, hub_name: str) -> str:
         return "person" if hub_name == PERSON else plan.table.hubs[hub_name].kind

@@ -21,6 +21,17 @@ from .recordformat import utc_iso
 
 WITHHELD_NOT_GRANTED = "not-granted"
 
+_ISO: dict[_dt.datetime, str] = {}  # utc_iso of load times: a record has few distinct ones, a vault not many
+
+
+def _iso(moment: _dt.datetime) -> str:
+    text = _ISO.get(moment)
+    if text is None:
+        if len(_ISO) >= 4096:
+            _ISO.clear()
+        text = _ISO[moment] = utc_iso(moment)
+    return text
+
 
 @dataclass(frozen=True)
 class HubRef:
@@ -39,12 +50,16 @@ class HubRef:
     grain: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": self.kind, "id": self.id}
-        for k in ("type", "key", "system", "name", "latitude", "longitude", "altitude", "instant", "grain"):
-            v = getattr(self, k)
-            if v not in (None, ""):
-                out[k] = v
-        return out
+        # Built once per hub (a hub shows up in many entries and links), copied on every call.
+        cached = self.__dict__.get("_as_dict")
+        if cached is None:
+            cached = {"kind": self.kind, "id": self.id}
+            for k in ("type", "key", "system", "name", "latitude", "longitude", "altitude", "instant", "grain"):
+                v = getattr(self, k)
+                if v not in (None, ""):
+                    cached[k] = v
+            object.__setattr__(self, "_as_dict", cached)  # not a field: equality and hash ignore it
+        return dict(cached)
 
 
 @dataclass(frozen=True)
@@ -59,7 +74,7 @@ class Entry:
 
     def to_dict(self) -> dict[str, Any]:
         return {"satellite": self.satellite, "hub": self.hub.to_dict(), "attributes": self.attributes,
-                "loaded_at": utc_iso(self.loaded_at), "source": self.source}
+                "loaded_at": _iso(self.loaded_at), "source": self.source}
 
 
 @dataclass(frozen=True)
@@ -71,7 +86,7 @@ class LinkEntry:
 
     def to_dict(self) -> dict[str, Any]:
         return {"link": self.name, "from": self.from_hub.to_dict(), "to": self.to_hub.to_dict(),
-                "loaded_at": utc_iso(self.loaded_at)}
+                "loaded_at": _iso(self.loaded_at)}
 
 
 @dataclass(frozen=True)
