@@ -123,14 +123,14 @@ def latent_correlation(group: CorrGroup, table: Table) -> np.ndarray:
         return group.latent
     k = len(group.columns)
     m = np.eye(k)
-    dists = [table.columns[c].dist for c in group.columns]
+    dists = [table.columns[c].dist for c in group.columns]  # None for a column drawn by cases
     z = np.random.default_rng(12345).standard_normal((20000, 2))
     for a in range(k):
         for b in range(a + 1, k):
             rho = float(group.matrix[a, b])
             if group.method == "copula":
                 r = rho  # already the normal-scale (Gaussian copula) correlation
-            elif group.method == "spearman":
+            elif group.method == "spearman" or dists[a] is None or dists[b] is None:
                 r = 2 * np.sin(np.pi * rho / 6)
             else:
                 r = _calibrate_pearson(rho, dists[a], dists[b], z)  # type: ignore[arg-type]
@@ -338,6 +338,10 @@ def generate_column(col: Column, env: TableEnv, rng: np.random.Generator, u: np.
         return
     if g == "cases":
         remaining = rows.copy()
+        u_at = None
+        if u is not None:  # copula uniforms given for ``rows``: look them up by row number
+            u_at = np.empty(n)
+            u_at[rows] = u
         sub = TableEnv(env.project, env.table, env.data, None)
         for case in col.cases:
             if not len(remaining):
@@ -352,7 +356,7 @@ def generate_column(col: Column, env: TableEnv, rng: np.random.Generator, u: np.
                 sel = v.astype(bool) & (~m if m is not None else True)
                 pick = remaining[sel]
             if len(pick):
-                out[pick] = _draw(col, case, env, rng, pick)
+                out[pick] = _draw(col, case, env, rng, pick, u_at[pick] if u_at is not None and case.kind == "distribution" else None)
             remaining = np.setdiff1d(remaining, pick, assume_unique=True)
         if len(remaining):
             nulls[remaining] = True  # no case applies: null (reported by the not-null rule if not allowed)
@@ -389,12 +393,30 @@ def apply_nulls(col: Column, env: TableEnv, rng: np.random.Generator) -> None:
     td.nulls[col.name] = td.nulls.get(col.name, np.zeros(n, dtype=bool)) | mask
 
 
+def copula_uniforms(groups: list[CorrGroup], t: Table, env: TableEnv, rng: np.random.Generator) -> np.ndarray:
+    """Uniforms (rows × columns) for one copula step: each row takes the latent normals of the
+    first group whose condition it meets; rows that meet none are drawn independently."""
+    n, k = env.td.n, len(groups[0].columns)
+    z = rng.standard_normal((n, k))
+    free = np.ones(n, dtype=bool)
+    for g in groups:
+        if g.when is None:
+            sel = free.copy()
+        else:
+            v, m = E.evaluate(g.when, env)
+            sel = free & v.astype(bool) & (~m if m is not None else True)
+        if sel.any():
+            lat = latent_correlation(g, t)
+            z[sel] = z[sel] @ np.linalg.cholesky(lat + 1e-12 * np.eye(len(lat))).T
+        free &= ~sel
+    return stats.norm.cdf(z)
+
+
 def generate_step(step: list[str], t: Table, env: TableEnv, rng: np.random.Generator) -> None:
-    group = next((g for g in t.corr if step[0] in g.columns), None)
-    if group is not None and len(step) >= 1 and set(step) <= set(group.columns):
-        m = latent_correlation(group, t)
-        z = rng.standard_normal((env.td.n, len(group.columns))) @ np.linalg.cholesky(m + 1e-12 * np.eye(len(m))).T
-        u = stats.norm.cdf(z)
+    groups = [g for g in t.corr if step[0] in g.columns]
+    if groups and set(step) <= set(groups[0].columns):
+        group = groups[0]
+        u = copula_uniforms([g for g in groups if g.columns == group.columns], t, env, rng)
         for j, cname in enumerate(group.columns):
             col = t.columns[cname]
             generate_column(col, env, rng, u=u[:, j])

@@ -200,10 +200,10 @@ def build_report(project: Project, data: dict[str, TableData], repair: dict[str,
                                                 bool(abs(got - asked) <= tol)))
                 continue
             elif r.kind == "correlation":
-                _correlation_targets(rep, r, t, td)
+                _correlation_targets(rep, r, t, td, env)
                 continue
             rep.rules.append(rr)
-        _distribution_targets(rep, t, td)
+        _distribution_targets(rep, t, td, env)
     return rep
 
 
@@ -214,14 +214,18 @@ def _batches(project, td) -> int:
     return max(1, max(-(-(t.rows or 0) // project.batch_size) for t in roots))
 
 
-def _correlation_targets(rep: Report, r, t, td: TableData) -> None:
+def _correlation_targets(rep: Report, r, t, td: TableData, env: TableEnv | None = None) -> None:
     cols = r.columns
     m = r.params["matrix"]
+    scope = np.ones(td.n, dtype=bool)
+    if r.params.get("when") is not None and env is not None:  # measured among the rows the rule speaks of
+        v, nm = E.evaluate(r.params["when"], env)
+        scope = v.astype(bool) & (~nm if nm is not None else True)
     for a in range(len(cols)):
         for b in range(a + 1, len(cols)):
             x = td.values[cols[a]].astype(float)
             y = td.values[cols[b]].astype(float)
-            keep = np.ones(len(x), dtype=bool)
+            keep = scope.copy()
             for c in (cols[a], cols[b]):
                 nm = td.null(c)
                 if nm is not None:
@@ -243,45 +247,67 @@ def _correlation_targets(rep: Report, r, t, td: TableData) -> None:
                                             bool(abs(got - asked) <= r.params["tolerance"]), r.params["method"]))
 
 
-def _distribution_targets(rep: Report, t, td: TableData) -> None:
+def _distribution_targets(rep: Report, t, td: TableData, env: TableEnv | None = None) -> None:
     for cname, col in t.columns.items():
+        if td.n == 0:
+            continue
+        nm = td.null(cname)
+        if col.gen == "cases" and env is not None and all(c.kind == "distribution" and c.base is None for c in col.cases):
+            # each case against the rows it applies to (the first case whose condition holds)
+            free = np.ones(td.n, dtype=bool)
+            for i, case in enumerate(col.cases):
+                if case.when is None:
+                    sel = free.copy()
+                else:
+                    cv, cm = E.evaluate(case.when, env)
+                    sel = free & cv.astype(bool) & (~cm if cm is not None else True)
+                free &= ~sel
+                keep = sel & (~nm if nm is not None else True)
+                if keep.sum() >= 2:
+                    label = f"{t.name}.{cname}[{case.when_text}]" if case.when_text else f"{t.name}.{cname}[case {i + 1}]"
+                    _distribution_target(rep, t, col, case.dist, td.values[cname][keep], label)
+            continue
         d = col.dist
-        if d is None or col.cases[0].base is not None or td.n == 0:
+        if d is None or col.cases[0].base is not None:
             continue
         v = td.values[cname]
-        nm = td.null(cname)
         if nm is not None:
             v = v[~nm]
         if len(v) == 0:
             continue
-        if d.kind == "categorical" or col.type in (E.T.CATEGORICAL, E.T.BOOL):
-            tot = sum(d.weights) if d.kind == "categorical" else 1.0
-            if d.kind == "categorical":
-                asked = {_key(k): w / tot for k, w in zip(d.values, d.weights, strict=True)}
-            elif d.kind == "bernoulli":
-                asked = {"True": d.p("p"), "False": 1 - d.p("p")}
-            else:
-                continue
-            uniq, cnt = np.unique(v, return_counts=True)  # count codes first: labels only for distinct values
-            if col.type == E.T.CATEGORICAL:
-                uniq = np.asarray(col.categories, dtype=object)[uniq]
-            got: dict[str, float] = {}
-            for k, c in zip(uniq.tolist(), cnt.tolist(), strict=True):
-                got[_key(k)] = got.get(_key(k), 0.0) + c / len(v)
-            diff = max(abs(got.get(k, 0.0) - a) for k, a in asked.items())
-            tol = 3 * np.sqrt(0.25 / len(v)) + 0.02
-            rep.targets.append(TargetResult(f"{t.name}.{cname}", t.name, "distribution", [cname],
-                                            {k: round(a, 4) for k, a in list(asked.items())[:8]},
-                                            {k: round(got.get(k, 0.0), 4) for k in list(asked)[:8]},
-                                            bool(diff <= tol), f"max frequency difference {diff:.4f}"))
+        _distribution_target(rep, t, col, d, v, f"{t.name}.{cname}")
+
+
+def _distribution_target(rep: Report, t, col, d, v: np.ndarray, label: str) -> None:
+    cname = col.name
+    if d.kind == "categorical" or col.type in (E.T.CATEGORICAL, E.T.BOOL):
+        tot = sum(d.weights) if d.kind == "categorical" else 1.0
+        if d.kind == "categorical":
+            asked = {_key(k): w / tot for k, w in zip(d.values, d.weights, strict=True)}
+        elif d.kind == "bernoulli":
+            asked = {"True": d.p("p"), "False": 1 - d.p("p")}
         else:
-            mom = d.moments()
-            if mom is None:
-                continue
-            x = v.astype(float) / (1.0 if col.type != E.T.DECIMAL else 1.0)
-            got = (float(x.mean()), float(x.std()))
-            se = mom[1] / np.sqrt(len(x))
-            ok = abs(got[0] - mom[0]) <= 4 * se + 0.05 * mom[1] and abs(got[1] - mom[1]) <= 4 * se + 0.1 * mom[1]
-            rep.targets.append(TargetResult(f"{t.name}.{cname}", t.name, "distribution", [cname],
-                                            {"kind": d.kind, "mean": round(mom[0], 4), "sd": round(mom[1], 4)},
-                                            {"mean": round(got[0], 4), "sd": round(got[1], 4)}, bool(ok)))
+            return
+        uniq, cnt = np.unique(v, return_counts=True)  # count codes first: labels only for distinct values
+        if col.type == E.T.CATEGORICAL:
+            uniq = np.asarray(col.categories, dtype=object)[uniq]
+        got: dict[str, float] = {}
+        for k, c in zip(uniq.tolist(), cnt.tolist(), strict=True):
+            got[_key(k)] = got.get(_key(k), 0.0) + c / len(v)
+        diff = max(abs(got.get(k, 0.0) - a) for k, a in asked.items())
+        tol = 3 * np.sqrt(0.25 / len(v)) + 0.02
+        rep.targets.append(TargetResult(label, t.name, "distribution", [cname],
+                                        {k: round(a, 4) for k, a in list(asked.items())[:8]},
+                                        {k: round(got.get(k, 0.0), 4) for k in list(asked)[:8]},
+                                        bool(diff <= tol), f"max frequency difference {diff:.4f}"))
+    else:
+        mom = d.moments()
+        if mom is None:
+            return
+        x = v.astype(float) / (1.0 if col.type != E.T.DECIMAL else 1.0)
+        got = (float(x.mean()), float(x.std()))
+        se = mom[1] / np.sqrt(len(x))
+        ok = abs(got[0] - mom[0]) <= 4 * se + 0.05 * mom[1] and abs(got[1] - mom[1]) <= 4 * se + 0.1 * mom[1]
+        rep.targets.append(TargetResult(label, t.name, "distribution", [cname],
+                                        {"kind": d.kind, "mean": round(mom[0], 4), "sd": round(mom[1], 4)},
+                                        {"mean": round(got[0], 4), "sd": round(got[1], 4)}, bool(ok)))

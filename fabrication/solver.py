@@ -602,9 +602,23 @@ class TableRepair:
 def _support(col) -> tuple[float | None, float | None] | None:
     """The value range a column's distribution can produce: the solver keeps repairs inside it
     (a CTCAE grade drawn from 0–4 stays within 0–4 even without an explicit range)."""
+    if col.gen == "cases" and col.cases and all(c.kind == "distribution" and c.base is None for c in col.cases):
+        # every case draws from a distribution: the union of their supports
+        parts = [_dist_support(c.dist) for c in col.cases]
+        if any(p is None for p in parts):
+            return None
+        los = [p[0] for p in parts]  # type: ignore[index]
+        his = [p[1] for p in parts]  # type: ignore[index]
+        return (None if any(v is None for v in los) else min(los),  # type: ignore[type-var]
+                None if any(v is None for v in his) else max(his))  # type: ignore[type-var]
     if col.gen != "distribution" or col.dist is None or col.cases[0].base is not None:
         return None
-    d = col.dist
+    return _dist_support(col.dist)
+
+
+def _dist_support(d) -> tuple[float | None, float | None] | None:
+    if d is None:
+        return None
     if d.kind == "categorical":
         try:
             vals = [float(v) for v in d.values]

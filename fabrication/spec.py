@@ -212,6 +212,8 @@ class CorrelationItem(_M):
     matrix: list[list[float]] | None = None
     method: Literal["pearson", "spearman", "copula"] = "spearman"
     tolerance: float = Field(0.1, gt=0, le=1)
+    when: str | None = Field(None, description="the correlation holds among the rows where this condition holds "
+                             "(several rules over the same columns with different conditions: one matrix per subset)")
 
     @model_validator(mode="after")
     def _shape(self):

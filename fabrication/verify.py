@@ -254,18 +254,39 @@ def refine(spec: dict, table: str, real: pd.DataFrame, features: list[tuple[str,
     return changes
 
 
+def mixture_size(spec: dict, table: str) -> int:
+    """Number of mixture components in a profiled table (1: a single copula)."""
+    cols = spec["tables"][table]["columns"]
+    comp = next((c for c, cs in cols.items() if cs.get("output") is False and c.startswith("component")
+                 and cs.get("type") == "categorical"), None)
+    return len(cols[comp]["categories"]) if comp else 1
+
+
+def next_components(k: int, kmax: int) -> int:
+    """The next number of mixture components to try: about 1.5× more, within the support bound."""
+    return int(min(kmax, max(k + 2, round(1.5 * k))))
+
+
 def iterate(real: pd.DataFrame, name: str = "profiled", *, rounds: int = 3, margin: float = 0.05, seed: int = 0,
             rows: int | None = None, folds: int = 5, repeats: int = 2, workers: int = 1,
             classifiers: tuple[str, ...] = CLASSIFIERS) -> tuple[dict, VerifyReport, pd.DataFrame]:
-    """Profile → fabricate → verify, refining the implicated rules until every classifier is within
-    ``margin`` of its baseline or ``rounds`` refinements are done. Returns (project, report, data)."""
+    """Profile → fabricate → verify, refining until every classifier is within ``margin`` of its
+    baseline or ``rounds`` refinements are done. Returns (project, report, data) of the best round.
+
+    Refinement: while the distinguisher still separates the tables, the joint distribution is not
+    captured finely enough, so the mixture of copulas is re-fitted with more components (each still
+    supported by ≥ ``MIN_SUPPORT`` real rows); at the bound — or for a table the mixture cannot
+    model — the most distinguishing columns (the forest's importances) get finer marginals or
+    relational rules (:func:`refine`). The best project seen is kept."""
     from .engine import fabricate
     from .model import compile_project
-    from .profiler import profile, sanitize_columns
+    from .profiler import max_components, profile, sanitize_columns
 
     real = sanitize_columns(real)
     spec = profile(real, name=name, seed=seed)
     table = next(iter(spec["tables"]))
+    kmax = max_components(len(real))
+    tried_k = mixture_size(spec, table)
     history = []
     report = None
     fake = None
@@ -276,26 +297,30 @@ def iterate(real: pd.DataFrame, name: str = "profiled", *, rounds: int = 3, marg
         res = fabricate(project, rows=rows or len(real), workers=workers)
         fake = res.frame(table)
         report = verify(real, fake, seed=seed, folds=folds, repeats=repeats, classifiers=classifiers, project=project)
-        entry: dict[str, Any] = {"round": rnd, "accuracy": report.accuracy, "baseline": report.baseline,
-                                 "margin": report.margin()}
-        log.info("iteration %d: margin %.3f", rnd, report.margin())
+        entry: dict[str, Any] = {"round": rnd, "components": mixture_size(spec, table), "accuracy": report.accuracy,
+                                 "baseline": report.baseline, "margin": report.margin()}
+        log.info("iteration %d: %d component(s), margin %.3f", rnd, entry["components"], report.margin())
         if best is None or report.margin() < best[0]:
             best = (report.margin(), copy.deepcopy(spec), report, fake)
         else:
-            # the refinement made it worse: go back to the best project and refine differently
-            entry["reverted"] = True
+            entry["reverted"] = True  # worse than the best so far: refine from the best project
             spec = copy.deepcopy(best[1])
-            if not relational:
-                history.append(entry)
-                break
-            relational = False
         if best[0] <= margin or rnd == rounds:
             history.append(entry)
             break
-        entry["changes"] = refine(spec, table, real, best[2].features, top=max(3, real.shape[1] // 5),
-                                  relational=relational)
+        changes: list[str] = []
+        if tried_k < kmax:
+            # a finer mixture (components too small for the support bound are merged, so it may
+            # end up with fewer than asked — still a different fit)
+            tried_k = next_components(tried_k, kmax)
+            spec = profile(real, name=name, seed=seed, components=tried_k)
+            changes.append(f"mixture of copulas: {tried_k} components asked, {mixture_size(spec, table)} supported")
+        if not changes:
+            changes = refine(spec, table, real, best[2].features, top=max(3, real.shape[1] // 5), relational=relational)
+            relational = False if entry.get("reverted") else relational
+        entry["changes"] = changes
         history.append(entry)
-        if not entry["changes"]:
+        if not changes:
             break
     assert best is not None
     _, spec, report, fake = best
