@@ -147,9 +147,13 @@ class Release:
     record: PatientRecord
     fhir: dict[str, Any] | None
     digest: str
+    #: the document that was digested, as it was digested (built once, not again for the answer)
+    document: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def body(self) -> dict[str, Any]:
         """Exactly what was digested: the record as JSON, or the FHIR bundle."""
+        if self.document is not None:
+            return self.document
         return self.fhir if self.fhir is not None else self.record.to_dict()
 
 
@@ -900,11 +904,12 @@ class Vault:
             return self._redeem_atomic(ledger, token, presenter_id, as_of=as_of, fhir=fhir)
         claims, grant = self.check_token(token, presenter_id)
         sections = sorted(set(claims.sections) & set(grant.sections) & set(self.format.sections))
-        record, bundle, digest = self._release_body(claims.patient, sections, as_of, fhir)
+        record, bundle, document, digest = self._release_body(claims.patient, sections, as_of, fhir)
         th = token_hash(token)
         self._log_access(grant.grant_id, th, sections, digest)
         return Release(grant_id=grant.grant_id, token_hash=th, presenter_id=presenter_id, patient=claims.patient,
-                       sections=tuple(sections), record=record, fhir=bundle, digest=digest)
+                       sections=tuple(sections), record=record, fhir=bundle, digest=digest,
+                       document=document)
 
     def _release_body(self, patient: str, sections: list[str], as_of: _dt.datetime | None, fhir: bool):
         record = self.read_record(patient, sections=sections, as_of=as_of)
@@ -913,8 +918,8 @@ class Vault:
             from .fhir import record_to_bundle
 
             bundle = record_to_bundle(record, self.format)
-        digest = hashlib.sha256(_canonical(bundle if bundle is not None else record.to_dict())).hexdigest()
-        return record, bundle, digest
+        document = bundle if bundle is not None else record.to_dict()
+        return record, bundle, document, hashlib.sha256(_canonical(document)).hexdigest()
 
     def _redeem_atomic(self, ledger: AtomicGrantLedger, token: str, presenter_id: str, *,
                        as_of: _dt.datetime | None, fhir: bool) -> Release:
@@ -931,7 +936,7 @@ class Vault:
                                                                  if isinstance(token, str) else None))
             raise
         sections = sorted(set(claims.sections) & set(self.format.sections))
-        record, bundle, digest = self._release_body(claims.patient, sections, as_of, fhir)
+        record, bundle, document, digest = self._release_body(claims.patient, sections, as_of, fhir)
         try:
             ledger.release(claims.grant_id, th, sections, digest)
         except LedgerRefusal as refusal:
@@ -943,7 +948,8 @@ class Vault:
         except Exception as e:  # noqa: BLE001 - no access log, no release
             raise LedgerUnavailable(f"cannot log the access on the ledger; nothing released: {e}") from e
         return Release(grant_id=claims.grant_id, token_hash=th, presenter_id=presenter_id, patient=claims.patient,
-                       sections=tuple(sections), record=record, fhir=bundle, digest=digest)
+                       sections=tuple(sections), record=record, fhir=bundle, digest=digest,
+                       document=document)
 
     # ------------------------------------------------------------------ blobs
     def put_blob(self, patient: str, data: bytes, *, section: str, media_type: str = "application/octet-stream",

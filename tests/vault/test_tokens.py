@@ -52,6 +52,7 @@ def test_mint_binds_the_hash_and_redeem_releases_only_granted_sections(loaded: V
 
     release = loaded.redeem(minted.token, "dr-alice")
     body = release.body()
+    assert body is release.body() and body == release.record.to_dict()  # built once, the record as read
     released = {s for s, d in body["sections"].items() if d["status"] == "released"}
     assert released == {"demographics", "oncology.toxicity"}
     for s in ALL_SECTIONS - released:
