@@ -707,14 +707,18 @@ class AuthService:
         self.sessions.revoke(session_id, "logout")
 
     def signer_for_session(self, session_id: str, wallet_session_key: bytes) -> Signer:
-        """The user's Fabric signer, opened for a live session that presented its wallet key."""
-        info = self._live_session(session_id)
-        dek = self.sessions.wallet_dek(session_id, wallet_session_key)
+        """The user's Fabric signer, opened for a live session that presented its wallet key (one
+        read of the session and wallet rows: every signed request of the gateway comes here)."""
         with self._db() as s:
-            w = s.get(WalletRow, info.user_id)
+            row = s.get(SessionRow, session_id) if isinstance(session_id, str) else None
+            if row is None or row.revoked_at is not None or row.expires_at <= self.clock():
+                raise TokenRevoked("This session has ended; please log in again.")
+            dek = self.sessions.wallet_dek(row, wallet_session_key)
+            w = s.get(WalletRow, row.user_id)
+            user_id = row.user_id
         if w is None:
             raise WalletNotHeld("The user holds their own key.")
-        return open_private_key(SealedKey(w.key_nonce, w.key_ct), dek, info.user_id)
+        return open_private_key(SealedKey(w.key_nonce, w.key_ct), dek, user_id)
 
     def open_wallet_with_key(self, username: str, text_key: str, *, client_addr: str | None = None) -> Signer:
         """Open a wallet directly with the textual key (CLI tools, key export). Throttled like a login;

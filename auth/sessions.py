@@ -250,17 +250,14 @@ class SessionManager:
             )
             return [_info(r) for r in rows]
 
-    def wallet_dek(self, session_id: str, wallet_key: bytes) -> bytes:
-        """The wallet's DEK for a live session whose client presented its session wallet key."""
-        now = self._clock()
-        with self._db() as s:
-            row = s.get(SessionRow, session_id)
-            if row is None or row.revoked_at is not None or row.expires_at <= now:
-                raise WalletLocked("This session has ended; log in again to use your key.")
-            if row.wallet_ct is None or row.wallet_nonce is None:
-                raise WalletNotHeld("No server wallet is open for this session (the key is held by the user, "
-                                    "or the login method cannot unlock it).")
-            dek = open_for_session(Sealed(row.wallet_nonce, row.wallet_ct), wallet_key, session_id, row.user_id)
+    @staticmethod
+    def wallet_dek(row: SessionRow, wallet_key: bytes) -> bytes:
+        """The wallet's DEK sealed in a live session's ``row``, opened with the session wallet key
+        its client presented (the caller has read the row and checked the session is live)."""
+        if row.wallet_ct is None or row.wallet_nonce is None:
+            raise WalletNotHeld("No server wallet is open for this session (the key is held by the user, "
+                                "or the login method cannot unlock it).")
+        dek = open_for_session(Sealed(row.wallet_nonce, row.wallet_ct), wallet_key, row.id, row.user_id)
         if dek is None:
             raise WalletLocked("The session wallet key is wrong.")
         return dek
