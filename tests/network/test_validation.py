@@ -14,7 +14,7 @@ from fabric_protos.peer import transaction_pb2
 from network import CertificateAuthority
 from network.client import Commit, CommitError, EndorseError, GatewayError, connect
 from network.identity import Signer
-from network.protocol import transactions_filter, validation_code_name
+from network.protocol import parse_transaction, transactions_filter, validation_code_name
 
 
 def _code(status) -> str:
@@ -106,15 +106,6 @@ def _with_endorsements(payload: bytes, extra) -> bytes:
     return p.SerializeToString()
 
 
-def _endorsements(payload: bytes):
-    p = common_pb2.Payload()
-    p.ParseFromString(payload)
-    tx = transaction_pb2.Transaction()
-    tx.ParseFromString(p.data)
-    cap = transaction_pb2.ChaincodeActionPayload()
-    cap.ParseFromString(tx.actions[0].payload)
-    return list(cap.action.endorsements)
-
 
 def test_peer_with_altered_state_cannot_get_a_transaction_committed(running):
     c = running.contract()
@@ -140,7 +131,8 @@ def test_peer_with_altered_state_cannot_get_a_transaction_committed(running):
     stitched = gw.new_transaction(
         gateway_pb2.PreparedTransaction(
             transaction_id=honest.transaction_id,
-            envelope=common_pb2.Envelope(payload=_with_endorsements(honest.payload, _endorsements(altered.payload))),
+            envelope=common_pb2.Envelope(payload=_with_endorsements(honest.payload, parse_transaction(
+                common_pb2.Envelope(payload=altered.payload).SerializeToString()).endorsements)),
         ).SerializeToString()
     )
     status = stitched.submit().status()
