@@ -28,6 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import proctime  # noqa: E402  (bench/, beside this script)
+
 from serums.supervisor import free_port  # noqa: E402
 
 
@@ -135,7 +137,15 @@ def _doctor_proc(url: str, doctors: list[dict], seconds: float, start_at: float,
     out.put({"results": results, "errors": errors[0]})
 
 
-def measure(url: str, doctors: list[dict], seconds: float) -> dict:
+def _role(cmdline: str) -> str:
+    if "gunicorn" in cmdline:
+        return "gateway"
+    if " node " in f"{cmdline} ":
+        return "node"
+    return "other"
+
+
+def measure(url: str, doctors: list[dict], seconds: float, stack_pid: int | None = None) -> dict:
     for d in doctors:
         d["logins"] = d.get("logins", -1) + 1
         if d["logins"] > 1:
@@ -145,17 +155,27 @@ def measure(url: str, doctors: list[dict], seconds: float) -> dict:
     q: mp.Queue = mp.Queue()
     start_at = time.time() + 3.0 + 0.26 * len(doctors)  # logins first (Argon2), then everyone at once
     ps = [mp.Process(target=_doctor_proc, args=(url, g, seconds, start_at, k, q)) for k, g in enumerate(groups)]
+    clients0 = proctime.children_cpu_s()
     for p in ps:
         p.start()
+    # the stack's CPU from the moment every doctor has logged in (Argon2 is the logins' cost)
+    time.sleep(max(0.0, start_at - time.time()))
+    stack0 = proctime.tree(stack_pid) if stack_pid else {}
     got = [q.get(timeout=seconds + 300) for _ in ps]
+    stack1 = proctime.tree(stack_pid) if stack_pid else {}
     for p in ps:
         p.join()
+    cpu = {"node": 0.0, "gateway": 0.0, "other": 0.0}
+    for pid, used in proctime.used(stack0, stack1).items():
+        cpu[_role(stack1[pid].cmdline)] += used
+    cpu["clients"] = proctime.children_cpu_s() - clients0  # with their logins
     flows = sorted(x[0] for g in got for x in g["results"])
     qs = statistics.quantiles(flows, n=100) if len(flows) >= 2 else [0.0] * 99
     half = [statistics.median(x[i] for g in got for x in g["results"]) if flows else 0.0 for i in (1, 2)]
     return {"per_s": len(flows) / seconds, "p50_ms": qs[49] * 1000, "p99_ms": qs[98] * 1000,
             "request_p50_ms": half[0] * 1000, "fetch_p50_ms": half[1] * 1000,
-            "errors": sum(g["errors"] for g in got), "n": len(flows)}
+            "errors": sum(g["errors"] for g in got), "n": len(flows),
+            "cpu_ms": {k: v / max(len(flows), 1) * 1000 for k, v in cpu.items()}}
 
 
 def main() -> None:
@@ -174,13 +194,18 @@ def main() -> None:
             doctors = enrol_doctors(data, max(levels))
             out: dict = {}
             for n in levels:
-                m = measure(url, doctors[:n] if n > 1 else doctors[-1:], seconds)
+                m = measure(url, doctors[:n] if n > 1 else doctors[-1:], seconds, proc.pid)
                 out[f"flows_per_s_c{n}"] = round(m["per_s"], 1)
                 out[f"p50_ms_c{n}"] = round(m["p50_ms"], 1)
                 out[f"p99_ms_c{n}"] = round(m["p99_ms"], 1)
                 out[f"request_p50_ms_c{n}"] = round(m["request_p50_ms"], 1)  # steps 5-8
                 out[f"fetch_p50_ms_c{n}"] = round(m["fetch_p50_ms"], 1)  # steps 9-10
                 out[f"errors_c{n}"] = m["errors"]
+                if n == 16:  # where a flow's CPU goes, by process
+                    for who in ("node", "gateway", "clients"):
+                        out[f"{who}_cpu_ms_per_flow_c16"] = round(m["cpu_ms"][who], 2)
+                    per_flow = sum(m["cpu_ms"].values())
+                    out["cpu_ceiling_flows_per_s"] = round((os.cpu_count() or 1) * 1000 / per_flow, 1) if per_flow else 0.0
             print(f"gunicorn {args.workers} workers x {args.threads} threads; one login per doctor, "
                   f"then request + fetch flows", file=sys.stderr)
         finally:

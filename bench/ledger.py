@@ -25,6 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import proctime  # noqa: E402  (bench/, beside this script)
+
 from network import ChaincodeDefinition, NetworkConfig, init_network  # noqa: E402
 from network.client import GatewayError, connect  # noqa: E402
 from serums.supervisor import free_port, start_node_process  # noqa: E402
@@ -75,29 +77,33 @@ def _client_proc(data_dir: str, address: str, threads: int, seconds: float, tag:
     out.put({"lat": lat, "errors": errors[0]})
 
 
-def measure(data_dir: Path, address: str, clients: int, seconds: float, mode: str, tag: str) -> dict:
+def measure(data_dir: Path, address: str, clients: int, seconds: float, mode: str, tag: str,
+            node_pid: int | None = None) -> dict:
     procs_n = min(clients, max(1, (os.cpu_count() or 2) // 2 + 1), 4) if clients > 1 else 1
     per = [clients // procs_n + (1 if i < clients % procs_n else 0) for i in range(procs_n)]
     q: mp.Queue = mp.Queue()
     ps = [mp.Process(target=_client_proc, args=(str(data_dir), address, n, seconds, f"{tag}{k}", mode, q))
           for k, n in enumerate(per)]
-    t0 = time.monotonic()
+    node0, clients0 = proctime.cpu_s(node_pid) if node_pid else 0.0, proctime.children_cpu_s()
     for p in ps:
         p.start()
     results = [q.get(timeout=seconds + 120) for _ in ps]
     for p in ps:
         p.join()
-    wall = time.monotonic() - t0
+    node_cpu = proctime.cpu_s(node_pid) - node0 if node_pid else 0.0
+    client_cpu = proctime.children_cpu_s() - clients0  # includes the client processes' start-up
     lat = sorted(x for r in results for x in r["lat"])
     done = len(lat)
     q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [0.0] * 99
-    del wall
     return {
         "per_s": done / seconds,
         "p50_ms": q[49] * 1000,
         "p99_ms": q[98] * 1000,
         "n": done,
         "errors": sum(r["errors"] for r in results),
+        # where the CPU went: the node process and the client processes, per operation
+        "node_cpu_ms": node_cpu / max(done, 1) * 1000,
+        "client_cpu_ms": client_cpu / max(done, 1) * 1000,
     }
 
 
@@ -138,9 +144,10 @@ def _echo_clients(port: int, threads: int, seconds: float, out) -> None:
     out.put(sum(counts))
 
 
-def transport_ceiling(clients: int, seconds: float) -> float:
-    """Unary gRPC calls/s of an echo server with the same process layout as the node benchmark:
-    the floor that Python gRPC alone puts under every figure here."""
+def transport_ceiling(clients: int, seconds: float) -> dict:
+    """Unary gRPC calls/s of an echo server with the same process layout as the node benchmark,
+    and the CPU one empty call costs the server and the client: the floor that Python gRPC alone
+    puts under every figure here."""
     q: mp.Queue = mp.Queue()
     server = mp.Process(target=_echo_server, args=(q,), daemon=True)
     server.start()
@@ -149,13 +156,16 @@ def transport_ceiling(clients: int, seconds: float) -> float:
     per = [clients // procs_n + (1 if i < clients % procs_n else 0) for i in range(procs_n)]
     out: mp.Queue = mp.Queue()
     ps = [mp.Process(target=_echo_clients, args=(port, n, seconds, out)) for n in per]
+    server0, clients0 = proctime.cpu_s(server.pid), proctime.children_cpu_s()
     for p in ps:
         p.start()
     total = sum(out.get(timeout=seconds + 60) for _ in ps)
     for p in ps:
         p.join()
+    server_cpu, client_cpu = proctime.cpu_s(server.pid) - server0, proctime.children_cpu_s() - clients0
     server.terminate()
-    return total / seconds
+    return {"per_s": total / seconds, "server_cpu_us": server_cpu / max(total, 1) * 1e6,
+            "client_cpu_us": client_cpu / max(total, 1) * 1e6}
 
 
 def main() -> None:
@@ -182,14 +192,18 @@ def main() -> None:
                 c.submit("Put", "seed", f"a{i}", '{"dose_mg":120}')
             out: dict = {}
             for n in (1, 8, 32):
-                m = measure(data, address, n, seconds, "submit", f"c{n}")
+                m = measure(data, address, n, seconds, "submit", f"c{n}", node.pid)
                 out[f"committed_tx_per_s_c{n}"] = round(m["per_s"], 1)
                 out[f"p50_ms_c{n}"] = round(m["p50_ms"], 2)
                 out[f"p99_ms_c{n}"] = round(m["p99_ms"], 2)
                 out[f"errors_c{n}"] = m["errors"]
-            ev = measure(data, address, 8, seconds, "evaluate", "ev")
+            out["node_cpu_ms_per_tx_c32"] = round(m["node_cpu_ms"], 3)
+            out["client_cpu_ms_per_tx_c32"] = round(m["client_cpu_ms"], 3)
+            ev = measure(data, address, 8, seconds, "evaluate", "ev", node.pid)
             out["evaluate_q_per_s"] = round(ev["per_s"], 1)
             out["evaluate_p99_ms"] = round(ev["p99_ms"], 2)
+            out["node_cpu_ms_per_evaluate"] = round(ev["node_cpu_ms"], 3)
+            out["client_cpu_ms_per_evaluate"] = round(ev["client_cpu_ms"], 3)
         finally:
             node.send_signal(signal.SIGTERM)
             node.wait(timeout=60)
@@ -199,8 +213,16 @@ def main() -> None:
         # side by side: what gRPC alone allows here (a transaction is three calls: Endorse, Submit,
         # CommitStatus; an evaluation one)
         echo = transport_ceiling(32, min(seconds, 5.0))
-        out["grpc_echo_calls_per_s_c32"] = round(echo, 1)
-        out["grpc_ceiling_tx_per_s"] = round(echo / 3, 1)
+        out["grpc_echo_calls_per_s_c32"] = round(echo["per_s"], 1)
+        out["grpc_ceiling_tx_per_s"] = round(echo["per_s"] / 3, 1)
+        out["grpc_echo_server_cpu_us_per_call"] = round(echo["server_cpu_us"], 1)
+        out["grpc_echo_client_cpu_us_per_call"] = round(echo["client_cpu_us"], 1)
+        # what the measured CPU per transaction allows on this machine even with every core busy
+        cores = os.cpu_count() or 1
+        per_tx = out["node_cpu_ms_per_tx_c32"] + out["client_cpu_ms_per_tx_c32"]
+        out["cpu_ceiling_tx_per_s"] = round(cores * 1000 / per_tx, 1) if per_tx else 0.0
+        per_ev = out["node_cpu_ms_per_evaluate"] + out["client_cpu_ms_per_evaluate"]
+        out["cpu_ceiling_evaluate_q_per_s"] = round(cores * 1000 / per_ev, 1) if per_ev else 0.0
         out["batch_timeout_ms"] = cfg.batch.timeout_ms
         out["quick"] = bool(args.quick)
         print(json.dumps(out))
