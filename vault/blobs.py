@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import re
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import httpx
+
+from network import write_private_file
 
 from .errors import BlobNotFound, BlobStoreError
 
@@ -64,18 +65,9 @@ class FilesystemBlobStore:
         path = self._path(address)
         if path.exists():
             return address
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{address}.{os.getpid()}.tmp")
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
+            write_private_file(path, data)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise BlobStoreError(f"cannot write blob under {self.root}: {exc.strerror or exc}") from exc
         return address
 

@@ -140,3 +140,38 @@ def test_ipfs_client_speaks_the_kubo_rpc_api():
     store.remove("bafkreitest")  # "not pinned" is fine: removal is idempotent
     assert all(method == "POST" for method, _, _ in seen)
     assert seen[0][2] == {"pin": "true", "cid-version": "1", "hash": "sha2-256", "quieter": "true"}
+
+
+def test_filesystem_store_concurrent_writers_of_one_blob(tmp_path):
+    """Threads storing the same content at once (two uploads of one scan) each get the address;
+    the stored file is whole, owner-only, and no temporary file is left."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = FilesystemBlobStore(tmp_path / "blobs")
+    data = os.urandom(256 * 1024)
+    with ThreadPoolExecutor(8) as pool:
+        addresses = set(pool.map(lambda _: store.put(data), range(32)))
+    assert addresses == {hashlib.sha256(data).hexdigest()}
+    assert store.get(addresses.pop()) == data
+    files = [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()]
+    assert len(files) == 1 and (files[0].stat().st_mode & 0o777) == 0o600
+
+
+def test_filesystem_store_write_failure_is_a_clear_error_and_leaves_nothing(tmp_path, monkeypatch):
+    """A full disk while the blob is written: BlobStoreError, and neither the blob nor a
+    temporary file is left behind."""
+    import errno
+
+    from vault import BlobStoreError
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    store = FilesystemBlobStore(tmp_path / "blobs")
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(BlobStoreError, match="cannot write blob .*No space left on device"):
+        store.put(b"scan")
+    assert [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()] == []
+    monkeypatch.undo()
+    address = store.put(b"scan")  # and the store works once there is room
+    assert store.get(address) == b"scan"
