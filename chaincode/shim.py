@@ -1,0 +1,426 @@
+"""Chaincode as a service: Fabric's chaincode protocol, served over gRPC, behind :class:`ChaincodeStub`.
+
+A Fabric peer (≥ 2.4, with the ``ccaas`` external builder) connects to this server's
+``protos.Chaincode/Connect`` stream. The server registers under the chaincode's package id and
+then runs every ``TRANSACTION`` the peer sends against the same contracts the embedded node runs::
+
+    chaincode → REGISTER(package id)          peer → REGISTERED, READY
+    peer → TRANSACTION(txid, channel, input, signed proposal)
+    chaincode → GET_STATE / PUT_STATE / DEL_STATE / GET_STATE_BY_RANGE / QUERY_STATE_NEXT /
+                QUERY_STATE_CLOSE / GET_HISTORY_FOR_KEY        peer → RESPONSE | ERROR
+    chaincode → COMPLETED(protos.Response, ChaincodeEvent) | ERROR(message)
+
+Many transactions run at once on one stream, each in a worker thread: the peer's answers are
+routed back to the waiting transaction by (channel, txid) and every outgoing message goes through
+one queue, so the stream is written by one writer only. A contract's refusal (status ≥ 400) is
+sent as a ``COMPLETED`` response with that status and message, which the peer hands to the client
+as an endorsement error; a failure of the shim itself is sent as ``ERROR``. The server accepts the
+peer's keepalive pings, and serves TLS, or mutual TLS when a client CA is configured.
+
+Imports nothing of the project outside ``chaincode``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import queue
+import threading
+from collections.abc import Iterator
+from concurrent import futures
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from fabric_protos.common import common_pb2
+from fabric_protos.ledger.queryresult import kv_query_result_pb2
+from fabric_protos.msp import identities_pb2
+from fabric_protos.peer import (
+    chaincode_event_pb2,
+    chaincode_pb2,
+    chaincode_shim_pb2,
+    chaincode_shim_pb2_grpc,
+    proposal_pb2,
+    proposal_response_pb2,
+)
+from google.protobuf.message import DecodeError
+
+from .contract import Response
+from .stub import (
+    KV,
+    ChaincodeStub,
+    ClientIdentity,
+    KeyModification,
+    QueryPage,
+    StubError,
+    validate_simple_key,
+)
+
+log = logging.getLogger(__name__)
+
+MSG = chaincode_shim_pb2.ChaincodeMessage
+REGISTER, REGISTERED, READY = MSG.REGISTER, MSG.REGISTERED, MSG.READY
+TRANSACTION, INIT, COMPLETED, ERROR, RESPONSE = MSG.TRANSACTION, MSG.INIT, MSG.COMPLETED, MSG.ERROR, MSG.RESPONSE
+KEEPALIVE = MSG.KEEPALIVE
+PAGINATED_WRITE = "paginated queries are only allowed in read-only transactions"
+#: how long a transaction waits for the peer's answer to one of its requests
+PEER_TIMEOUT_S = 30.0
+#: server options: accept the peer's keepalive pings (also between calls), never "too many pings"
+KEEPALIVE_OPTIONS = [
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 1000),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
+    ("grpc.http2.max_ping_strikes", 0),
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.max_receive_message_length", 100 * 1024 * 1024),
+    ("grpc.max_send_message_length", 100 * 1024 * 1024),
+]
+
+
+class ShimError(Exception):
+    """The chaincode server cannot start or a message breaks the protocol."""
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    """The chaincode server's certificate and key (PEM); with ``client_ca`` the peer must present a
+    certificate issued by it (mutual TLS)."""
+
+    cert: bytes
+    key: bytes
+    client_ca: bytes | None = None
+
+
+# --------------------------------------------------------------------------- the stub
+
+
+@dataclass(frozen=True)
+class _Proposal:
+    creator: ClientIdentity
+    timestamp: _dt.datetime
+    transient: dict[str, bytes]
+
+
+def _unpack_proposal(signed: proposal_pb2.SignedProposal) -> _Proposal:
+    """Creator, timestamp and transient data of the proposal the peer forwarded."""
+    prop = proposal_pb2.Proposal.FromString(signed.proposal_bytes)
+    header = common_pb2.Header.FromString(prop.header)
+    chdr = common_pb2.ChannelHeader.FromString(header.channel_header)
+    shdr = common_pb2.SignatureHeader.FromString(header.signature_header)
+    sid = identities_pb2.SerializedIdentity.FromString(shdr.creator)
+    payload = proposal_pb2.ChaincodeProposalPayload.FromString(prop.payload)
+    ts = _dt.datetime.fromtimestamp(chdr.timestamp.seconds, tz=_dt.UTC) + _dt.timedelta(
+        microseconds=chdr.timestamp.nanos // 1000
+    )
+    return _Proposal(ClientIdentity(sid.mspid, bytes(sid.id_bytes)), ts, dict(payload.TransientMap))
+
+
+class ShimStub(ChaincodeStub):
+    """The stub of one transaction running on a real peer: every ledger call is a message to it."""
+
+    def __init__(self, stream: _Stream, msg: chaincode_shim_pb2.ChaincodeMessage):
+        self._stream = stream
+        self._txid = msg.txid
+        self._channel = msg.channel_id
+        self._input = chaincode_pb2.ChaincodeInput.FromString(msg.payload)
+        self._proposal = _unpack_proposal(msg.proposal) if msg.HasField("proposal") else None
+        self.answers: queue.SimpleQueue[chaincode_shim_pb2.ChaincodeMessage] = queue.SimpleQueue()
+        self.event: tuple[str, bytes] | None = None
+        self.paginated = False
+        self.wrote = False
+
+    # -- talking to the peer
+    def _call(self, mtype: int, payload: Any) -> bytes:
+        self._stream.send(
+            MSG(type=mtype, payload=payload.SerializeToString(), txid=self._txid, channel_id=self._channel)
+        )
+        try:
+            answer = self.answers.get(timeout=PEER_TIMEOUT_S)
+        except queue.Empty as exc:
+            raise StubError(f"the peer did not answer {MSG.Type.Name(mtype)} within {PEER_TIMEOUT_S:.0f} s") from exc
+        if answer.type == RESPONSE:
+            return answer.payload
+        if answer.type == ERROR:
+            raise StubError(f"peer refused {MSG.Type.Name(mtype)}: {answer.payload.decode(errors='replace')}")
+        raise StubError(f"unexpected {MSG.Type.Name(answer.type)} from the peer")
+
+    def _query(self, mtype: int, payload: Any) -> tuple[list[bytes], bytes]:
+        """Run a query to its end: every result's bytes and the response metadata."""
+        resp = chaincode_shim_pb2.QueryResponse.FromString(self._call(mtype, payload))
+        results = [r.resultBytes for r in resp.results]
+        metadata = resp.metadata
+        while resp.has_more:
+            resp = chaincode_shim_pb2.QueryResponse.FromString(
+                self._call(MSG.QUERY_STATE_NEXT, chaincode_shim_pb2.QueryStateNext(id=resp.id))
+            )
+            results.extend(r.resultBytes for r in resp.results)
+            metadata = resp.metadata or metadata
+        return results, metadata
+
+    def _need_proposal(self) -> _Proposal:
+        if self._proposal is None:
+            raise StubError("the peer sent no signed proposal with this transaction")
+        return self._proposal
+
+    # -- context
+    def get_args(self) -> list[bytes]:
+        return list(self._input.args)
+
+    def get_tx_id(self) -> str:
+        return self._txid
+
+    def get_channel_id(self) -> str:
+        return self._channel
+
+    def get_tx_timestamp(self) -> _dt.datetime:
+        return self._need_proposal().timestamp
+
+    def get_creator(self) -> ClientIdentity:
+        return self._need_proposal().creator
+
+    def get_transient(self) -> dict[str, bytes]:
+        return dict(self._need_proposal().transient) if self._proposal else {}
+
+    def set_event(self, name: str, payload: bytes) -> None:
+        if not name:
+            raise StubError("event name must not be empty")
+        self.event = (name, bytes(payload))
+
+    # -- state
+    def get_state(self, key: str) -> bytes | None:
+        if not key:
+            raise StubError("key must not be empty")
+        value = self._call(MSG.GET_STATE, chaincode_shim_pb2.GetState(key=key))
+        return value or None
+
+    def put_state(self, key: str, value: bytes) -> None:
+        if not key.startswith("\x00"):
+            validate_simple_key(key)
+        if not isinstance(value, bytes | bytearray):
+            raise StubError("state values must be bytes")
+        self.wrote = True
+        self._call(MSG.PUT_STATE, chaincode_shim_pb2.PutState(key=key, value=bytes(value)))
+
+    def del_state(self, key: str) -> None:
+        if not key:
+            raise StubError("key must not be empty")
+        self.wrote = True
+        self._call(MSG.DEL_STATE, chaincode_shim_pb2.DelState(key=key))
+
+    def get_state_by_range(self, start_key: str, end_key: str) -> Iterator[KV]:
+        results, _ = self._query(
+            MSG.GET_STATE_BY_RANGE, chaincode_shim_pb2.GetStateByRange(startKey=start_key, endKey=end_key)
+        )
+        return iter([_kv(r) for r in results])
+
+    def get_state_by_range_with_pagination(
+        self, start_key: str, end_key: str, page_size: int, bookmark: str = ""
+    ) -> QueryPage:
+        if not isinstance(page_size, int) or isinstance(page_size, bool) or page_size < 1:
+            raise StubError("page size must be a positive integer")
+        if bookmark and (bookmark < start_key or (end_key and bookmark >= end_key)):
+            raise StubError("bookmark lies outside the queried range")
+        self.paginated = True
+        meta = chaincode_shim_pb2.QueryMetadata(pageSize=page_size, bookmark=bookmark).SerializeToString()
+        results, raw_meta = self._query(
+            MSG.GET_STATE_BY_RANGE,
+            chaincode_shim_pb2.GetStateByRange(startKey=start_key, endKey=end_key, metadata=meta),
+        )
+        rmeta = chaincode_shim_pb2.QueryResponseMetadata.FromString(raw_meta)
+        records = [_kv(r) for r in results]
+        # Fabric's bookmark is the key the next page starts at, empty after the last page
+        return QueryPage(records, rmeta.fetched_records_count or len(records), rmeta.bookmark)
+
+    def get_history_for_key(self, key: str) -> Iterator[KeyModification]:
+        results, _ = self._query(MSG.GET_HISTORY_FOR_KEY, chaincode_shim_pb2.GetHistoryForKey(key=key))
+        for raw in results:
+            km = kv_query_result_pb2.KeyModification.FromString(raw)
+            ts = _dt.datetime.fromtimestamp(km.timestamp.seconds, tz=_dt.UTC) + _dt.timedelta(
+                microseconds=km.timestamp.nanos // 1000
+            )
+            yield KeyModification(km.tx_id, km.value, ts, km.is_delete)
+
+
+def _kv(raw: bytes) -> KV:
+    kv = kv_query_result_pb2.KV.FromString(raw)
+    return KV(kv.key, kv.value)
+
+
+# --------------------------------------------------------------------------- one Connect stream
+
+
+class _Stream:
+    """One peer's Connect stream: a reader thread, worker threads, one outgoing queue."""
+
+    def __init__(self, server: ChaincodeServer):
+        self.server = server
+        self.out: queue.SimpleQueue[chaincode_shim_pb2.ChaincodeMessage | None] = queue.SimpleQueue()
+        self.running: dict[tuple[str, str], ShimStub] = {}
+        self.lock = threading.Lock()
+        self.ready = threading.Event()
+
+    def send(self, msg: chaincode_shim_pb2.ChaincodeMessage) -> None:
+        self.out.put(msg)
+
+    def close(self) -> None:
+        self.out.put(None)
+
+    def read(self, requests: Iterator[chaincode_shim_pb2.ChaincodeMessage]) -> None:
+        try:
+            for msg in requests:
+                self.handle(msg)
+        except grpc.RpcError:
+            pass  # the peer went away; the writer ends below
+        except Exception:  # noqa: BLE001 - a broken stream must end, never hang the peer
+            log.exception("chaincode stream failed")
+        finally:
+            self.close()
+
+    def handle(self, msg: chaincode_shim_pb2.ChaincodeMessage) -> None:
+        if msg.type in (RESPONSE, ERROR):
+            with self.lock:
+                stub = self.running.get((msg.channel_id, msg.txid))
+            if stub is None:
+                log.warning("answer for unknown transaction %s on %s dropped", msg.txid, msg.channel_id)
+            else:
+                stub.answers.put(msg)
+        elif msg.type in (TRANSACTION, INIT):
+            self.start_transaction(msg)
+        elif msg.type == REGISTERED:
+            log.debug("registered with the peer")
+        elif msg.type == READY:
+            self.ready.set()
+            self.server._ready.set()
+        elif msg.type != KEEPALIVE:
+            log.warning("unexpected %s message from the peer ignored", MSG.Type.Name(msg.type))
+
+    def start_transaction(self, msg: chaincode_shim_pb2.ChaincodeMessage) -> None:
+        key = (msg.channel_id, msg.txid)
+        try:
+            stub = ShimStub(self, msg)
+        except DecodeError as exc:
+            self.send(MSG(type=ERROR, payload=f"malformed transaction: {exc}".encode(),
+                          txid=msg.txid, channel_id=msg.channel_id))
+            return
+        with self.lock:
+            if key in self.running:
+                dup = True
+            else:
+                dup = False
+                self.running[key] = stub
+        if dup:
+            self.send(MSG(type=ERROR, payload=f"transaction {msg.txid} is already running".encode(),
+                          txid=msg.txid, channel_id=msg.channel_id))
+            return
+        self.server._workers.submit(self.run, key, stub)
+
+    def run(self, key: tuple[str, str], stub: ShimStub) -> None:
+        try:
+            resp: Response = self.server.chaincode.invoke(stub)
+            if resp.ok and stub.paginated and stub.wrote:
+                resp = Response(400, PAGINATED_WRITE)
+            event = None
+            if stub.event is not None and resp.ok:
+                event = chaincode_event_pb2.ChaincodeEvent(
+                    event_name=stub.event[0], payload=stub.event[1], tx_id=key[1], chaincode_id=self.server.name
+                )
+            done = MSG(
+                type=COMPLETED,
+                payload=proposal_response_pb2.Response(
+                    status=resp.status, message=resp.message, payload=resp.payload
+                ).SerializeToString(),
+                txid=key[1],
+                channel_id=key[0],
+                chaincode_event=event,
+            )
+        except Exception as exc:  # noqa: BLE001 - never leave the peer waiting
+            log.exception("transaction %s failed in the shim", key[1])
+            done = MSG(type=ERROR, payload=str(exc).encode(), txid=key[1], channel_id=key[0])
+        finally:
+            with self.lock:
+                self.running.pop(key, None)
+        self.send(done)
+
+
+# --------------------------------------------------------------------------- the server
+
+
+class _Servicer(chaincode_shim_pb2_grpc.ChaincodeServicer):
+    def __init__(self, server: ChaincodeServer):
+        self.server = server
+
+    def Connect(self, request_iterator, context):  # noqa: N802 - gRPC method name
+        stream = _Stream(self.server)
+        context.add_callback(stream.close)
+        stream.send(MSG(type=REGISTER, payload=chaincode_pb2.ChaincodeID(name=self.server.chaincode_id)
+                        .SerializeToString()))
+        threading.Thread(target=stream.read, args=(request_iterator,), daemon=True, name="cc-reader").start()
+        while True:
+            msg = stream.out.get()
+            if msg is None:
+                return
+            yield msg
+
+
+class ChaincodeServer:
+    """Serve ``chaincode`` (an object with ``invoke(stub) -> Response``) to Fabric peers.
+
+    ``chaincode_id`` is the package id the peer installed (``label:sha256``); ``address`` is
+    ``host:port`` (port 0 picks a free one, see :attr:`address` after :meth:`start`)."""
+
+    def __init__(
+        self,
+        chaincode: Any,
+        *,
+        chaincode_id: str,
+        address: str = "127.0.0.1:0",
+        tls: TLSConfig | None = None,
+        max_workers: int = 32,
+    ):
+        if not chaincode_id:
+            raise ShimError("a chaincode server needs the chaincode's package id (CHAINCODE_ID)")
+        self.chaincode = chaincode
+        self.chaincode_id = chaincode_id
+        self.name = chaincode_id.split(":", 1)[0]
+        self._bind = address
+        self._tls = tls
+        self._workers = futures.ThreadPoolExecutor(max_workers, thread_name_prefix="cc-tx")
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max(4, max_workers // 4), thread_name_prefix="cc-stream"),
+            options=KEEPALIVE_OPTIONS,
+        )
+        chaincode_shim_pb2_grpc.add_ChaincodeServicer_to_server(_Servicer(self), self._server)
+        self._ready = threading.Event()
+        self.address = ""
+
+    def start(self) -> str:
+        host, _, _ = self._bind.rpartition(":")
+        if self._tls is not None:
+            creds = grpc.ssl_server_credentials(
+                [(self._tls.key, self._tls.cert)],
+                root_certificates=self._tls.client_ca,
+                require_client_auth=self._tls.client_ca is not None,
+            )
+            port = self._server.add_secure_port(self._bind, creds)
+        else:
+            port = self._server.add_insecure_port(self._bind)
+        if not port:
+            raise ShimError(f"cannot listen on {self._bind}")
+        self._server.start()
+        self.address = f"{host}:{port}"
+        log.info("chaincode %s serving on %s%s", self.chaincode_id, self.address, " (TLS)" if self._tls else "")
+        return self.address
+
+    def wait_ready(self, timeout: float) -> bool:
+        """True once a peer has connected and sent READY."""
+        return self._ready.wait(timeout)
+
+    def wait(self) -> None:
+        self._server.wait_for_termination()
+
+    def stop(self, grace: float = 1.0) -> None:
+        self._server.stop(grace).wait()
+        self._workers.shutdown(wait=False, cancel_futures=True)
+
+
+__all__ = ["KEEPALIVE_OPTIONS", "ChaincodeServer", "ShimError", "ShimStub", "TLSConfig"]
