@@ -4,7 +4,7 @@ The gateway's entry points::
 
     from auth import AuthService, AuthConfig, configure_flask, ca_provider_from_network
 
-    service = AuthService.from_url(url, AuthConfig.from_env(data_dir),
+    service = AuthService.from_url(url, AuthConfig.from_env(data_dir, env=settings.auth_vars),
                                    ca_provider=ca_provider_from_network(network_config),
                                    is_suspended=chain_user_is_suspended)
     service.create_tables()

@@ -1,7 +1,8 @@
 """Configuration of the auth package: Argon2id cost, throttling, lifetimes, server secrets, clock.
 
-Every tunable lives in :class:`AuthConfig`, read from ``SERUMS_AUTH_*`` environment variables by
-:meth:`AuthConfig.from_env`. Two server secrets are needed:
+Every tunable lives in :class:`AuthConfig`, parsed by :meth:`AuthConfig.from_env` from the
+``SERUMS_AUTH_*`` values that ``serums.config.Settings`` read (auth never reads the environment).
+Two server secrets are needed:
 
 - the **pepper** keys every hash input (HMAC before Argon2id), the TOTP-secret encryption and the
   decoy grids shown for unknown usernames: a stolen database alone does not allow offline
@@ -19,7 +20,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -171,11 +172,11 @@ class AuthConfig:
         return cls(pepper=secrets.token_bytes(32), jwt_secret=secrets.token_bytes(32), **overrides)
 
     @classmethod
-    def from_env(cls, data_dir: str | os.PathLike | None = None, env: dict[str, str] | None = None) -> AuthConfig:
-        """Read ``SERUMS_AUTH_*`` variables; secrets come from the environment (hex) or from key
-        files under ``<data_dir>/auth/`` created on first use."""
-        env = dict(os.environ if env is None else env)
-        root = Path(data_dir or env.get("SERUMS_DATA_DIR") or Path.home() / ".local" / "share" / "serums")
+    def from_env(cls, data_dir: str | os.PathLike, env: Mapping[str, str]) -> AuthConfig:
+        """Parse the ``SERUMS_AUTH_*`` values read by ``serums.config.Settings`` (auth never reads
+        the process environment itself); secrets come from those values (hex) or from key files
+        under ``<data_dir>/auth/`` created on first use."""
+        root = Path(data_dir)
         secret_dir = root / "auth"
 
         def secret(var: str, filename: str) -> bytes:
@@ -215,16 +216,15 @@ class AuthConfig:
         )
 
 
-def database_url_from_env(data_dir: str | os.PathLike | None = None, env: dict[str, str] | None = None) -> str:
-    """The user directory's database: ``SERUMS_AUTH_DATABASE_URL``, else ``SERUMS_DATABASE_URL`` (tables
-    are prefixed ``auth_`` so they coexist with others), else ``<data dir>/auth.db`` (SQLite)."""
-    env = dict(os.environ if env is None else env)
+def database_url_from_env(data_dir: str | os.PathLike, env: Mapping[str, str]) -> str:
+    """The user directory's database from ``SERUMS_*`` values: ``SERUMS_AUTH_DATABASE_URL``, else
+    ``SERUMS_DATABASE_URL`` (tables are prefixed ``auth_`` so they coexist with others), else
+    ``<data dir>/auth.db`` (SQLite)."""
     if env.get("SERUMS_AUTH_DATABASE_URL"):
         return env["SERUMS_AUTH_DATABASE_URL"]
     if env.get("SERUMS_DATABASE_URL"):
         return env["SERUMS_DATABASE_URL"]
-    root = Path(data_dir or env.get("SERUMS_DATA_DIR") or Path.home() / ".local" / "share" / "serums")
-    return f"sqlite:///{root / 'auth.db'}"
+    return f"sqlite:///{Path(data_dir) / 'auth.db'}"
 
 
 def load_or_create_secret(path: Path, nbytes: int = 32) -> bytes:

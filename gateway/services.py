@@ -31,7 +31,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,14 +74,10 @@ ENROLMENT_REFUSED = P.problem_type(
 )
 
 
-def _default_data_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "serums"
-
-
 @dataclass(frozen=True)
 class GatewaySettings:
-    """Plain settings (what ``serums`` passes, or what the workers read from ``SERUMS_*``).
+    """Plain settings, built by ``serums.config.Settings.gateway_settings`` (the gateway never reads
+    the environment).
 
     - ``data_dir``: all state of the embedded default;
     - ``database_url``: a PostgreSQL URL for the vaults (schema ``vault_<hospital>`` each) and, unless
@@ -98,18 +94,6 @@ class GatewaySettings:
     key_passphrase: str | None = None
     ipfs_api: str | None = None
     auth_database_url: str | None = None
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> GatewaySettings:
-        env = os.environ if env is None else env
-        return cls(
-            data_dir=Path(env.get("SERUMS_DATA_DIR") or _default_data_dir()).expanduser(),
-            database_url=env.get("SERUMS_DATABASE_URL") or None,
-            node_address=env.get("SERUMS_NODE_ADDRESS") or None,
-            key_passphrase=env.get("SERUMS_KEY_PASSPHRASE") or None,
-            ipfs_api=env.get("SERUMS_IPFS_API") or None,
-            auth_database_url=env.get("SERUMS_AUTH_DATABASE_URL") or None,
-        )
 
     @property
     def postgres_url(self) -> str | None:
@@ -158,11 +142,12 @@ class Services:
 
     @classmethod
     def open(cls, settings: GatewaySettings, *, auth_config: AuthConfig | None = None, **auth_kwargs: Any) -> Services:
-        """Open everything lazily: nothing connects to the node or a vault database until needed."""
+        """Open everything lazily: nothing connects to the node or a vault database until needed.
+        ``auth_config`` defaults to auth's defaults with secrets in ``<data dir>/auth/``."""
         network = NetworkConfig.load(settings.network_dir)
         url = settings.auth_database_url or settings.postgres_url or f"sqlite:///{settings.data_dir / 'auth.db'}"
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        config = auth_config or AuthConfig.from_env(settings.data_dir)
+        config = auth_config or AuthConfig.from_env(settings.data_dir, env={})
         svc: Services | None = None
 
         def is_suspended(user_id: str) -> bool:
@@ -178,10 +163,6 @@ class Services:
         store.create_tables()
         svc = cls(settings, network, auth_service, store, resolve_node_address(settings, network))
         return svc
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Services:
-        return cls.open(GatewaySettings.from_env(env))
 
     def close(self) -> None:
         with self._lock:

@@ -15,7 +15,7 @@ import pkgutil
 import sys
 
 from . import __version__
-from .config import Settings
+from .config import Settings, SettingsError
 
 # Exceptions whose message is a complete, user-facing explanation.
 USER_ERRORS: tuple[type[BaseException], ...] = ()
@@ -40,7 +40,7 @@ def host_port(text: str) -> str:
 def _user_errors() -> tuple[type[BaseException], ...]:
     from network import ConfigError, IdentityError
 
-    return (CommandError, ConfigError, IdentityError, *USER_ERRORS)
+    return (CommandError, ConfigError, IdentityError, SettingsError, *USER_ERRORS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
-    args.settings = Settings.from_env(data_dir=args.data_dir)
     try:
+        args.settings = Settings.from_env(data_dir=args.data_dir)
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:
         print("serums: interrupted", file=sys.stderr)

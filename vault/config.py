@@ -13,7 +13,7 @@ class SettingsLike(Protocol):
     """What the vault reads from ``serums.config.Settings`` (the vault does not import serums)."""
 
     data_dir: Path
-    database_url: str
+    database_url: str | None
     ipfs_api: str | None
     key_passphrase: str | None
 
@@ -48,7 +48,7 @@ class VaultConfig:
     def from_settings(cls, settings: SettingsLike, **overrides) -> VaultConfig:
         data_dir = Path(settings.data_dir)
         values = dict(
-            database_url=settings.database_url,
+            database_url=settings.database_url or f"sqlite:///{data_dir / 'vault.db'}",
             key_dir=data_dir / "vault",
             passphrase=settings.key_passphrase,
             ipfs_api=settings.ipfs_api,

@@ -28,14 +28,13 @@ log = logging.getLogger(__name__)
 
 
 class EmbeddedNode:
-    def __init__(self, cfg: NetworkConfig, *, passphrase: str | None = None, ledger_dir: Path | None = None):
+    def __init__(self, cfg: NetworkConfig, *, passphrase: str | None = None, ledger_dir: Path | None = None,
+                 max_proposal_skew_s: float = 600.0):
         self.cfg = cfg
         self.channel = cfg.channel
         self.address: str | None = None
-        from .service import MAX_PROPOSAL_SKEW_S
-
         #: endorsers refuse proposals dated further than this from their clock (seconds)
-        self.max_proposal_skew_s = MAX_PROPOSAL_SKEW_S
+        self.max_proposal_skew_s = max_proposal_skew_s
         ledger = Path(ledger_dir or cfg.ledger_dir())
         ledger.mkdir(parents=True, exist_ok=True)
 

@@ -18,7 +18,6 @@ import asyncio
 import inspect
 import itertools
 import logging
-import os
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -45,9 +44,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_COMMIT_TIMEOUT = 60.0
 # The proposal's timestamp is the chaincode's only clock (grant expiries, rule windows): an
-# endorser refuses one too far from its own, so a client cannot back- or post-date a decision.
-# Wide enough for a proposal signed on a patient's device after a moment's thought.
-MAX_PROPOSAL_SKEW_S = float(os.environ.get("SERUMS_MAX_PROPOSAL_SKEW_S", "600"))
+# endorser refuses one too far from its own (EmbeddedNode.max_proposal_skew_s, 600 s by default:
+# wide enough for a proposal signed on a patient's device after a moment's thought), so a client
+# cannot back- or post-date a decision.
 ENDORSE_ATTEMPTS = 5
 MAX_BLOCK = 2**64 - 1
 

@@ -95,7 +95,7 @@ def _user_errors(fn):
 
 
 def _service(args):
-    from auth import AuthConfig, AuthService, database_url_from_env
+    from auth import AuthService
     from network import ConfigError, NetworkConfig
 
     settings = args.settings
@@ -112,8 +112,7 @@ def _service(args):
                 raise CommandError(str(exc)) from exc
         return network["provider"](hospital)
 
-    service = AuthService.from_url(database_url_from_env(settings.data_dir), AuthConfig.from_env(settings.data_dir),
-                                   ca_provider=ca_provider)
+    service = AuthService.from_url(settings.auth_url, settings.auth_config(), ca_provider=ca_provider)
     service.create_tables()
     return service
 
@@ -134,10 +133,8 @@ def _read_key(env_var: str | None, *, confirm: bool) -> str:
 
 @_user_errors
 def _init(args) -> int:
-    from auth import database_url_from_env
-
     _service(args)
-    print(f"user directory ready in {database_url_from_env(args.settings.data_dir)}")
+    print(f"user directory ready in {args.settings.auth_url}")
     print(f"server secrets in {args.settings.data_dir / 'auth'} (back them up with the database)")
     return 0
 

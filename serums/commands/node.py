@@ -44,7 +44,7 @@ def run_node(settings, listen: str | None = None, *, ready=None, stop_event: thr
     from network.node import EmbeddedNode
 
     cfg = load_network(settings)
-    node = EmbeddedNode(cfg, passphrase=settings.key_passphrase)
+    node = EmbeddedNode(cfg, passphrase=settings.key_passphrase, max_proposal_skew_s=settings.max_proposal_skew_s)
     try:
         address = node.start(listen)
     except OSError as exc:

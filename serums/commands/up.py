@@ -214,12 +214,10 @@ def _up(args) -> int:
         print(f"        {len(added)} hospitals registered, {rules} rules published", flush=True)
 
         step(4, total, "vaults: one per hospital, with its service identity on chain")
-        from gateway.services import GatewaySettings, Services
+        from gateway.services import Services
 
-        gs = GatewaySettings(data_dir=data, database_url=settings.database_url if settings.database_url.startswith(
-            "postgresql") else None, node_address=node_address, key_passphrase=settings.key_passphrase,
-            ipfs_api=settings.ipfs_api)
-        services = Services.open(gs)
+        services = Services.open(settings.gateway_settings(node_address=node_address),
+                                 auth_config=settings.auth_config())
         vaults = {h.name: services.ensure_vault(h.name) for h in cfg.hospitals}
 
         step(5, total, f"data: fabricate the Edinburgh Cancer Centre tables ({args.patients} patients) into the vaults")
@@ -266,7 +264,7 @@ def _up(args) -> int:
         step(8, total, f"gateway: gunicorn with {args.workers} workers × {args.threads} threads on {args.listen}")
         env = {"SERUMS_DATA_DIR": str(data), "SERUMS_NODE_ADDRESS": node_address}
         sup.spawn("gateway", [sys.executable, "-m", "gunicorn", "-w", str(args.workers), "--threads",
-                              str(args.threads), "-b", args.listen, "--access-logfile", "-", "gateway.wsgi:app"],
+                              str(args.threads), "-b", args.listen, "--access-logfile", "-", "serums.wsgi:app"],
                   env=env, ready=lambda: _http_ready(f"http://{args.listen}/healthz"), timeout=90)
         (data / "up.json").write_text(json.dumps({"url": f"http://{args.listen}", "node": node_address}))
         _print_logins(demo, f"http://{args.listen}")

@@ -1,5 +1,5 @@
 """The whole stack as users meet it: a real embedded node process (``python -m serums node``), a
-real gunicorn with two workers serving ``gateway.wsgi:app``, and httpx as the client.
+real gunicorn with two workers serving ``serums.wsgi:app``, and httpx as the client.
 
 The stack is set up once per test session: the network (three hospitals, the ``serums``
 chaincode), hospitals, rules, vault identities and vaults with the fixture patients split between
@@ -48,10 +48,10 @@ def start_node(data_dir: Path, address: str, log: Path) -> subprocess.Popen:
 
 
 def start_gunicorn(env: dict[str, str], port: int, log: Path, workers: int = 2, threads: int = 4) -> subprocess.Popen:
-    """``gunicorn -w 2 --threads 4 gateway.wsgi:app``: two processes, each serving four requests at once."""
+    """``gunicorn -w 2 --threads 4 serums.wsgi:app``: two processes, each serving four requests at once."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-w", str(workers), "--threads", str(threads), "-b", f"127.0.0.1:{port}",
-         "--timeout", "120", "--graceful-timeout", "5", "gateway.wsgi:app"],
+         "--timeout", "120", "--graceful-timeout", "5", "serums.wsgi:app"],
         env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT,
     )
     deadline = time.monotonic() + 60

@@ -1,0 +1,126 @@
+"""One settings source: only ``serums/config.py`` reads ``SERUMS_*`` variables, and what it reads
+reaches the packages (CORS origins to the app, XDG_DATA_HOME to auth's key files and database)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from network import init_network
+from serums.config import AUTH_VARIABLES, VARIABLES, Settings, SettingsError
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("analytics", "auth", "chaincode", "fabrication", "gateway", "network", "serums", "vault")
+#: Packages below ``serums``: they take values and never look at the process environment at all.
+LOWER = ("analytics", "auth", "chaincode", "fabrication", "gateway", "network", "vault")
+
+
+def _environ_reads(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, what) for each read of the process environment: ``os.environ`` in any form, ``os.getenv``."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "environb"):
+            found.append((node.lineno, ast.unparse(node)))
+        elif isinstance(node, ast.ImportFrom) and node.module == "os":
+            found += [(node.lineno, f"from os import {a.name}") for a in node.names
+                      if a.name in ("environ", "getenv", "environb")]
+    return found
+
+
+def _serums_literal_reads(tree: ast.AST) -> list[tuple[int, str]]:
+    """``environ.get("SERUMS_…")``, ``environ["SERUMS_…"]``, ``getenv("SERUMS_…")``."""
+    found = []
+    for node in ast.walk(tree):
+        key = None
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
+            if node.func.attr in ("get", "getenv", "pop", "setdefault") and "environ" in ast.unparse(node.func) \
+                    or node.func.attr == "getenv":
+                key = node.args[0]
+        elif isinstance(node, ast.Subscript) and "environ" in ast.unparse(node.value):
+            key = node.slice
+        if isinstance(key, ast.Constant) and isinstance(key.value, str) and key.value.startswith("SERUMS_"):
+            found.append((node.lineno, ast.unparse(node)))
+    return found
+
+
+def test_only_serums_config_reads_serums_variables():
+    offenders = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel == "serums/config.py":
+                continue
+            tree = ast.parse(path.read_text(), rel)
+            reads = _environ_reads(tree) if package in LOWER else _serums_literal_reads(tree)
+            offenders += [f"{rel}:{line}: {what}" for line, what in reads]
+    assert not offenders, "read the environment only in serums/config.py's Settings:\n" + "\n".join(offenders)
+
+
+def test_the_grep_catches_a_reader():
+    tree = ast.parse('import os\nx = os.environ.get("SERUMS_X", "1")\ny = os.getenv("SERUMS_Y")\n')
+    assert [line for line, _ in _serums_literal_reads(tree)] == [2, 3]
+    assert len(_environ_reads(tree)) == 2
+
+
+def test_every_variable_is_read_and_documented():
+    source = (ROOT / "serums" / "config.py").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for var in [*VARIABLES, *AUTH_VARIABLES]:
+        if var.startswith("SERUMS_AUTH_"):
+            assert var in (ROOT / "auth" / "config.py").read_text(), var
+        else:
+            assert f'"{var}"' in source.split("def from_env", 1)[1], f"{var} is documented but never read"
+        short = "…" + var.removeprefix("SERUMS_AUTH")  # the table abbreviates SERUMS_AUTH_X as …_X
+        assert var in readme or short in readme, f"{var} is missing from the README's configuration table"
+
+
+def test_defaults_and_values_from_the_environment(tmp_path):
+    s = Settings.from_env({"XDG_DATA_HOME": str(tmp_path)})
+    assert s.data_dir == tmp_path / "serums"
+    assert (s.engine, s.database_url, s.cors_origins, s.max_proposal_skew_s) == ("embedded", None, (), 600.0)
+    s = Settings.from_env({"SERUMS_DATA_DIR": str(tmp_path / "d"), "SERUMS_ENGINE": "Fabric",
+                           "SERUMS_CORS_ORIGINS": " https://a.example, https://b.example ,",
+                           "SERUMS_MAX_PROPOSAL_SKEW_S": "30", "SERUMS_AUTH_ACCESS_TTL": "300"})
+    assert s.data_dir == tmp_path / "d" and s.engine == "fabric" and s.max_proposal_skew_s == 30.0
+    assert s.cors_origins == ("https://a.example", "https://b.example")
+    assert s.auth_config().access_ttl == 300
+    assert Settings.from_env({"SERUMS_DATA_DIR": "/x"}, data_dir=tmp_path).data_dir == tmp_path  # --data-dir wins
+
+
+@pytest.mark.parametrize("var,value", [("SERUMS_ENGINE", "hyperledger"), ("SERUMS_MAX_PROPOSAL_SKEW_S", "ten"),
+                                       ("SERUMS_MAX_PROPOSAL_SKEW_S", "-1")])
+def test_a_bad_value_is_one_line_naming_the_variable(tmp_path, var, value):
+    with pytest.raises(SettingsError, match=var):
+        Settings.from_env({"SERUMS_DATA_DIR": str(tmp_path), var: value})
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SERUMS_DATA_DIR": str(tmp_path), var: value}
+    run = subprocess.run([sys.executable, "-m", "serums", "ledger", "verify"], env=env, capture_output=True,
+                         text=True, timeout=60, cwd=ROOT)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.strip().count("\n") == 0 and var in run.stderr
+
+
+def test_xdg_data_home_is_honoured_by_auth_defaults(tmp_path):
+    settings = Settings.from_env({"XDG_DATA_HOME": str(tmp_path / "xdg"), "HOME": str(tmp_path / "home")})
+    config = settings.auth_config()
+    assert (tmp_path / "xdg" / "serums" / "auth" / "pepper.key").exists()
+    assert config.pepper == bytes.fromhex((tmp_path / "xdg" / "serums" / "auth" / "pepper.key").read_text())
+    assert settings.auth_url == f"sqlite:///{tmp_path / 'xdg' / 'serums' / 'auth.db'}"
+    assert not (tmp_path / "home").exists()
+
+
+def test_cors_origins_from_the_environment_reach_the_app(tmp_path):
+    from serums.wsgi import create_app
+
+    init_network(tmp_path / "network", ["lothian"])
+    env = {"SERUMS_DATA_DIR": str(tmp_path), "SERUMS_CORS_ORIGINS": "https://clinic.example",
+           "SERUMS_AUTH_ARGON2_MEMORY_KIB": "1024", "SERUMS_AUTH_ARGON2_ITERATIONS": "1"}
+    app = create_app(Settings.from_env(env))
+    client = app.test_client()
+    allowed = client.get("/healthz", headers={"Origin": "https://clinic.example"})
+    assert allowed.headers.get("Access-Control-Allow-Origin") == "https://clinic.example"
+    other = client.get("/healthz", headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in other.headers
