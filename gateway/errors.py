@@ -84,6 +84,10 @@ def _vault_status(status: int) -> int:
 
 
 def auth_problem(err: auth.AuthError) -> Response:
+    return auth_as_problem(err).response()
+
+
+def auth_as_problem(err: auth.AuthError) -> P.Problem:
     body = err.problem()
     extra = {k: v for k, v in body.items() if k not in ("type", "title", "status", "detail")}
     headers = {}
@@ -93,15 +97,19 @@ def auth_problem(err: auth.AuthError) -> Response:
     if err.retry_after_seconds is not None:
         headers["Retry-After"] = str(err.retry_after_seconds)
     pt = P.TYPES.get(err.slug) or P.problem_type(err.slug, err.status, err.title, err.title)
-    return P.problem_response(pt, err.detail, status=err.status, extra=extra, headers=headers)
+    return P.Problem(pt, err.detail, status=err.status, extra=extra, headers=headers)
 
 
 def vault_problem(err: vault.VaultError) -> Response:
+    return vault_as_problem(err).response()
+
+
+def vault_as_problem(err: vault.VaultError) -> P.Problem:
     slug = _VAULT_RENAMES.get(err.type, err.type)
     status = _vault_status(err.status)
     if isinstance(err, vault.VaultConfigError):
         log.error("vault configuration error: %s", err.message)
-        return P.problem_response(VAULT_UNAVAILABLE, headers={"Retry-After": "30"})
+        return P.Problem(VAULT_UNAVAILABLE, headers={"Retry-After": "30"})
     if status >= 500 and status != 503:
         log.error("vault error %s: %s", err.type, err.message)
     pt = P.TYPES.get(slug) or P.problem_type(slug, status, slug, slug)
@@ -110,39 +118,67 @@ def vault_problem(err: vault.VaultError) -> Response:
     if problems:
         extra["errors"] = [str(p) for p in problems[:100]]
     headers = {"Retry-After": "5"} if status == 503 else {}
-    return P.problem_response(pt, err.message, status=status, extra=extra, headers=headers)
+    return P.Problem(pt, err.message, status=status, extra=extra, headers=headers)
 
 
 def gateway_error_problem(err: GatewayError) -> Response:
+    return gateway_error_as_problem(err).response()
+
+
+def gateway_error_as_problem(err: GatewayError) -> P.Problem:
     extra = {"transaction_id": err.transaction_id} if err.transaction_id else {}
     cc = err.chaincode_status
     if cc in _CHAIN_TYPES:
-        return P.problem_response(_CHAIN_TYPES[cc], err.chaincode_message or "", extra=extra)
+        return P.Problem(_CHAIN_TYPES[cc], err.chaincode_message or "", extra=extra)
     if err.code in _UNREACHABLE:
         log.warning("ledger unreachable: %s", err.message)
-        return P.problem_response(P.LEDGER_UNAVAILABLE, "The ledger node could not be reached; try again.",
-                                  headers={"Retry-After": "5"})
+        return P.Problem(P.LEDGER_UNAVAILABLE, "The ledger node could not be reached; try again.",
+                         headers={"Retry-After": "5"})
     if err.code == grpc.StatusCode.PERMISSION_DENIED:
-        return P.problem_response(CHAIN_FORBIDDEN, f"the ledger refused the caller's identity: {err}", extra=extra)
+        return P.Problem(CHAIN_FORBIDDEN, f"the ledger refused the caller's identity: {err}", extra=extra)
     if err.code == grpc.StatusCode.INVALID_ARGUMENT:
-        return P.problem_response(CHAIN_INVALID, f"the ledger refused the message: {err}", extra=extra)
+        return P.Problem(CHAIN_INVALID, f"the ledger refused the message: {err}", extra=extra)
     log.error("ledger error (%s): %s", err.code, err)
-    return P.problem_response(LEDGER_ERROR, extra=extra)
+    return P.Problem(LEDGER_ERROR, extra=extra)
 
 
 def commit_problem(err: CommitError) -> Response:
-    return P.problem_response(
+    return commit_as_problem(err).response()
+
+
+def commit_as_problem(err: CommitError) -> P.Problem:
+    return P.Problem(
         COMMIT_FAILED, f"transaction {err.transaction_id} was not committed: {err.code_name}",
         extra={"transaction_id": err.transaction_id, "code": err.code_name, "block": err.block_number},
     )
 
 
 def rpc_problem(err: grpc.RpcError) -> Response:
+    return rpc_as_problem(err).response()
+
+
+def rpc_as_problem(err: grpc.RpcError) -> P.Problem:
     code = err.code() if hasattr(err, "code") else None  # type: ignore[attr-defined]
     if code in _UNREACHABLE or code is None:
-        return P.problem_response(P.LEDGER_UNAVAILABLE, headers={"Retry-After": "5"})
+        return P.Problem(P.LEDGER_UNAVAILABLE, headers={"Retry-After": "5"})
     log.error("gRPC error %s", code)
-    return P.problem_response(LEDGER_ERROR)
+    return P.Problem(LEDGER_ERROR)
+
+
+_AS_PROBLEM = ((P.Problem, lambda e: e), (auth.AuthError, auth_as_problem), (vault.VaultError, vault_as_problem),
+               (GatewayError, gateway_error_as_problem), (CommitError, commit_as_problem),
+               (grpc.RpcError, rpc_as_problem))
+
+
+def problem_of(exc: BaseException) -> P.Problem:
+    """Any error of a request as the one :class:`~gateway.problems.Problem` value: what the API
+    renders as problem+json and the pages show inline, with the same words. Anything unexpected
+    is logged and becomes ``internal-error``."""
+    for exc_type, convert in _AS_PROBLEM:
+        if isinstance(exc, exc_type):
+            return convert(exc)
+    log.error("unhandled error", exc_info=exc)
+    return P.Problem(P.INTERNAL)
 
 
 def install_error_mappers(app: Flask) -> None:
@@ -155,7 +191,7 @@ def install_error_mappers(app: Flask) -> None:
 
 
 __all__ = [
-    "CHAIN_CONFLICT", "CHAIN_FORBIDDEN", "CHAIN_INVALID", "CHAIN_NOT_FOUND", "COMMIT_FAILED", "LEDGER_ERROR",
+    "problem_of", "CHAIN_CONFLICT", "CHAIN_FORBIDDEN", "CHAIN_INVALID", "CHAIN_NOT_FOUND", "COMMIT_FAILED", "LEDGER_ERROR",
     "VAULT_UNAVAILABLE", "auth_problem", "commit_problem", "gateway_error_problem", "install_error_mappers",
     "vault_problem",
 ]

@@ -73,6 +73,19 @@ class Problem(Exception):
     def __str__(self) -> str:
         return f"{self.type.slug}: {self.detail}"
 
+    @property
+    def title(self) -> str:
+        return self.type.title
+
+    @property
+    def message(self) -> str:
+        """What a person reads: the detail of this occurrence, else the type's description."""
+        return self.detail or self.type.description
+
+    def response(self) -> Response:
+        """This problem as an ``application/problem+json`` response."""
+        return problem_response(self.type, self.detail, status=self.status, extra=self.extra, headers=self.headers)
+
 
 def problem_response(
     pt: ProblemType, detail: str = "", *, status: int | None = None, extra: dict[str, Any] | None = None,

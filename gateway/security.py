@@ -86,6 +86,14 @@ def my_contract(contract_name: str) -> Contract:
     return services().user_contract(principal().user_id, signer(), contract_name)
 
 
+def actor():
+    """The caller as the application layer's :class:`gateway.flow.Actor` (signs with their session's wallet)."""
+    from .flow import Actor
+
+    p = principal()
+    return Actor(p.user_id, p.role, p.hospital, p.msp, p.session_id, signer)
+
+
 def roles_required(*roles: str) -> Callable:
     """Require a valid access token whose ``role`` claim is one of ``roles`` (any role when empty)."""
 
@@ -117,5 +125,6 @@ def roles_required(*roles: str) -> Callable:
 
 login_required = roles_required()
 
-__all__ = ["CLINICIANS", "PERSON_ROLES", "REQUESTERS", "SECURITY_SCHEME", "Principal", "flask_auth", "login_required",
+__all__ = ["CLINICIANS", "PERSON_ROLES", "REQUESTERS", "SECURITY_SCHEME", "Principal", "actor", "flask_auth",
+           "login_required",
            "my_contract", "principal", "roles_required", "services", "signer"]

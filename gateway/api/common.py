@@ -8,8 +8,6 @@ from typing import Any
 
 from flask_smorest import Blueprint
 
-from vault import Release
-
 from .. import ledger as L
 from .. import problems as P
 from .. import schemas as S
@@ -19,17 +17,6 @@ from ..security import login_required, services
 def iso(value) -> str:
     """An optional datetime as the chain's ISO 8601 argument (``""`` = open)."""
     return value.isoformat() if value is not None else ""
-
-
-def release_json(release: Release, hospital: str, record_format: str, request_id: str | None = None,
-                 evidence: dict | None = None) -> dict[str, Any]:
-    v = services().vault(hospital)
-    return {
-        "grant_id": release.grant_id, "request_id": request_id or release.grant_id, "patient_id": release.patient,
-        "hospital": hospital, "sections": list(release.sections),
-        "withheld": [s for s in v.sections if s not in release.sections], "digest": release.digest,
-        "format": record_format, "record": release.body(), "evidence": evidence or {},
-    }
 
 
 def trail_args(query: dict) -> tuple:

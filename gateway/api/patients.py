@@ -6,21 +6,19 @@ from __future__ import annotations
 
 from flask_smorest import Blueprint
 
+from .. import flow
 from .. import ledger as L
 from .. import problems as P
 from .. import schemas as S
-from ..security import my_contract, principal, roles_required, services
-from .common import preference_arg, release_json, trail_args, tx_json
+from ..security import actor, my_contract, principal, roles_required, services
+from .common import preference_arg, trail_args, tx_json
 
 bp = Blueprint("patients", __name__, url_prefix="/patients/me",
                description="A patient's own record, preferences, share codes and access log")
 
 patient_only = roles_required("patient")
 OFFLINE_FUNCTIONS = ("PreferenceContract:AddPreference", "PreferenceContract:WithdrawPreference")
-OWN_RECORD = P.problem_type(
-    "own-record-refused", 403, "Own record refused",
-    "The chain did not grant the patient their own record (a suspended account is refused everything).",
-)
+OWN_RECORD = flow.OWN_RECORD
 
 
 def _contract(name: str):
@@ -35,18 +33,7 @@ def my_record(query):
     """My record, from my hospital's vault — through the same gate as everyone: the chain grants me
     my own record (``own-record``), the vault mints a token and redeems it, and the access is
     logged on chain (so my own reads are in my access log too)."""
-    p = principal()
-    svc = services()
-    tx = L.submit(_contract("TransportContract"), "RequestAccess", p.user_id, query["sections"], "treatment",
-                  "patient-request")
-    decision = tx.result
-    if not decision.get("grant_id"):
-        raise P.Problem(OWN_RECORD, f"the chain refused: {decision.get('reasons')}")
-    v = svc.vault(p.hospital)
-    minted = v.mint_token(decision["grant_id"])
-    release = v.redeem(minted.token, p.user_id, fhir=query["format"] == "fhir")
-    return release_json(release, p.hospital, query["format"], decision["request_id"],
-                        {"request": tx.evidence(), "token_hash": minted.token_hash, "access_digest": release.digest})
+    return flow.own_record(services(), actor(), query["sections"], query["format"])
 
 
 # --------------------------------------------------------------------------- preferences (step 2)

@@ -1,0 +1,130 @@
+"""The application layer: the flow's actions as functions that return data.
+
+The JSON API (``gateway/api``) and the web pages (``gateway/web``) both call these; neither holds
+flow logic of its own. Each action takes the :class:`~gateway.services.Services` and the
+:class:`Actor` (who is acting, and how to sign as them) and returns plain data; a refusal is
+raised as a domain error (``auth.AuthError``, ``vault.VaultError``, ``network.GatewayError``,
+``network.CommitError``) or a :class:`gateway.problems.Problem`, which
+:func:`gateway.errors.problem_of` turns into one :class:`~gateway.problems.Problem` value — the
+API renders it as problem+json, the pages inline, with the same words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from network import Contract, Signer
+from vault import Release, VaultError
+
+from . import ledger as L
+from . import problems as P
+
+OWN_RECORD = P.problem_type(
+    "own-record-refused", 403, "Own record refused",
+    "The chain did not grant the patient their own record (a suspended account is refused everything).",
+)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: pseudonymous user id, role, hospital (name), MSP id, session id — and how to sign
+    as them (their wallet, opened for this session only when a transaction needs it)."""
+
+    user_id: str
+    role: str
+    hospital: str
+    msp: str
+    session_id: str
+    signer: Callable[[], Signer]
+
+    def contract(self, services, name: str) -> Contract:
+        """A contract of the ``serums`` chaincode as this actor (their certificate and signer)."""
+        return services.user_contract(self.user_id, self.signer(), name)
+
+
+def release_data(services, release: Release, hospital: str, record_format: str, request_id: str | None = None,
+                 evidence: dict | None = None) -> dict[str, Any]:
+    """A vault release as data: the granted sections, those withheld, the record, the digest."""
+    v = services.vault(hospital)
+    return {
+        "grant_id": release.grant_id, "request_id": request_id or release.grant_id, "patient_id": release.patient,
+        "hospital": hospital, "sections": list(release.sections),
+        "withheld": [s for s in v.sections if s not in release.sections], "digest": release.digest,
+        "format": record_format, "record": release.body(), "evidence": evidence or {},
+    }
+
+
+def redeem_share_code(services, actor: Actor, code: str) -> tuple[str, str]:
+    """Step 3: a patient's share code → (patient id, hospital); the code is used up."""
+    return services.store.redeem_share_code(code, actor.user_id)
+
+
+def request_access(services, actor: Actor, patient_id: str, hospital: str | None, *, sections: list[str],
+                   purpose: str, justification: str, justification_text: str | None = None,
+                   break_glass: bool = False) -> dict[str, Any]:
+    """Steps 5–8: the request (or break-glass) signed by the actor; the chain decides per section
+    and records the decision, denials included; when something is granted the patient's vault
+    mints the token. A token that cannot be minted now leaves the decision standing
+    (``token_error``; a token can be minted for the grant later)."""
+    transport = actor.contract(services, "TransportContract")
+    transient = {"justification": justification_text.encode("utf-8")} if justification_text else None
+    if break_glass:
+        tx = L.submit(transport, "BreakGlass", patient_id, sections, justification, transient=transient)
+    else:
+        tx = L.submit(transport, "RequestAccess", patient_id, sections, purpose, justification, transient=transient)
+    d = tx.result
+    out = {**d, "patient_id": patient_id, "transaction_id": tx.transaction_id, "block": tx.block_number,
+           "token": None}
+    if d.get("grant_id"):
+        try:
+            hospital = hospital or services.patient_hospital(patient_id, transport, d["request_id"])
+            out["token"] = mint_token_data(services, hospital, d["grant_id"])
+        except (VaultError, P.Problem) as exc:
+            detail = exc.message if isinstance(exc, VaultError) else exc.detail
+            slug = exc.type if isinstance(exc, VaultError) else exc.type.slug
+            out["token_error"] = {"type": f"/problems/{slug}", "detail": detail}
+    return out
+
+
+def mint_token_data(services, hospital: str, grant_id: str) -> dict[str, Any]:
+    minted = services.vault(hospital).mint_token(grant_id)
+    return {"token": minted.token, "token_hash": minted.token_hash,
+            "expires_at": minted.claims.expires_at.isoformat(), "hospital": hospital}
+
+
+def mint_token(services, actor: Actor, grant_id: str) -> dict[str, Any]:
+    """A fresh token for one of the actor's live grants."""
+    g = L.evaluate(actor.contract(services, "TransportContract"), "GetGrant", grant_id)
+    if g.get("requester_id") != actor.user_id:
+        raise P.Problem(P.FORBIDDEN, "tokens are minted for the grant's requester only")
+    return mint_token_data(services, services.hospital_of(g["patient_hospital"]), grant_id)
+
+
+def fetch_record(services, actor: Actor, token: str, record_format: str = "json") -> dict[str, Any]:
+    """Steps 9–10: the vault checks the token (signature, expiry, presenter, live grant, binding),
+    returns the granted sections only and logs the access on chain before answering."""
+    hospital, v = services.vault_for_token(token, actor.hospital)
+    release = v.redeem(token, actor.user_id, fhir=record_format == "fhir")
+    return release_data(services, release, hospital, record_format,
+                        evidence={"token_hash": release.token_hash, "access_digest": release.digest})
+
+
+def own_record(services, actor: Actor, sections: list[str], record_format: str = "json") -> dict[str, Any]:
+    """A patient's own record, through the same gate as everyone (grant ``own-record``, token,
+    release, access logged on chain)."""
+    tx = L.submit(actor.contract(services, "TransportContract"), "RequestAccess", actor.user_id, sections,
+                  "treatment", "patient-request")
+    decision = tx.result
+    if not decision.get("grant_id"):
+        raise P.Problem(OWN_RECORD, f"the chain refused: {decision.get('reasons')}")
+    v = services.vault(actor.hospital)
+    minted = v.mint_token(decision["grant_id"])
+    release = v.redeem(minted.token, actor.user_id, fhir=record_format == "fhir")
+    return release_data(services, release, actor.hospital, record_format, decision["request_id"],
+                        {"request": tx.evidence(), "token_hash": minted.token_hash, "access_digest": release.digest})
+
+
+__all__ = ["OWN_RECORD", "Actor", "fetch_record", "mint_token", "mint_token_data", "own_record", "redeem_share_code",
+           "release_data", "request_access"]
