@@ -11,6 +11,7 @@ document is generated from the same marshmallow schemas that validate requests a
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -20,7 +21,7 @@ from typing import Any
 
 from flask import Flask, Response, g, jsonify, request, send_from_directory
 from flask_smorest import Api
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from . import problems as P
 
@@ -46,6 +47,9 @@ _HTTP_TO_PROBLEM = {
     405: P.METHOD_NOT_ALLOWED, 409: P.CONFLICT, 413: P.PAYLOAD_TOO_LARGE, 415: P.UNSUPPORTED_MEDIA,
     422: P.VALIDATION, 429: P.TOO_MANY,
 }
+
+#: JSON bodies nest at most this deep (ours nest 4); deeper ones are refused before any parser recurses.
+MAX_JSON_DEPTH = 32
 
 
 class _RequestIdFilter(logging.Filter):
@@ -97,6 +101,69 @@ def _summarise(messages: Any, path: tuple[str, ...] = ()) -> str:
         return "; ".join(p for p in parts if p)
     text = "; ".join(map(str, messages)) if isinstance(messages, list) else str(messages)
     return f"{'.'.join(path) or 'body'}: {text}"
+
+
+def _json_depth(value: Any, limit: int) -> int:
+    """How deep ``value`` nests (stops counting past ``limit``), without recursion."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth)
+            if depth > limit:
+                return depth
+            todo.extend((x, depth + 1) for x in item)
+    return deepest
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_json_body(data: bytes) -> Any:
+    """A request body as JSON, or :class:`problems.Problem` ``bad-request`` saying what is wrong:
+    not UTF-8, not JSON (with the position), nested deeper than :data:`MAX_JSON_DEPTH`, an integer
+    of more digits than Python reads (4,300), ``NaN``/``Infinity``. Never a RecursionError."""
+    try:
+        value = json.loads(data, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise P.Problem(P.BAD_REQUEST, f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels") from None
+    except UnicodeDecodeError:
+        raise P.Problem(P.BAD_REQUEST, "the body is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise P.Problem(P.BAD_REQUEST, f"the body is not JSON: {exc.msg} (line {exc.lineno}, "
+                                       f"column {exc.colno})") from None
+    except ValueError as exc:  # int_max_str_digits, or a refused constant
+        text = str(exc)
+        if "digits" in text:
+            text = "a number in the body has more than 4300 digits"
+        raise P.Problem(P.BAD_REQUEST, f"the body is not acceptable JSON: {text}") from None
+    if _json_depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise P.Problem(P.BAD_REQUEST, f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def _install_body_parsing(app: Flask) -> None:
+    """Every JSON body is read and checked once, before routing to a view (and before webargs,
+    whose own ``json.loads`` would otherwise meet hostile bodies): bad JSON is 400, a body over
+    ``MAX_CONTENT_LENGTH`` is 413, with Content-Length or chunked."""
+
+    @app.before_request
+    def _check_body():
+        if request.method in ("GET", "HEAD", "OPTIONS"):
+            return
+        if request.content_length is None and request.environ.get("wsgi.input_terminated"):
+            # a chunked body: werkzeug stops reading at the limit and hands on what it read, so
+            # look past the limit on the server's own stream (the read is cached for the view)
+            data, limit = request.get_data(cache=True), request.max_content_length
+            if limit is not None and len(data) >= limit and request.environ["wsgi.input"].read(1):
+                raise RequestEntityTooLarge()
+        if request.is_json:
+            data = request.get_data(cache=True)  # with Content-Length over the limit: 413
+            if data.strip():
+                parse_json_body(data)
 
 
 def map_error(app: Flask, exc_type: type[BaseException], mapper) -> None:
@@ -154,6 +221,7 @@ def create_app(overrides: Mapping[str, Any] | None = None, services: Any = None)
     app.extensions["serums_api"] = api
     _install_error_handlers(app)
     _install_hardening(app)
+    _install_body_parsing(app)
 
     @app.get("/healthz")
     def healthz():
