@@ -5,9 +5,14 @@
 - :class:`vault.VaultError` keeps its slug and status — except that the vault's own access
   tokens are not HTTP authentication, so its 401s become 403 and its ``token-expired`` is
   ``record-token-expired`` (``token-expired`` is the JWT's);
-- :class:`network.GatewayError`: a chaincode refusal (400/403/404/409) keeps its status with the
-  chaincode's own message (it names the field); a ledger that cannot be reached is 503
-  ``ledger-unavailable``; anything else the ledger answered is 502 ``ledger-error``;
+- :class:`network.GatewayError`, by its ``kind`` (the same for the embedded node and real Fabric,
+  whose gateway answers the same case with other gRPC codes than one might guess): a chaincode
+  refusal (400/403/404/409) keeps its status with the chaincode's own message (it names the
+  field); an identity the ledger refused is 403 ``chain-forbidden``; a malformed request 400
+  ``chain-invalid-argument``; a ledger that cannot be reached is 503 ``ledger-unavailable``; a
+  channel or chaincode the ledger does not have is 502 ``ledger-not-configured`` (the gateway's
+  configuration does not match the network — not a node that is down); anything else 502
+  ``ledger-error``;
 - :class:`network.CommitError` (ordered but not VALID, e.g. an MVCC conflict) is 409
   ``ledger-commit-failed`` with the transaction id and validation code.
 """
@@ -45,6 +50,11 @@ CHAIN_CONFLICT = P.problem_type(
 )
 LEDGER_ERROR = P.problem_type(
     "ledger-error", 502, "Ledger error", "The ledger answered with an unexpected error; it was logged.",
+)
+LEDGER_NOT_CONFIGURED = P.problem_type(
+    "ledger-not-configured", 502, "Ledger not configured for this gateway",
+    "The ledger node answered but has no such channel or chaincode: the gateway's network configuration "
+    "does not match the network; the operator must fix it (retrying will not help).",
 )
 COMMIT_FAILED = P.problem_type(
     "ledger-commit-failed", 409, "Transaction not committed",
@@ -128,16 +138,20 @@ def gateway_error_problem(err: GatewayError) -> Response:
 def gateway_error_as_problem(err: GatewayError) -> P.Problem:
     extra = {"transaction_id": err.transaction_id} if err.transaction_id else {}
     cc = err.chaincode_status
-    if cc in _CHAIN_TYPES:
+    kind = err.kind
+    if kind == GatewayError.CHAINCODE_REFUSAL and cc in _CHAIN_TYPES:
         return P.Problem(_CHAIN_TYPES[cc], err.chaincode_message or "", extra=extra)
-    if err.code in _UNREACHABLE:
+    if kind == GatewayError.UNREACHABLE:
         log.warning("ledger unreachable: %s", err.message)
         return P.Problem(P.LEDGER_UNAVAILABLE, "The ledger node could not be reached; try again.",
                          headers={"Retry-After": "5"})
-    if err.code == grpc.StatusCode.PERMISSION_DENIED:
+    if kind == GatewayError.ACCESS_DENIED:
         return P.Problem(CHAIN_FORBIDDEN, f"the ledger refused the caller's identity: {err}", extra=extra)
-    if err.code == grpc.StatusCode.INVALID_ARGUMENT:
+    if kind == GatewayError.INVALID_REQUEST:
         return P.Problem(CHAIN_INVALID, f"the ledger refused the message: {err}", extra=extra)
+    if kind in (GatewayError.CHANNEL_NOT_FOUND, GatewayError.CHAINCODE_NOT_FOUND):
+        log.error("ledger not configured for this gateway (%s): %s", err.code, err)
+        return P.Problem(LEDGER_NOT_CONFIGURED, f"the ledger answered: {err}", extra=extra)
     log.error("ledger error (%s): %s", err.code, err)
     return P.Problem(LEDGER_ERROR, extra=extra)
 
@@ -192,6 +206,7 @@ def install_error_mappers(app: Flask) -> None:
 
 __all__ = [
     "problem_of", "CHAIN_CONFLICT", "CHAIN_FORBIDDEN", "CHAIN_INVALID", "CHAIN_NOT_FOUND", "COMMIT_FAILED", "LEDGER_ERROR",
+    "LEDGER_NOT_CONFIGURED",
     "VAULT_UNAVAILABLE", "auth_problem", "commit_problem", "gateway_error_problem", "install_error_mappers",
     "vault_problem",
 ]

@@ -146,8 +146,10 @@ def verify_peer(name: str, store: PeerStore, validator: BlockValidator, membersh
                 txs += len(parsed)
                 valid += sum(1 for c in codes if c == P.VALID)
             commit_hash = compute_commit_hash(commit_hash, num, bytes(codes), updates)
-            md = block.metadata.metadata
-            recorded = md[P.METADATA_COMMIT_HASH] if len(md) > P.METADATA_COMMIT_HASH else b""
+            try:
+                recorded = P.block_commit_hash(block)
+            except P.ProtocolError:
+                fail(num, "unreadable COMMIT_HASH metadata")
             if recorded != commit_hash:
                 fail(num, "commit hash differs from the one recomputed from the blocks")
             state.apply(updates)

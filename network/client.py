@@ -45,6 +45,19 @@ from .identity import Identity
 
 SignFn = Callable[[bytes], bytes]  # signs a SHA-256 digest
 _CC_RESPONSE = re.compile(r"chaincode response (\d+), (.*)", re.S)
+_CHANNEL_NOT_FOUND = re.compile(r"channel \[?\S+?\]? (is )?not found|channel not found|no such channel", re.I)
+_CHAINCODE_NOT_FOUND = re.compile(r"no peers available to \w+ chaincode|chaincode \S+ not found|"
+                                  r"chaincode definition for \S+ not found", re.I)
+_ACCESS_DENIED = re.compile(r"access denied|status=FORBIDDEN", re.I)
+
+# What a gateway error means, whichever engine answered (see GatewayError.kind).
+CHAINCODE_REFUSAL = "chaincode"            # the chaincode answered an error status (chaincode_status)
+ACCESS_DENIED = "access-denied"            # the caller's identity or signature was refused
+CHANNEL_NOT_FOUND = "channel-not-found"    # the peer has no such channel
+CHAINCODE_NOT_FOUND = "chaincode-not-found"  # no such chaincode on the channel
+INVALID_REQUEST = "invalid-request"        # a malformed or inconsistent request
+UNREACHABLE = "unreachable"                # no answer: the node is down, unreachable or too slow
+LEDGER_FAILURE = "ledger-failure"          # anything else the ledger answered
 
 
 # --------------------------------------------------------------------------- errors
@@ -52,10 +65,19 @@ _CC_RESPONSE = re.compile(r"chaincode response (\d+), (.*)", re.S)
 
 class GatewayError(Exception):
     """A gRPC call to the gateway failed. ``details`` are the per-endorser ErrorDetails;
-    ``chaincode_status``/``chaincode_message`` are the chaincode's own when it refused."""
+    ``chaincode_status``/``chaincode_message`` are the chaincode's own when it refused; ``kind``
+    says what the error means (the class constants below), the same for both engines."""
+
+    CHAINCODE_REFUSAL = CHAINCODE_REFUSAL
+    ACCESS_DENIED = ACCESS_DENIED
+    CHANNEL_NOT_FOUND = CHANNEL_NOT_FOUND
+    CHAINCODE_NOT_FOUND = CHAINCODE_NOT_FOUND
+    INVALID_REQUEST = INVALID_REQUEST
+    UNREACHABLE = UNREACHABLE
+    LEDGER_FAILURE = LEDGER_FAILURE
 
     def __init__(self, code: grpc.StatusCode, message: str, details: list[gateway_pb2.ErrorDetail] | None = None,
-                 transaction_id: str | None = None):
+                 transaction_id: str | None = None, *, kind: str | None = None):
         self.code = code
         self.message = message
         self.details = details or []
@@ -67,7 +89,28 @@ class GatewayError(Exception):
             if m:
                 self.chaincode_status, self.chaincode_message = int(m.group(1)), m.group(2)
                 break
+        self.kind = kind or self._classify()
         super().__init__(str(self))
+
+    def _classify(self) -> str:
+        """What the error means, from the status code and texts Fabric's gateway (and the
+        embedded node, which answers the same) gives: one of the module's kind constants."""
+        C = grpc.StatusCode
+        if self.chaincode_status is not None:
+            return CHAINCODE_REFUSAL
+        texts = " ".join([self.message, *(d.message for d in self.details)])
+        if self.code in (C.UNAVAILABLE, C.PERMISSION_DENIED, C.NOT_FOUND) and _CHANNEL_NOT_FOUND.search(texts):
+            return CHANNEL_NOT_FOUND
+        if self.code in (C.FAILED_PRECONDITION, C.NOT_FOUND) and _CHAINCODE_NOT_FOUND.search(texts):
+            return CHAINCODE_NOT_FOUND
+        if self.code == C.PERMISSION_DENIED or (
+                self.code in (C.FAILED_PRECONDITION, C.ABORTED, C.UNKNOWN) and _ACCESS_DENIED.search(texts)):
+            return ACCESS_DENIED
+        if self.code in (C.INVALID_ARGUMENT, C.OUT_OF_RANGE):
+            return INVALID_REQUEST
+        if self.code in (C.UNAVAILABLE, C.DEADLINE_EXCEEDED, C.CANCELLED, C.RESOURCE_EXHAUSTED):
+            return UNREACHABLE
+        return LEDGER_FAILURE
 
     def __str__(self) -> str:
         if self.chaincode_message is not None:
@@ -340,24 +383,53 @@ class Network:
                      stop_block: int | None = None) -> EventStream:
         """Committed blocks (Fabric's Deliver service), with the peer's validation codes in their
         TRANSACTIONS_FILTER metadata."""
+        return self._deliver("Deliver", "block", start_block, checkpointer, stop_block)
+
+    def filtered_block_events(self, *, start_block: int | None = None, checkpointer: Checkpointer | None = None,
+                              stop_block: int | None = None) -> EventStream:
+        """Filtered blocks (``DeliverFiltered``): each transaction's id, type and validation code,
+        and its chaincode events without their payloads — ``peer.FilteredBlock`` messages."""
+        return self._deliver("DeliverFiltered", "filtered_block", start_block, checkpointer, stop_block)
+
+    def block_and_private_data_events(self, *, start_block: int | None = None,
+                                      checkpointer: Checkpointer | None = None,
+                                      stop_block: int | None = None) -> EventStream:
+        """Blocks with the private data this peer holds for them (``DeliverWithPrivateData``) —
+        ``peer.BlockAndPrivateData`` messages."""
+        return self._deliver("DeliverWithPrivateData", "block_and_private_data", start_block, checkpointer,
+                             stop_block)
+
+    def _deliver(self, method: str, field: str, start_block: int | None, checkpointer: Checkpointer | None,
+                 stop_block: int | None) -> EventStream:
         if checkpointer is not None and checkpointer.block_number is not None:
             start_block = checkpointer.block_number
         payload = P.seek_info_envelope_payload(self.name, self.gateway.creator, start_block, stop_block)
         env = common_pb2.Envelope(payload=payload, signature=self.gateway.sign(_digest(payload)))
-        call = self.gateway.deliver_stub.Deliver(iter([env]))
+        call = getattr(self.gateway.deliver_stub, method)(iter([env]))
 
-        def gen() -> Iterator[common_pb2.Block]:
+        def gen() -> Iterator[Any]:
             for resp in call:
                 which = resp.WhichOneof("Type")
-                if which == "block":
-                    yield resp.block
+                if which == field:
+                    yield getattr(resp, field)
                 elif which == "status":
                     if resp.status != common_pb2.Status.Value("SUCCESS"):
-                        raise GatewayError(grpc.StatusCode.UNKNOWN,
-                                           f"deliver failed with status {common_pb2.Status.Name(resp.status)}")
+                        raise deliver_error(resp.status)
                     return
 
         return EventStream(call, gen())
+
+
+_DELIVER_KINDS = {"FORBIDDEN": ACCESS_DENIED, "NOT_FOUND": CHANNEL_NOT_FOUND, "BAD_REQUEST": INVALID_REQUEST,
+                  "SERVICE_UNAVAILABLE": UNREACHABLE}
+
+
+def deliver_error(status: int) -> GatewayError:
+    """A Deliver stream that ended with a failure status (Fabric answers these in the stream, not
+    as gRPC errors): FORBIDDEN is an identity refusal, NOT_FOUND an unknown channel."""
+    name = common_pb2.Status.Name(status) if status in common_pb2.Status.values() else str(status)
+    return GatewayError(grpc.StatusCode.UNKNOWN, f"deliver failed with status {name}",
+                        kind=_DELIVER_KINDS.get(name, LEDGER_FAILURE))
 
 
 class EventStream:

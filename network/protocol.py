@@ -22,6 +22,7 @@ from fabric_protos.orderer import ab_pb2
 from fabric_protos.peer import (
     chaincode_event_pb2,
     chaincode_pb2,
+    events_pb2,
     proposal_pb2,
     proposal_response_pb2,
     transaction_pb2,
@@ -478,6 +479,51 @@ def block_signature_message(metadata_value: bytes, signature_header: bytes, head
 def transactions_filter(block: common_pb2.Block) -> bytes:
     md = block.metadata.metadata
     return md[METADATA_TRANSACTIONS_FILTER] if len(md) > METADATA_TRANSACTIONS_FILTER else b""
+
+
+def commit_hash_metadata(commit_hash: bytes) -> bytes:
+    """The COMMIT_HASH metadata slot as Fabric's committer writes it: a ``common.Metadata`` whose
+    value is the hash."""
+    return common_pb2.Metadata(value=commit_hash).SerializeToString()
+
+
+def block_commit_hash(block: common_pb2.Block) -> bytes:
+    """The commit hash a peer recorded in a block (b"" if none). Ledgers written before the slot
+    was wrapped in ``common.Metadata`` hold the bare 32-byte hash; both read the same."""
+    md = block.metadata.metadata
+    raw = md[METADATA_COMMIT_HASH] if len(md) > METADATA_COMMIT_HASH else b""
+    if not raw or len(raw) == 32:
+        return raw
+    return _parse(common_pb2.Metadata, raw, "COMMIT_HASH metadata").value
+
+
+def filtered_block(block: common_pb2.Block, channel: str) -> events_pb2.FilteredBlock:
+    """A block as Fabric's ``DeliverFiltered`` sends it: per transaction its id, type and
+    validation code, and each chaincode event without its payload."""
+    flt = transactions_filter(block)
+    out = events_pb2.FilteredBlock(channel_id=channel, number=block.header.number)
+    for i, data in enumerate(block.data.data):
+        try:
+            _, payload, ch = parse_envelope_header(data)
+        except ProtocolError:
+            continue
+        ftx = out.filtered_transactions.add(
+            txid=ch.tx_id, type=ch.type, tx_validation_code=flt[i] if i < len(flt) else VALID
+        )
+        if ch.type != ENDORSER_TRANSACTION:
+            continue
+        try:
+            event = parse_transaction(data).event
+        except ProtocolError:
+            event = None
+        ftx.transaction_actions.SetInParent()
+        if event is not None and event.chaincode_id:
+            ftx.transaction_actions.chaincode_actions.add().chaincode_event.CopyFrom(
+                chaincode_event_pb2.ChaincodeEvent(
+                    chaincode_id=event.chaincode_id, tx_id=event.tx_id, event_name=event.event_name
+                )
+            )
+    return out
 
 
 def parse_block(data: bytes) -> common_pb2.Block:

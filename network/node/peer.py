@@ -404,9 +404,7 @@ class Peer:
         if h == 0:
             return b""
         data = self.store.block(h - 1)
-        block = P.parse_block(data or b"")
-        md = block.metadata.metadata
-        return md[P.METADATA_COMMIT_HASH] if len(md) > P.METADATA_COMMIT_HASH else b""
+        return P.block_commit_hash(P.parse_block(data or b""))
 
     def commit(
         self, block: common_pb2.Block, parsed: list[P.ParsedTransaction | None], header_hash: bytes | None = None
@@ -427,7 +425,7 @@ class Peer:
         while len(committed.metadata.metadata) < P.METADATA_SLOTS:
             committed.metadata.metadata.append(b"")
         committed.metadata.metadata[P.METADATA_TRANSACTIONS_FILTER] = flt
-        committed.metadata.metadata[P.METADATA_COMMIT_HASH] = commit_hash
+        committed.metadata.metadata[P.METADATA_COMMIT_HASH] = P.commit_hash_metadata(commit_hash)
         txs = [(ptx.tx_id, i, codes[i]) for i, ptx in enumerate(parsed) if ptx is not None and ptx.tx_id]
         self.store.commit_block(
             num, header_hash or P.block_header_hash(block.header), committed.SerializeToString(), txs, updates

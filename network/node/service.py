@@ -4,12 +4,16 @@ Served by ``grpc.aio`` on one event loop in its own thread: a transaction waitin
 is a future, not a parked thread, and the handlers' short CPU work runs without threads
 convoying on the GIL. Handlers raise :class:`Abort`; the wrappers turn it into the gRPC status.
 
-Status codes and messages follow Fabric's gateway, so one client serves both engines: a chaincode
-error is UNKNOWN "chaincode response <status>, <message>" (Evaluate) or ABORTED with an
-ErrorDetail per endorser (Endorse); malformed requests are INVALID_ARGUMENT; an unknown channel or
-chaincode NOT_FOUND; a creator that is not a channel member or whose signature fails
-PERMISSION_DENIED. Rich details travel in the ``grpc-status-details-bin`` trailer as a
-``google.rpc.Status`` carrying ``gateway.ErrorDetail`` messages.
+Status codes and messages are those Fabric's gateway (v3.1) gives, so one client serves both
+engines: a chaincode error is UNKNOWN "chaincode response <status>, <message>" (Evaluate) or
+ABORTED with an ErrorDetail per endorser (Endorse); malformed requests are INVALID_ARGUMENT; an
+unknown channel UNAVAILABLE (Evaluate, Endorse, Submit) or PERMISSION_DENIED (CommitStatus,
+ChaincodeEvents); an unknown chaincode FAILED_PRECONDITION; a creator that is not a channel member
+or whose signature fails FAILED_PRECONDITION (Evaluate), ABORTED with a per-endorser detail
+(Endorse), ABORTED "status=FORBIDDEN" (Submit) — the client is told only "access denied", the
+reason goes to this node's log, as a Fabric peer does. Rich details travel in the
+``grpc-status-details-bin`` trailer as a ``google.rpc.Status`` carrying ``gateway.ErrorDetail``
+messages. Deliver failures are a ``DeliverResponse`` status (BAD_REQUEST, NOT_FOUND, FORBIDDEN).
 """
 
 from __future__ import annotations
@@ -49,6 +53,11 @@ DEFAULT_COMMIT_TIMEOUT = 60.0
 # cannot back- or post-date a decision.
 ENDORSE_ATTEMPTS = 5
 MAX_BLOCK = 2**64 - 1
+ACCESS_DENIED = "access denied"
+# what Fabric's orderer answers a Broadcast whose creator fails the channel's Writers policy
+ORDERER_FORBIDDEN = ("received unsuccessful response from orderer: status=FORBIDDEN, info=implicit policy "
+                     "evaluation failed - 0 sub-policies were satisfied, but this policy requires 1 of the "
+                     "'Writers' sub-policies to be satisfied")
 
 
 class Abort(Exception):
@@ -83,7 +92,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
     def _detail(self, peer: Peer, message: str) -> gateway_pb2.ErrorDetail:
         return gateway_pb2.ErrorDetail(address=self.node.address or "embedded", msp_id=peer.msp_id, message=message)
 
-    def _unpack(self, sp, request_txid: str, request_channel: str, context) -> tuple[P.UnpackedProposal, Identity]:
+    def _unpack(self, sp, request_txid: str, request_channel: str, context,
+                what: str = "evaluate") -> tuple[P.UnpackedProposal, Identity]:
         if sp is None or not sp.proposal_bytes:
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, "the proposed transaction must contain a signed proposal")
         try:
@@ -95,22 +105,29 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         if request_channel and request_channel != prop.channel:
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, "channel_id does not match the proposal's")
         self._check_channel(prop.channel, context)
+        if prop.chaincode not in self.node.chaincodes:
+            abort(context, grpc.StatusCode.FAILED_PRECONDITION,
+                  f"no peers available to {what} chaincode {prop.chaincode} in channel {prop.channel}")
+        try:
+            creator = self.node.membership.verified_identity(prop.creator, prop.proposal_bytes, prop.signature)
+        except MembershipError as exc:
+            log.warning("access denied: %s proposal %s: %s", what, prop.tx_id, exc)
+            if what == "evaluate":
+                abort(context, grpc.StatusCode.FAILED_PRECONDITION, ACCESS_DENIED)
+            peer = self._peer_for(None)
+            abort(context, grpc.StatusCode.ABORTED, "failed to endorse transaction, see attached details for more info",
+                  [self._detail(peer, ACCESS_DENIED)])
         skew = abs(time.time() - prop.timestamp.timestamp())
         if skew > self.node.max_proposal_skew_s:
             abort(context, grpc.StatusCode.INVALID_ARGUMENT,
                   f"proposal timestamp is {skew:.0f} s away from the endorser's clock "
                   f"(at most {self.node.max_proposal_skew_s:.0f} s allowed)")
-        if prop.chaincode not in self.node.chaincodes:
-            abort(context, grpc.StatusCode.NOT_FOUND, f"chaincode {prop.chaincode!r} not found on channel {prop.channel!r}")
-        try:
-            creator = self.node.membership.verified_identity(prop.creator, prop.proposal_bytes, prop.signature)
-        except MembershipError as exc:
-            abort(context, grpc.StatusCode.PERMISSION_DENIED, f"access denied: {exc}")
         return prop, creator
 
-    def _check_channel(self, channel: str, context) -> None:
+    def _check_channel(self, channel: str, context,
+                       code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE) -> None:
         if channel != self.node.channel:
-            abort(context, grpc.StatusCode.NOT_FOUND, f"channel {channel!r} not found")
+            abort(context, code, f"channel {channel} not found")
 
     def _peer_for(self, msp_id: str | None) -> Peer:
         return self.node.peers.get(msp_id or "") or next(iter(self.node.peers.values()))
@@ -143,7 +160,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
     # ------------------------------------------------------------------ Endorse
 
     async def Endorse(self, request, context):
-        prop, creator = self._unpack(request.proposed_transaction, request.transaction_id, request.channel_id, context)
+        prop, creator = self._unpack(request.proposed_transaction, request.transaction_id, request.channel_id, context,
+                                     "endorse")
         cc = self.node.chaincodes[prop.chaincode]
         orgs = self._orgs(request.endorsing_organizations, context)
         if not orgs:
@@ -208,7 +226,8 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         try:
             self.node.membership.verified_identity(ptx.creator, ptx.payload_bytes, ptx.signature)
         except MembershipError as exc:
-            abort(context, grpc.StatusCode.PERMISSION_DENIED, f"access denied: {exc}")
+            log.warning("access denied: broadcast of %s: %s", ptx.tx_id, exc)
+            abort(context, grpc.StatusCode.ABORTED, ORDERER_FORBIDDEN)
         try:
             self.node.orderer.broadcast(data)
         except Exception as exc:  # noqa: BLE001 - shutting down
@@ -225,11 +244,15 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"malformed {what} request")
         if not inner.identity:
             abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"the {what} request carries no identity")
+        # Fabric checks the channel's ACL first: an unknown channel and a refused identity are
+        # both PERMISSION_DENIED
+        self._check_channel(inner.channel_id, context, grpc.StatusCode.PERMISSION_DENIED)
         try:
             ident = self.node.membership.verified_identity(inner.identity, request.request, request.signature)
         except MembershipError as exc:
-            abort(context, grpc.StatusCode.PERMISSION_DENIED, f"access denied: {exc}")
-        self._check_channel(inner.channel_id, context)
+            log.warning("access denied: %s request: %s", what, exc)
+            abort(context, grpc.StatusCode.PERMISSION_DENIED, f"{ACCESS_DENIED}: the signed {what} request does "
+                  f"not satisfy the channel's Readers policy")
         return inner, ident
 
     async def CommitStatus(self, request, context):
@@ -250,29 +273,44 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
 
     async def ChaincodeEvents(self, request, context) -> AsyncIterator[gateway_pb2.ChaincodeEventsResponse]:
         inner, ident = self._signed_inner(request, gateway_pb2.ChaincodeEventsRequest, "chaincode events", context)
-        if inner.chaincode_id not in self.node.chaincodes:
-            abort(context, grpc.StatusCode.NOT_FOUND, f"chaincode {inner.chaincode_id!r} not found")
+        # an unknown chaincode is not an error: the stream stays open and yields what it emits
         peer = self._peer_for(ident.msp_id)
-        start = _start_block(inner.start_position, peer.height)
         after = inner.after_transaction_id or None
+        hit = peer.tx_status(after) if after else None
+        if hit is not None:
+            start = hit[0]  # Fabric: resume at the block holding the checkpointed transaction
+        else:
+            which = inner.start_position.WhichOneof("Type")
+            if which not in (None, "next_commit", "specified"):
+                abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                      f"invalid start position type: *orderer.SeekPosition_{which.capitalize()}")
+            start = _start_block(inner.start_position, peer.height)
+        passed = after is None  # Fabric skips every event up to and including the checkpointed one
         async for num, block in self.node.aiter_peer_blocks(peer, start):
-            flt = P.transactions_filter(block)
-            valid: list[P.ParsedTransaction] = []
-            for i, data in enumerate(block.data.data):
-                if i < len(flt) and flt[i] != P.VALID:
-                    continue
-                try:
-                    valid.append(P.parse_transaction(data))
-                except P.ProtocolError:
-                    continue
-            if num == start and after is not None:
-                # resume after a checkpointed transaction: only what follows it in the start block
-                ids = [t.tx_id for t in valid]
-                if after in ids:
-                    valid = valid[ids.index(after) + 1:]
-            events = [ev for t in valid if (ev := t.event) is not None and ev.chaincode_id == inner.chaincode_id]
+            events = []
+            for ev in _valid_events(block):
+                if not passed:
+                    passed = ev.tx_id == after
+                elif ev.chaincode_id == inner.chaincode_id:
+                    events.append(ev)
             if events:
                 yield gateway_pb2.ChaincodeEventsResponse(events=events, block_number=num)
+
+
+def _valid_events(block: common_pb2.Block) -> list:
+    """The chaincode events of a block's VALID transactions, in block order."""
+    flt = P.transactions_filter(block)
+    out = []
+    for i, data in enumerate(block.data.data):
+        if i < len(flt) and flt[i] != P.VALID:
+            continue
+        try:
+            ev = P.parse_transaction(data).event
+        except P.ProtocolError:
+            continue
+        if ev is not None:
+            out.append(ev)
+    return out
 
 
 def _start_block(pos: ab_pb2.SeekPosition, height: int) -> int:
@@ -287,15 +325,34 @@ def _start_block(pos: ab_pb2.SeekPosition, height: int) -> int:
 
 
 class DeliverService(events_pb2_grpc.DeliverServicer):
-    """Block events: Fabric's peer Deliver service (full blocks with the peer's metadata)."""
+    """Block events: Fabric's peer Deliver service — full blocks with the peer's metadata
+    (``Deliver``), filtered blocks (``DeliverFiltered``: per transaction its id, type, validation
+    code and chaincode events without payload) and blocks with their private data
+    (``DeliverWithPrivateData``; this engine has no private data collections, so the map is empty)."""
 
     def __init__(self, node: EmbeddedNode):
         self.node = node
 
-    def _status(self, code: str):
+    @staticmethod
+    def _status(code: str):
         return events_pb2.DeliverResponse(status=common_pb2.Status.Value(code))
 
-    async def Deliver(self, request_iterator, context) -> AsyncIterator[events_pb2.DeliverResponse]:
+    def Deliver(self, request_iterator, context) -> AsyncIterator[events_pb2.DeliverResponse]:
+        return self._deliver(request_iterator, lambda block: events_pb2.DeliverResponse(block=block))
+
+    def DeliverFiltered(self, request_iterator, context) -> AsyncIterator[events_pb2.DeliverResponse]:
+        channel = self.node.channel
+        return self._deliver(
+            request_iterator, lambda block: events_pb2.DeliverResponse(filtered_block=P.filtered_block(block, channel))
+        )
+
+    def DeliverWithPrivateData(self, request_iterator, context) -> AsyncIterator[events_pb2.DeliverResponse]:
+        return self._deliver(
+            request_iterator,
+            lambda block: events_pb2.DeliverResponse(block_and_private_data=events_pb2.BlockAndPrivateData(block=block)),
+        )
+
+    async def _deliver(self, request_iterator, respond) -> AsyncIterator[events_pb2.DeliverResponse]:
         async for env in request_iterator:
             try:
                 _, payload, ch = P.parse_envelope_header(env.SerializeToString())
@@ -313,7 +370,8 @@ class DeliverService(events_pb2_grpc.DeliverServicer):
                 return
             try:
                 ident = self.node.membership.verified_identity(sh.creator, env.payload, env.signature)
-            except MembershipError:
+            except MembershipError as exc:
+                log.warning("deliver: access denied: %s", exc)
                 yield self._status("FORBIDDEN")
                 return
             peer = self.node.peers.get(ident.msp_id) or next(iter(self.node.peers.values()))
@@ -333,7 +391,7 @@ class DeliverService(events_pb2_grpc.DeliverServicer):
                 yield self._status("NOT_FOUND")
                 return
             async for num, block in self.node.aiter_peer_blocks(peer, start):
-                yield events_pb2.DeliverResponse(block=block)
+                yield respond(block)
                 if num >= stop:
                     break
             else:
@@ -419,7 +477,8 @@ class GrpcServer:
                                             gw.ChaincodeEvents),
             }),
             grpc.method_handlers_generic_handler("protos.Deliver", {
-                "Deliver": _parsing("stream_stream", common_pb2.Envelope, deliver.Deliver),
+                name: _parsing("stream_stream", common_pb2.Envelope, getattr(deliver, name))
+                for name in ("Deliver", "DeliverFiltered", "DeliverWithPrivateData")
             }),
         )
 

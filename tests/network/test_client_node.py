@@ -73,10 +73,11 @@ def test_chaincode_errors_carry_status_and_message(running):
     gw = running.gateway()
     with pytest.raises(GatewayError) as e:
         gw.network("serums").contract("nope").evaluate("x")
-    assert e.value.code == grpc.StatusCode.NOT_FOUND
+    # Fabric's gateway: an unknown chaincode is FAILED_PRECONDITION, an unknown channel UNAVAILABLE
+    assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION and e.value.kind == GatewayError.CHAINCODE_NOT_FOUND
     with pytest.raises(GatewayError) as e:
         gw.network("otherchannel").contract("assets").evaluate("x")
-    assert e.value.code == grpc.StatusCode.NOT_FOUND and "channel" in e.value.message
+    assert e.value.code == grpc.StatusCode.UNAVAILABLE and e.value.kind == GatewayError.CHANNEL_NOT_FOUND
 
 
 def test_metadata_in_fabric_shape(running):
@@ -134,7 +135,7 @@ def test_offline_signing_path_with_bytes_round_trip(running):
     bad.set_signature(Signer.generate().sign_digest(bad.digest()))
     with pytest.raises(GatewayError) as e:
         bad.endorse()
-    assert e.value.code == grpc.StatusCode.PERMISSION_DENIED
+    assert e.value.code == grpc.StatusCode.ABORTED and e.value.kind == GatewayError.ACCESS_DENIED
 
 
 def test_chaincode_events_in_order_and_resume_from_checkpoint(running, tmp_path):
