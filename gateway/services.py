@@ -51,7 +51,7 @@ from network import (
     load_credentials,
     save_credentials,
 )
-from vault import Vault, VaultConfig
+from vault import Vault, VaultConfig, open_vault
 from vault.chain import ChainGrantLedger
 
 from . import ledger as L
@@ -352,17 +352,11 @@ class Services:
     # ------------------------------------------------------------------ vaults
 
     def vault_dir(self, hospital: str) -> Path:
-        return self.settings.data_dir / "vaults" / self.hospital_of(hospital)
+        return self.vault_config(hospital).key_dir
 
     def vault_config(self, hospital: str) -> VaultConfig:
-        name = self.hospital_of(hospital)
-        key_dir = self.vault_dir(name)
-        pg = self.settings.postgres_url
-        if pg:
-            return VaultConfig(database_url=pg, key_dir=key_dir, schema=f"vault_{name.replace('-', '_')}",
-                               passphrase=self.settings.key_passphrase, ipfs_api=self.settings.ipfs_api)
-        return VaultConfig(database_url=f"sqlite:///{key_dir / 'vault.db'}", key_dir=key_dir,
-                           passphrase=self.settings.key_passphrase, ipfs_api=self.settings.ipfs_api)
+        """The hospital's vault as every command opens it (:meth:`vault.VaultConfig.for_hospital`)."""
+        return VaultConfig.for_hospital(self.settings, self.hospital_of(hospital))
 
     def ledger(self, hospital: str) -> ChainGrantLedger:
         name = self.hospital_of(hospital)
@@ -384,7 +378,7 @@ class Services:
             if v is None:
                 if not create and not self.vault_dir(name).exists():
                     raise P.Problem(VAULT_NOT_SET_UP, f"the vault of {name} is not set up")
-                v = Vault.open(self.vault_config(name), ledger=self.ledger(name))
+                v = open_vault(self.settings, name, ledger=self.ledger(name))
                 self._vaults[name] = v
             return v
 

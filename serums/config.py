@@ -57,6 +57,12 @@ AUTH_VARIABLES: dict[str, str] = {
 }
 
 
+def named_variable(name: str) -> str | None:
+    """The value of an environment variable the user named on the command line (``--key-env VAR``,
+    ``--passphrase-env VAR``: secrets kept off the command line), or None when unset or empty."""
+    return os.environ.get(name) or None
+
+
 class SettingsError(ValueError):
     """A ``SERUMS_*`` variable holds a value that cannot be used (one line, names the variable)."""
 
@@ -149,7 +155,7 @@ class Settings:
         """Flask configuration of the gateway app."""
         return {"SERUMS_CORS_ORIGINS": ",".join(self.cors_origins)}
 
-    def vault_config(self, **overrides: Any) -> VaultConfig:
+    def vault_config(self, hospital: str, **overrides: Any) -> VaultConfig:
         from vault import VaultConfig
 
-        return VaultConfig.from_settings(self, **overrides)
+        return VaultConfig.for_hospital(self, hospital, **overrides)

@@ -2,7 +2,8 @@
 
 Public API (what the gateway, analytics and ``serums`` use):
 
-- ``open_vault(settings, ledger=...)`` / ``Vault.open(VaultConfig(...))`` — open or create.
+- ``open_vault(settings, hospital, ledger=...)`` (the one way to open a hospital's vault) /
+  ``Vault.open(VaultConfig(...))`` — open or create.
 - ``Vault.ingest_file`` / ``ingest_rows`` / ``ingest_tables`` — load source data through the
   record format (all or nothing; ``IngestRejected`` lists every bad row).
 - ``Vault.find_patient(chi)`` -> patient reference; ``Vault.read_record``, ``history``,

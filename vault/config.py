@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from .errors import VaultConfigError
 from .keys import DEFAULT_SCRYPT_N
 
 
 class SettingsLike(Protocol):
-    """What the vault reads from ``serums.config.Settings`` (the vault does not import serums)."""
+    """What the vault reads from ``serums.config.Settings`` or ``gateway.services.GatewaySettings``
+    (the vault imports neither)."""
 
     data_dir: Path
     database_url: str | None
     ipfs_api: str | None
     key_passphrase: str | None
+
+
+_HOSPITAL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 
 
 @dataclass(frozen=True)
@@ -24,7 +30,7 @@ class VaultConfig:
 
     - ``database_url``: SQLAlchemy URL; ``sqlite:///…`` by default, ``postgresql+psycopg://…``.
     - ``key_dir``: where the KEK file (``kek.key``, 0600), the token-signing key and the
-      filesystem blob store live; ``<data dir>/vault`` by default.
+      filesystem blob store live; ``<data dir>/vaults/<hospital>`` (:meth:`for_hospital`).
     - ``passphrase``: when set at creation, the KEK is derived from it (scrypt) instead of a key
       file; the choice is recorded in the database and later opens follow it.
     - ``format``: the record format a new vault starts with (a shipped name or a YAML path); an
@@ -45,13 +51,19 @@ class VaultConfig:
     token_ttl_seconds: int = 900
 
     @classmethod
-    def from_settings(cls, settings: SettingsLike, **overrides) -> VaultConfig:
-        data_dir = Path(settings.data_dir)
-        values = dict(
-            database_url=settings.database_url or f"sqlite:///{data_dir / 'vault.db'}",
-            key_dir=data_dir / "vault",
-            passphrase=settings.key_passphrase,
-            ipfs_api=settings.ipfs_api,
-        )
+    def for_hospital(cls, settings: SettingsLike, hospital: str, **overrides) -> VaultConfig:
+        """The one layout every command and service opens a hospital's vault with: keys (and the
+        filesystem blob store) under ``<data dir>/vaults/<hospital>/``; the database is the SQLite
+        file ``vault.db`` there, or, when ``database_url`` is PostgreSQL, the schema
+        ``vault_<hospital>`` of that database."""
+        if not isinstance(hospital, str) or not _HOSPITAL_RE.match(hospital):
+            raise VaultConfigError(f"{hospital!r} is not a hospital name (letters, digits, '-' and '_')")
+        key_dir = Path(settings.data_dir) / "vaults" / hospital
+        url = settings.database_url
+        values: dict = dict(key_dir=key_dir, passphrase=settings.key_passphrase, ipfs_api=settings.ipfs_api)
+        if url and url.startswith("postgresql"):
+            values.update(database_url=url, schema=f"vault_{hospital.replace('-', '_')}")
+        else:
+            values.update(database_url=f"sqlite:///{key_dir / 'vault.db'}")
         values.update(overrides)
         return cls(**values)

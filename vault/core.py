@@ -1372,9 +1372,11 @@ def _resolve_kek(meta: Mapping[str, str], config: VaultConfig) -> Kek:
                            f"wrapped by KEK {want}")
 
 
-def open_vault(settings: SettingsLike, *, ledger: GrantLedger | None = None, **overrides: Any) -> Vault:
-    """Open (creating if new) the vault described by ``serums.config.Settings``."""
-    return Vault.open(VaultConfig.from_settings(settings, **overrides), ledger=ledger)
+def open_vault(settings: SettingsLike, hospital: str, *, ledger: GrantLedger | None = None,
+               **overrides: Any) -> Vault:
+    """Open (creating if new) ``hospital``'s vault: the one way every command and service opens one
+    (the layout is :meth:`VaultConfig.for_hospital`)."""
+    return Vault.open(VaultConfig.for_hospital(settings, hospital, **overrides), ledger=ledger)
 
 
 #: How the chain's refusal reasons (ReleaseAccess) read as the vault's token errors.

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import getpass
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -119,7 +118,9 @@ def _service(args):
 
 def _read_key(env_var: str | None, *, confirm: bool) -> str:
     if env_var:
-        value = os.environ.get(env_var)
+        from ..config import named_variable
+
+        value = named_variable(env_var)
         if not value:
             raise CommandError(f"environment variable {env_var} is empty or not set")
         return value

@@ -8,6 +8,7 @@ operator's door, not the users' — users get data only through tokens (the gate
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import sys
@@ -17,52 +18,58 @@ from serums.cli import CommandError
 
 
 def register(sub) -> None:
-    p = sub.add_parser("vault", help="the encrypted record vault: ingest, read, erase, rotate keys, mask")
+    p = sub.add_parser("vault", help="the encrypted record vault: ingest, read, erase, rotate keys, mask",
+                       description="Each hospital has its own vault (<data dir>/vaults/<hospital>/, or the schema "
+                                   "vault_<hospital> with SERUMS_DATABASE_URL): the one `serums up` and the "
+                                   "gateway use. --hospital chooses it; it may be left out when the network has "
+                                   "one hospital.")
     vsub = p.add_subparsers(dest="vault_command", metavar="ACTION", required=True)
+    which = argparse.ArgumentParser(add_help=False)
+    which.add_argument("--hospital", help="whose vault (required when the network has more than one hospital)")
 
-    init = vsub.add_parser("init", help="create the vault (tables, key-encryption key, token-signing key)")
+    init = vsub.add_parser("init", help="create the vault (tables, key-encryption key, token-signing key)", parents=[which])
     init.add_argument("--format", default="edinburgh", help="record format of a new vault (name or YAML path)")
     init.set_defaults(handler=_init)
 
-    st = vsub.add_parser("status", help="counts, key ids and format of the vault")
+    st = vsub.add_parser("status", help="counts, key ids and format of the vault", parents=[which])
     st.set_defaults(handler=_status)
 
     fm = vsub.add_parser("formats", help="list the shipped record formats, or check a format file")
     fm.add_argument("--check", metavar="FILE", help="validate a Smart Patient Record Format file")
     fm.set_defaults(handler=_formats)
 
-    ing = vsub.add_parser("ingest", help="load a CSV, XLSX or JSON extract (all rows or nothing)")
+    ing = vsub.add_parser("ingest", help="load a CSV, XLSX or JSON extract (all rows or nothing)", parents=[which])
     ing.add_argument("--format", required=True, help="record format: a shipped name (edinburgh) or a YAML path")
     ing.add_argument("--table", help="source table (default: the file name, the sheet names or the JSON keys)")
     ing.add_argument("--chunk", type=int, default=2000, help="rows converted and written at a time")
     ing.add_argument("files", nargs="+", metavar="FILE")
     ing.set_defaults(handler=_ingest)
 
-    pts = vsub.add_parser("patients", help="list patient references (pseudonymous)")
+    pts = vsub.add_parser("patients", help="list patient references (pseudonymous)", parents=[which])
     pts.set_defaults(handler=_patients)
 
-    find = vsub.add_parser("find", help="the patient reference for a national identifier (CHI)")
+    find = vsub.add_parser("find", help="the patient reference for a national identifier (CHI)", parents=[which])
     find.add_argument("national_id")
     find.set_defaults(handler=_find)
 
-    rd = vsub.add_parser("read", help="print a patient's record as JSON (operator read, no token)")
+    rd = vsub.add_parser("read", help="print a patient's record as JSON (operator read, no token)", parents=[which])
     _patient_args(rd)
     rd.add_argument("--section", action="append", help="limit to a section (repeatable); others are withheld")
     rd.add_argument("--as-of", help="the record as it was at this ISO 8601 time (UTC when no offset)")
     rd.add_argument("--fhir", action="store_true", help="print a FHIR R5 Bundle instead")
     rd.set_defaults(handler=_read)
 
-    hist = vsub.add_parser("history", help="the ingests that changed a patient's record")
+    hist = vsub.add_parser("history", help="the ingests that changed a patient's record", parents=[which])
     _patient_args(hist)
     hist.set_defaults(handler=_history)
 
-    er = vsub.add_parser("erase", help="erase a patient cryptographically and print the proof")
+    er = vsub.add_parser("erase", help="erase a patient cryptographically and print the proof", parents=[which])
     _patient_args(er)
     er.add_argument("--reason", required=True, help="why (e.g. the erasure request's reference)")
     er.add_argument("--yes", action="store_true", help="confirm: this cannot be undone")
     er.set_defaults(handler=_erase)
 
-    rot = vsub.add_parser("rotate-kek", help="re-wrap every data key under a new key-encryption key")
+    rot = vsub.add_parser("rotate-kek", help="re-wrap every data key under a new key-encryption key", parents=[which])
     rot.add_argument("--passphrase-env", metavar="VAR",
                      help="derive the new KEK from the passphrase in this environment variable "
                           "(default: a new random key file)")
@@ -85,11 +92,30 @@ def _patient_args(p) -> None:
 # --------------------------------------------------------------------------- helpers
 
 
+def _hospital(args) -> str:
+    """The hospital whose vault to open: ``--hospital``, or the network's only hospital."""
+    from network import NetworkConfig
+
+    network_dir = args.settings.network_dir
+    # a vault outside a network (no `serums up` / `network init` here): --hospital names it
+    names = [h.name for h in NetworkConfig.load(network_dir).hospitals] if (network_dir / "network.json").exists() else []
+    if args.hospital:
+        if names and args.hospital not in names:
+            raise CommandError(f"--hospital {args.hospital}: no such hospital on this network ({', '.join(names)})")
+        return args.hospital
+    if len(names) == 1:
+        return names[0]
+    if not names:
+        raise CommandError(f"no network in {args.settings.data_dir}: say whose vault this is with --hospital NAME")
+    raise CommandError(f"this network has {len(names)} hospitals ({', '.join(names)}): choose the vault with --hospital")
+
+
 def _open(args, **overrides):
     import vault
 
+    hospital = _hospital(args)
     try:
-        return vault.open_vault(args.settings, **overrides)
+        return vault.open_vault(args.settings, hospital, **overrides)
     except vault.VaultError as exc:
         raise CommandError(str(exc)) from exc
 
@@ -245,11 +271,11 @@ def _erase(args) -> int:
 
 
 def _rotate(args) -> int:
-    import os
+    from ..config import named_variable
 
     new_passphrase = None
     if args.passphrase_env:
-        new_passphrase = os.environ.get(args.passphrase_env)
+        new_passphrase = named_variable(args.passphrase_env)
         if not new_passphrase:
             raise CommandError(f"environment variable {args.passphrase_env} is empty or unset")
     with _open(args) as v:

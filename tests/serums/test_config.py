@@ -15,34 +15,37 @@ from serums.config import AUTH_VARIABLES, VARIABLES, Settings, SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("analytics", "auth", "chaincode", "fabrication", "gateway", "network", "serums", "vault")
-#: Packages below ``serums``: they take values and never look at the process environment at all.
-LOWER = ("analytics", "auth", "chaincode", "fabrication", "gateway", "network", "vault")
+CONFIG_KEYS = ("SERUMS_", "XDG_DATA_HOME")
+
+
+def _is_os_environ(node: ast.AST) -> bool:
+    return isinstance(node, ast.Attribute) and node.attr == "environ" and ast.unparse(node.value) == "os"
 
 
 def _environ_reads(tree: ast.AST) -> list[tuple[int, str]]:
-    """(line, what) for each read of the process environment: ``os.environ`` in any form, ``os.getenv``."""
-    found = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "environb"):
-            found.append((node.lineno, ast.unparse(node)))
-        elif isinstance(node, ast.ImportFrom) and node.module == "os":
-            found += [(node.lineno, f"from os import {a.name}") for a in node.names
-                      if a.name in ("environ", "getenv", "environb")]
-    return found
-
-
-def _serums_literal_reads(tree: ast.AST) -> list[tuple[int, str]]:
-    """``environ.get("SERUMS_…")``, ``environ["SERUMS_…"]``, ``getenv("SERUMS_…")``."""
+    """(line, code) for each read of configuration from the process environment: ``os.environ.get(K)``,
+    ``os.environ[K]``, ``os.getenv(K)`` with K a ``SERUMS_*`` or ``XDG_DATA_HOME`` literal (or a name: a
+    reader taking the variable from elsewhere), and ``os.environ`` as a default mapping
+    (``env or os.environ``, ``os.environ if env is None else env``, ``dict(os.environ)``). Handing the
+    whole environment to a child process (``{**os.environ, …}``) is not a read."""
     found = []
     for node in ast.walk(tree):
         key = None
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
-            if node.func.attr in ("get", "getenv", "pop", "setdefault") and "environ" in ast.unparse(node.func) \
-                    or node.func.attr == "getenv":
+        if isinstance(node, ast.Call) and node.args:
+            f = node.func
+            if isinstance(f, ast.Attribute) and f.attr in ("get", "pop", "setdefault") and _is_os_environ(f.value) \
+                    or ast.unparse(f) == "os.getenv":
                 key = node.args[0]
-        elif isinstance(node, ast.Subscript) and "environ" in ast.unparse(node.value):
+            elif ast.unparse(f) == "dict" and _is_os_environ(node.args[0]):
+                found.append((node.lineno, ast.unparse(node)))
+        elif isinstance(node, ast.Subscript) and _is_os_environ(node.value) and isinstance(node.ctx, ast.Load):
             key = node.slice
-        if isinstance(key, ast.Constant) and isinstance(key.value, str) and key.value.startswith("SERUMS_"):
+        elif isinstance(node, (ast.IfExp, ast.BoolOp)):
+            parts = [node.body, node.orelse] if isinstance(node, ast.IfExp) else node.values
+            if any(_is_os_environ(p) for p in parts):
+                found.append((node.lineno, ast.unparse(node)))
+        if key is not None and not (isinstance(key, ast.Constant) and isinstance(key.value, str)
+                                    and not key.value.startswith(CONFIG_KEYS)):
             found.append((node.lineno, ast.unparse(node)))
     return found
 
@@ -54,16 +57,16 @@ def test_only_serums_config_reads_serums_variables():
             rel = path.relative_to(ROOT).as_posix()
             if rel == "serums/config.py":
                 continue
-            tree = ast.parse(path.read_text(), rel)
-            reads = _environ_reads(tree) if package in LOWER else _serums_literal_reads(tree)
-            offenders += [f"{rel}:{line}: {what}" for line, what in reads]
+            offenders += [f"{rel}:{line}: {code}" for line, code in _environ_reads(ast.parse(path.read_text(), rel))]
     assert not offenders, "read the environment only in serums/config.py's Settings:\n" + "\n".join(offenders)
 
 
 def test_the_grep_catches_a_reader():
-    tree = ast.parse('import os\nx = os.environ.get("SERUMS_X", "1")\ny = os.getenv("SERUMS_Y")\n')
-    assert [line for line, _ in _serums_literal_reads(tree)] == [2, 3]
-    assert len(_environ_reads(tree)) == 2
+    tree = ast.parse('import os\nx = os.environ.get("SERUMS_X", "1")\ny = os.getenv("XDG_DATA_HOME")\n'
+                     'z = os.environ["SERUMS_Z"]\nenv = env or os.environ\nw = dict(os.environ)\n'
+                     'ok = os.environ.get("HOME")\nchild = {**os.environ, "SERUMS_DATA_DIR": "/d"}\n'
+                     'mine = request.environ["wsgi.input"]\n')
+    assert [line for line, _ in _environ_reads(tree)] == [2, 3, 4, 5, 6]
 
 
 def test_every_variable_is_read_and_documented():

@@ -18,7 +18,8 @@ def cli(tmp_path, monkeypatch, capsys):
         monkeypatch.delenv(var, raising=False)
 
     def run(*args: str) -> tuple[int, str, str]:
-        code = main(["--data-dir", str(tmp_path / "data"), "vault", *args])
+        which = ["--hospital", "lothian"] if args[0] not in ("formats", "mask") else []
+        code = main(["--data-dir", str(tmp_path / "data"), "vault", args[0], *which, *args[1:]])
         out, err = capsys.readouterr()
         return code, out, err
 
@@ -83,3 +84,32 @@ def test_erase_rotate_and_mask(cli, tmp_path):
     assert (tmp_path / "data" / "vault" / "mask.key").exists()
     code, out, _ = cli("formats")
     assert code == 0 and "edinburgh" in out
+
+
+def test_the_cli_opens_the_hospitals_vault_that_serums_up_uses(tmp_path, monkeypatch, capsys):
+    """``serums vault`` opens ``<data dir>/vaults/<hospital>/``, chosen with --hospital when the network has
+    several hospitals (one line otherwise), and never a vault of its own elsewhere."""
+    from network import init_network
+
+    for var in ("SERUMS_DATABASE_URL", "SERUMS_IPFS_API", "SERUMS_KEY_PASSPHRASE"):
+        monkeypatch.delenv(var, raising=False)
+    data = tmp_path / "data"
+    init_network(data / "network", ["lothian", "zmc"])
+    base = ["--data-dir", str(data), "vault"]
+    assert main([*base, "status"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "2 hospitals (lothian, zmc): choose the vault with --hospital" in err
+    assert main([*base, "init", "--hospital", "nowhere"]) == 1
+    assert "no such hospital on this network (lothian, zmc)" in capsys.readouterr().err
+    assert main([*base, "init", "--hospital", "zmc"]) == 0
+    assert "vaults/zmc/vault.db" in capsys.readouterr().out
+    assert (data / "vaults" / "zmc" / "vault.db").exists()
+    assert not (data / "vault.db").exists() and not (data / "vaults" / "lothian").exists()
+
+
+def test_a_vault_outside_a_network_needs_its_hospital_named(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("SERUMS_DATABASE_URL", raising=False)
+    assert main(["--data-dir", str(tmp_path), "vault", "status"]) == 1
+    assert "say whose vault this is with --hospital NAME" in capsys.readouterr().err
+    assert main(["--data-dir", str(tmp_path), "vault", "init", "--hospital", "../up"]) == 1
+    assert "is not a hospital name" in capsys.readouterr().err
