@@ -282,12 +282,15 @@ class CertificateAuthority:
         self._key = key
 
     @classmethod
-    def create(cls, msp_id: str, org_name: str, *, valid_days: int = 3650) -> CertificateAuthority:
+    def create(
+        cls, msp_id: str, org_name: str, *, valid_days: int = 3650, common_name: str | None = None
+    ) -> CertificateAuthority:
+        """A new root CA; ``common_name`` defaults to ``ca.<org>`` (a TLS CA gets ``tlsca.<org>``)."""
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name(
             [
                 x509.NameAttribute(NameOID.ORGANIZATION_NAME, org_name),
-                x509.NameAttribute(NameOID.COMMON_NAME, f"ca.{org_name}"),
+                x509.NameAttribute(NameOID.COMMON_NAME, common_name or f"ca.{org_name}"),
             ]
         )
         now = _now()
@@ -327,6 +330,7 @@ class CertificateAuthority:
         public_key: ec.EllipticCurvePublicKey | None = None,
         valid_days: int = 825,
         dns_names: list[str] | None = None,
+        ip_addresses: list[str] | None = None,
     ) -> tuple[Identity, Signer | None]:
         """Issue a certificate. Without ``public_key`` a key pair is generated and its signer returned;
         with one (a key the holder keeps), only the certificate is returned."""
@@ -367,10 +371,12 @@ class CertificateAuthority:
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()), critical=False
             )
         )
-        if dns_names:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False
-            )
+        if dns_names or ip_addresses:
+            import ipaddress
+
+            names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names or ()]
+            names += [x509.IPAddress(ipaddress.ip_address(a)) for a in ip_addresses or ()]
+            builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         if attributes:
             payload = json.dumps({"attrs": {str(k): str(v) for k, v in attributes.items()}}, sort_keys=True)
             builder = builder.add_extension(

@@ -1,10 +1,13 @@
-"""``serums network …``: crypto material and channel configuration."""
+"""``serums network …``: crypto material and channel configuration; a real Fabric network
+(``network up --engine fabric``, ``down``, ``status``); ``serums chaincode serve``."""
 
 from __future__ import annotations
 
-from network import BatchConfig, init_network, parse_hospitals
+import json
 
-from ..cli import host_port
+from network import BatchConfig, ChaincodeDefinition, NetworkConfig, init_network, parse_hospitals
+
+from ..cli import CommandError, host_port
 
 
 def register(sub) -> None:
@@ -20,6 +23,22 @@ def register(sub) -> None:
     init.add_argument("--max-message-count", type=int, default=500, help="transactions per block at most")
     init.add_argument("--preferred-max-bytes", type=int, default=2 * 1024 * 1024, help="bytes per block at most")
     init.set_defaults(handler=_init)
+
+    up = nsub.add_parser("up", help="start a real Hyperledger Fabric network for the hospitals")
+    up.add_argument("--engine", choices=["embedded", "fabric"], default=None,
+                    help="fabric: orderer and one peer per hospital as processes (default: SERUMS_ENGINE)")
+    up.add_argument("--hospitals", help="comma-separated hospital names (a new network; default lothian,zmc,fcrb)")
+    up.add_argument("--channel", default="serums")
+    up.add_argument("--policy", help="the chaincode's endorsement policy: MAJORITY (default), ANY, ALL or an expression")
+    up.add_argument("--batch-timeout-ms", type=float, help="the orderer's batch timeout (default 10)")
+    up.add_argument("--timeout", type=float, default=240.0, help="give up after this many seconds")
+    up.set_defaults(handler=_up)
+    down = nsub.add_parser("down", help="stop the Fabric network's processes (exactly those `up` started)")
+    down.add_argument("--purge", action="store_true", help="also delete the Fabric ledgers and material")
+    down.set_defaults(handler=_down)
+    st = nsub.add_parser("status", help="what of the Fabric network runs")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(handler=_status)
 
 
 def _init(args) -> int:
@@ -37,4 +56,142 @@ def _init(args) -> int:
     for h in cfg.hospitals:
         print(f"  {h.name:<12} {h.msp_id}")
     print(f"  channel {cfg.channel}, endpoint {cfg.endpoint}")
+    return 0
+
+
+# --------------------------------------------------------------------------- real Fabric
+
+
+def _one_line(handler):
+    """Fabric's failures are user-facing one-liners like the CLI's own."""
+    import functools
+
+    @functools.wraps(handler)
+    def run(args) -> int:
+        from network.fabric import FabricError
+
+        try:
+            return handler(args)
+        except FabricError as exc:
+            raise CommandError(exc.detail) from None
+
+    return run
+
+
+def _fabric(args, cfg=None):
+    import os
+
+    from network.fabric import FabricNetwork, find_fabric_bin
+
+    cfg = cfg or NetworkConfig.load(args.settings.network_dir)
+    need_bin = getattr(args, "network_command", "") == "up"
+    bin_dir = find_fabric_bin(os.environ.get("FABRIC_BIN")) if need_bin else None
+    return FabricNetwork(cfg, bin_dir=bin_dir, passphrase=args.settings.key_passphrase,
+                         policy=getattr(args, "policy", None), batch_timeout_ms=getattr(args, "batch_timeout_ms", None))
+
+
+@_one_line
+def _up(args) -> int:
+    from network.fabric import CHAINCODE_MODULE
+
+    args.engine = args.engine or getattr(args.settings, "engine", "embedded")
+    if args.engine != "fabric":
+        raise CommandError("the embedded engine runs inside `serums node` (or `serums up`); "
+                           "`network up` starts real Fabric: --engine fabric")
+    s = args.settings
+    wanted = parse_hospitals(args.hospitals) if args.hospitals else None
+    if (s.network_dir / "network.json").exists():
+        cfg = NetworkConfig.load(s.network_dir)
+        if wanted and wanted != [h.name for h in cfg.hospitals]:
+            raise CommandError(f"the network in {cfg.root} has hospitals {','.join(h.name for h in cfg.hospitals)}; "
+                               "`serums network init --force` replaces it")
+    else:
+        cfg = init_network(s.network_dir, wanted or ["lothian", "zmc", "fcrb"], channel=args.channel,
+                           passphrase=s.key_passphrase)
+    if not any(c.name == "serums" for c in cfg.chaincodes):
+        cfg.chaincodes.append(ChaincodeDefinition("serums", CHAINCODE_MODULE, "1.0", args.policy or "MAJORITY"))
+        cfg.save()
+    net = _fabric(args, cfg)
+    profile = net.up(timeout=args.timeout, progress=lambda m: print(f"  {m}", flush=True))
+    print(f"Fabric network up: channel {cfg.channel}, {len(cfg.hospitals)} hospitals, chaincode serums")
+    for name, peer in profile["peers"].items():
+        print(f"  {name:<20} {peer['url']}")
+    print(f"  connection profile {net.root / 'connection.json'}")
+    return 0
+
+
+@_one_line
+def _down(args) -> int:
+    net = _fabric(args)
+    stopped = net.down(purge=args.purge)
+    print(f"stopped {', '.join(stopped)}" if stopped else "nothing of the Fabric network was running")
+    if args.purge:
+        print(f"removed {net.root}")
+    return 0
+
+
+@_one_line
+def _status(args) -> int:
+    net = _fabric(args)
+    rows = net.status()
+    if args.json:
+        print(json.dumps({"engine": "fabric", "root": str(net.root), "processes": rows}, indent=2))
+        return 0
+    if not rows:
+        print(f"no Fabric network in {net.root}")
+        return 1
+    for r in rows:
+        print(f"{r['name']:<22} {'running' if r['running'] else 'stopped':<8} pid {r['pid']:<8} {r['address']}")
+    return 0 if all(r["running"] for r in rows) else 1
+
+
+def register_chaincode_serve(csub) -> None:
+    """``serums chaincode serve``: the chaincode-as-a-service server a Fabric peer connects to."""
+    from network.fabric import CHAINCODE_MODULE
+
+    srv = csub.add_parser("serve", help="serve a chaincode to Fabric peers (chaincode as a service)")
+    srv.add_argument("--chaincode-id", required=True, help="the package id the peer installed (label:sha256)")
+    srv.add_argument("--address", type=host_port, default="127.0.0.1:9999", help="host:port to listen on")
+    srv.add_argument("--module", default=CHAINCODE_MODULE, help="package.module:factory returning the chaincode")
+    srv.add_argument("--tls-cert", help="PEM certificate of the server (TLS)")
+    srv.add_argument("--tls-key", help="PEM key of the server (TLS)")
+    srv.add_argument("--client-ca", help="PEM CA the peer's client certificate must come from (mutual TLS)")
+    srv.set_defaults(handler=_serve)
+
+
+def _serve(args) -> int:
+    import signal
+    import threading
+    from pathlib import Path
+
+    from chaincode.shim import ChaincodeServer, TLSConfig
+    from network.node import load_chaincode
+
+    try:
+        code = load_chaincode(args.module)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise CommandError(f"--module {args.module}: {exc}") from exc
+    tls = None
+    if args.tls_cert or args.tls_key:
+        if not (args.tls_cert and args.tls_key):
+            raise CommandError("TLS needs both --tls-cert and --tls-key")
+        try:
+            tls = TLSConfig(Path(args.tls_cert).read_bytes(), Path(args.tls_key).read_bytes(),
+                            Path(args.client_ca).read_bytes() if args.client_ca else None)
+        except OSError as exc:
+            raise CommandError(f"cannot read {exc.filename}: {exc.strerror}") from exc
+    elif args.client_ca:
+        raise CommandError("--client-ca (mutual TLS) needs --tls-cert and --tls-key")
+    server = ChaincodeServer(code, chaincode_id=args.chaincode_id, address=args.address, tls=tls)
+    try:
+        address = server.start()
+    except Exception as exc:  # noqa: BLE001 - grpc raises RuntimeError for a busy port
+        raise CommandError(f"cannot serve on {args.address}: {exc}") from exc
+    print(f"chaincode {args.chaincode_id} serving on {address}{' (TLS)' if tls else ''}", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        pass
+    server.stop(2.0)
     return 0

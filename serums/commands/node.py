@@ -32,6 +32,9 @@ def register(sub) -> None:
     d.set_defaults(handler=_deploy)
     ls = csub.add_parser("list", help="list deployed chaincodes")
     ls.set_defaults(handler=_list)
+    from .network import register_chaincode_serve
+
+    register_chaincode_serve(csub)
 
 
 def load_network(settings) -> NetworkConfig:
