@@ -69,6 +69,7 @@ from .records import (
 )
 from .service import AuthService, CAProvider, ca_provider_from_network
 from .strength import StrengthReport, assess_key, check_key_strength
+from .throttle import Throttle, address_key
 
 __all__ = [
     "PROBLEM_BASE",
@@ -116,6 +117,7 @@ __all__ = [
     "SessionInfo",
     "StrengthReport",
     "SuspensionCheckUnavailable",
+    "Throttle",
     "ThrottlePolicy",
     "TokenError",
     "TokenExpired",
@@ -130,6 +132,7 @@ __all__ = [
     "WalletLocked",
     "WalletNotHeld",
     "WeakKey",
+    "address_key",
     "assess_key",
     "ca_provider_from_network",
     "check_key_strength",

@@ -56,9 +56,19 @@ def release_data(services, release: Release, hospital: str, record_format: str, 
     }
 
 
-def redeem_share_code(services, actor: Actor, code: str) -> tuple[str, str]:
-    """Step 3: a patient's share code → (patient id, hospital); the code is used up."""
-    return services.store.redeem_share_code(code, actor.user_id)
+#: Who may redeem a patient's share code (step 3): the clinicians a patient meets in person.
+#: Insurers and researchers reach records only through the chain's rules and the patient's
+#: preferences, with ids they were given otherwise (a cohort, a pseudonymous id).
+SHARE_CODE_ROLES = ("gp", "specialist", "nurse")
+
+
+def redeem_share_code(services, actor: Actor, code: str, client_addr: str | None = None) -> tuple[str, str]:
+    """Step 3: a patient's share code → (patient id, hospital); the code is used up. Clinicians
+    only; wrong codes are throttled per user and per client address."""
+    if actor.role not in SHARE_CODE_ROLES:
+        raise P.Problem(P.FORBIDDEN, f"share codes are redeemed by {', '.join(SHARE_CODE_ROLES)} users; you are "
+                                     f"logged in as {P.article(actor.role)} {actor.role}")
+    return services.store.redeem_share_code(code, actor.user_id, client_addr)
 
 
 def request_access(services, actor: Actor, patient_id: str, hospital: str | None, *, sections: list[str],
@@ -126,5 +136,6 @@ def own_record(services, actor: Actor, sections: list[str], record_format: str =
                         {"request": tx.evidence(), "token_hash": minted.token_hash, "access_digest": release.digest})
 
 
-__all__ = ["OWN_RECORD", "Actor", "fetch_record", "mint_token", "mint_token_data", "own_record", "redeem_share_code",
+__all__ = ["OWN_RECORD", "SHARE_CODE_ROLES", "Actor", "fetch_record", "mint_token", "mint_token_data", "own_record",
+           "redeem_share_code",
            "release_data", "request_access"]

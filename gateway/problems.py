@@ -60,6 +60,11 @@ INTERNAL = problem_type(
 )
 
 
+def article(word: str) -> str:
+    """``a`` or ``an`` before ``word`` in a message (an auditor, an insurer, a gp)."""
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
 @dataclass
 class Problem(Exception):
     """Raise anywhere in a request to answer with this problem."""

@@ -107,7 +107,7 @@ def roles_required(*roles: str) -> Callable:
             role = claims.get("role")
             if roles and role not in roles:
                 raise P.Problem(P.FORBIDDEN, f"this endpoint is for {', '.join(roles)} users; you are logged in as "
-                                             f"a {role}")
+                                             f"{P.article(role or '')} {role}")
             g.serums_principal = _principal_from(claims)
             return fn(*args, **kwargs)
 

@@ -8,13 +8,18 @@ auth pepper).
 **Share codes** (step 3): a patient creates a short-lived, single-use random code (60 bits,
 ``XXXX-XXXX-XXXX`` in Crockford's base32: no I, L, O, U; read back case-insensitively, O as 0 and
 I/L as 1) and tells it to a doctor, who exchanges it for the patient's pseudonymous id. An
-unknown, used or expired code all give the same answer.
+unknown, used or expired code all give the same answer. Guessing is throttled like logins
+(:class:`auth.Throttle`, the same counters table): every attempt is charged to the redeeming
+user and to the client address before the code is looked up and refunded when the code was
+right; past the free failures each further one doubles the wait (429 ``share-code-throttled``
+with ``Retry-After``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 import time
 from collections.abc import Callable
@@ -24,6 +29,8 @@ import sqlalchemy as sa
 from sqlalchemy import JSON, Float, MetaData, String
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+from auth import LoginThrottled, Throttle, ThrottlePolicy, address_key
 
 from . import problems as P
 
@@ -38,6 +45,14 @@ SHARE_CODE_LENGTH = 12
 DEFAULT_SHARE_TTL = 15 * 60
 MAX_SHARE_TTL = 24 * 3600
 MAX_LIVE_CODES_PER_PATIENT = 20
+SHARE_CODE_THROTTLED = P.problem_type(
+    "share-code-throttled", 429, "Too many share-code attempts",
+    "Too many wrong share codes from this user or client address: wait `retry_after` seconds (Retry-After).",
+)
+#: A user may mistype a few codes; then each wrong one doubles the wait (2 s … 1 h).
+SHARE_USER_THROTTLE = ThrottlePolicy(free_failures=5, base_delay=2.0, max_delay=3600.0, forget_after=3600.0)
+#: A hospital's NAT carries many users: more free failures per address.
+SHARE_ADDRESS_THROTTLE = ThrottlePolicy(free_failures=30, base_delay=1.0, max_delay=3600.0, forget_after=3600.0)
 
 
 class Base(DeclarativeBase):
@@ -98,6 +113,7 @@ class GatewayStore:
         self._db = sessionmaker(engine, expire_on_commit=False)
         self._key = hmac.new(pepper, b"serums-gateway/codes/v1", hashlib.sha256).digest()
         self.clock = clock
+        self.throttle = Throttle(self._db, clock)  # auth's counters (table auth_throttle, same database)
 
     def create_tables(self) -> None:
         Base.metadata.create_all(self.engine)
@@ -124,8 +140,23 @@ class GatewayStore:
                                created_at=now, expires_at=now + ttl))
         return ShareCode(format_code(raw), patient_id, now + ttl)
 
-    def redeem_share_code(self, code: str, user_id: str) -> tuple[str, str]:
-        """(patient id, hospital) for a live code, which is used up; any failure is one answer."""
+    def redeem_share_code(self, code: str, user_id: str, client_addr: str | None = None) -> tuple[str, str]:
+        """(patient id, hospital) for a live code, which is used up; any failure is one answer.
+        Throttled per user and per client address (429 ``share-code-throttled``)."""
+        addr = address_key(client_addr)
+        try:
+            charges = self.throttle.reserve([(f"share-user:{user_id}", SHARE_USER_THROTTLE),
+                                             (f"share-{addr}" if addr else None, SHARE_ADDRESS_THROTTLE)])
+        except LoginThrottled as exc:
+            wait = math.ceil(exc.retry_after_seconds or 1)
+            raise P.Problem(SHARE_CODE_THROTTLED, f"too many wrong share codes; try again in {wait} s",
+                            extra={"retry_after": wait}, headers={"Retry-After": str(wait)}) from None
+        found = self._redeem(code, user_id)
+        for charge in charges:  # a right code was no guess
+            self.throttle.refund(charge)
+        return found
+
+    def _redeem(self, code: str, user_id: str) -> tuple[str, str]:
         raw = normalise_code(code)
         if len(raw) != SHARE_CODE_LENGTH or any(ch not in _ALPHABET for ch in raw):
             raise P.Problem(SHARE_CODE_INVALID)
@@ -162,4 +193,4 @@ class GatewayStore:
             s.execute(sa.delete(InvitationRow).where(InvitationRow.code_hash == self._hash("invitation", code)))
 
 
-__all__ = ["SHARE_CODE_INVALID", "GatewayStore", "PendingInvitation", "ShareCode", "format_code", "normalise_code"]
+__all__ = ["SHARE_CODE_INVALID", "SHARE_CODE_THROTTLED", "GatewayStore", "PendingInvitation", "ShareCode", "format_code", "normalise_code"]

@@ -31,6 +31,11 @@ ACTIVE = "active"
 SUSPENDED = "suspended"
 
 
+def a_role(role: str) -> str:
+    """``a gp``, ``an auditor``, ``an insurer``: a role after its article, for messages."""
+    return f"{'an' if role[:1] in 'aeiou' else 'a'} {role}"
+
+
 def dumps(doc: Any) -> bytes:
     """Compact JSON; key order is the (deterministic) insertion order, the same on every endorser."""
     return json.dumps(doc, separators=(",", ":")).encode()
@@ -151,7 +156,7 @@ class Caller:
         if u["status"] != ACTIVE and not allow_suspended:
             raise Forbidden(f"user {u['id']} is suspended")
         if roles and u["role"] not in roles:
-            raise Forbidden(f"this function is for {' or '.join(roles)} users; user {u['id']} is a {u['role']}")
+            raise Forbidden(f"this function is for {' or '.join(roles)} users; user {u['id']} is {a_role(u['role'])}")
         return u
 
     def forbid(self, message: str) -> Forbidden:

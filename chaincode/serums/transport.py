@@ -14,7 +14,7 @@ import json
 from chaincode import Conflict, InvalidArgument, NotFound, evaluate, transaction
 
 from . import keys
-from .common import ACTIVE, SerumsContext, SerumsContract, load_patient, sha256_hex
+from .common import ACTIVE, SerumsContext, SerumsContract, a_role, load_patient, sha256_hex
 from .records import (
     GRANT_ACTIVE,
     GRANT_REVOKED,
@@ -128,7 +128,7 @@ class TransportContract(SerumsContract):
         requester = ctx.caller.require_user(allow_suspended=True)
         if break_glass and requester["role"] not in CLINICIAN_ROLES:
             raise ctx.caller.forbid(f"break-glass is for clinicians ({', '.join(CLINICIAN_ROLES)}); "
-                                    f"user {requester['id']} is a {requester['role']}")
+                                    f"user {requester['id']} is {a_role(requester['role'])}")
         p = load_patient(ctx, pid)
         ev = evaluate_access(ctx, requester, p, secs, purpose, break_glass=break_glass)
         return self._record(ctx, requester, p, secs, purpose, code, digest, ev, break_glass=break_glass)

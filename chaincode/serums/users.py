@@ -13,6 +13,7 @@ from .common import (
     SUSPENDED,
     SerumsContext,
     SerumsContract,
+    a_role,
     load_hospital,
     load_patient,
     load_user,
@@ -201,7 +202,8 @@ class UserContract(SerumsContract):
         ctx.caller.require_admin_of(p["hospital"])
         cl = load_user(ctx, check_id(clinician, "clinician"), "clinician")
         if cl["role"] not in CLINICIAN_ROLES:
-            raise InvalidArgument(f"clinician: {cl['id']} is a {cl['role']}, not a clinician ({', '.join(CLINICIAN_ROLES)})")
+            raise InvalidArgument(f"clinician: {cl['id']} is {a_role(cl['role'])}, not a clinician "
+                                  f"({', '.join(CLINICIAN_ROLES)})")
         if cl["status"] != ACTIVE:
             raise Conflict(f"clinician: {cl['id']} is suspended")
         t0 = parse_time(start, "start") or ctx.now

@@ -11,6 +11,7 @@ access too (the chain's rules and the patient's preferences decide).
 
 from __future__ import annotations
 
+from flask import request
 from flask_smorest import Blueprint
 
 from .. import flow
@@ -29,17 +30,18 @@ clinicians = roles_required(*CLINICIANS)
 
 def _patient(body: dict) -> tuple[str, str | None]:
     if "share_code" in body:
-        return flow.redeem_share_code(services(), actor(), body["share_code"])
+        return flow.redeem_share_code(services(), actor(), body["share_code"], request.remote_addr)
     return body["patient_id"], None
 
 
 @bp.route("/share-codes/redeem", methods=["POST"])
-@requesters
+@clinicians
 @bp.arguments(S.RedeemShareIn)
 @bp.response(200, S.PatientRefOut)
 def redeem_share_code(body):
-    """Step 3: exchange a patient's share code for their pseudonymous id (the code is used up)."""
-    pid, hospital = flow.redeem_share_code(services(), actor(), body["code"])
+    """Step 3: exchange a patient's share code for their pseudonymous id (the code is used up).
+    Clinicians only; wrong codes are throttled per user and per address (429 with Retry-After)."""
+    pid, hospital = flow.redeem_share_code(services(), actor(), body["code"], request.remote_addr)
     return {"patient_id": pid, "hospital": hospital}
 
 
