@@ -243,6 +243,8 @@ def create_app(overrides: Mapping[str, Any] | None = None, services: Any = None)
 
     if services is not None:
         from .api import register_api
+        from .web import register_web
 
         register_api(app, services)
+        register_web(app)  # the pages people use (gateway/web), on the same application layer
     return app

@@ -11,6 +11,9 @@ API renders it as problem+json, the pages inline, with the same words.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -136,6 +139,95 @@ def own_record(services, actor: Actor, sections: list[str], record_format: str =
                         {"request": tx.evidence(), "token_hash": minted.token_hash, "access_digest": release.digest})
 
 
-__all__ = ["OWN_RECORD", "SHARE_CODE_ROLES", "Actor", "fetch_record", "mint_token", "mint_token_data", "own_record",
-           "redeem_share_code",
-           "release_data", "request_access"]
+
+
+# ----------------------------------------------------------------------------- the patient's own actions
+
+
+def add_preference(services, actor: Actor, preference: dict[str, Any]) -> L.TxResult:
+    """Step 2: add (or, with ``pref_id``, replace) a preference, signed with the patient's key
+    (``preference`` as ``PreferenceContract:AddPreference`` takes it)."""
+    return L.submit(actor.contract(services, "PreferenceContract"), "AddPreference", actor.user_id, preference)
+
+
+def withdraw_preference(services, actor: Actor, pref_id: str) -> L.TxResult:
+    return L.submit(actor.contract(services, "PreferenceContract"), "WithdrawPreference", actor.user_id, pref_id)
+
+
+def revoke_grant(services, actor: Actor, grant_id: str, reason: str) -> L.TxResult:
+    """Revoke a grant (the patient on their record, a requester relinquishing): tokens stop at once."""
+    return L.submit(actor.contract(services, "TransportContract"), "Revoke", grant_id, reason)
+
+
+def patient_trail(services, actor: Actor, patient_id: str, kind: str, page_size: int = 50,
+                  bookmark: str = "", start: str = "", end: str = "") -> dict[str, Any]:
+    """One page of a patient's trail (``kind``: access, decision, grant, refusal, revocation, break-glass, cohort)."""
+    return L.page(L.evaluate(actor.contract(services, "AuditContract"), "AuditByPatient", patient_id, kind, start, end,
+                             page_size, bookmark))
+
+
+# ----------------------------------------------------------------------------- a hospital admin's actions
+
+
+def suspend_user(services, actor: Actor, user_id: str, reason: str) -> tuple[dict, Any]:
+    """Suspend a user on chain (every decision denies them; their grants stop being live) and in
+    the directory (their sessions end now). Returns the chain's user and the directory entry."""
+    doc = L.submit(actor.contract(services, "UserContract"), "SuspendUser", user_id, reason).result
+    if services.auth.get_user(user_id) is not None:
+        services.auth.suspend(user_id)
+    return doc, services.auth.get_user(user_id)
+
+
+def reinstate_user(services, actor: Actor, user_id: str) -> tuple[dict, Any]:
+    """Reinstate a suspended user (grants made before the suspension stay dead)."""
+    doc = L.submit(actor.contract(services, "UserContract"), "ReinstateUser", user_id).result
+    if services.auth.get_user(user_id) is not None:
+        services.auth.reinstate(user_id)
+    return doc, services.auth.get_user(user_id)
+
+
+# ----------------------------------------------------------------------------- the auditors' trail
+
+TRAIL_FIRST_COLUMNS = ("kind", "id", "at", "patient", "requester_id", "requester_role", "requester_hospital",
+                       "purpose", "outcome", "sections", "status", "break_glass", "grant_id", "presenter_id", "reason",
+                       "digest", "anomalies")
+
+
+def audit_page(services, actor: Actor, query: dict[str, Any], page_size: int, bookmark: str) -> dict[str, Any]:
+    """One page of the trail: of ``query["patient"]``, of ``query["user"]``, or of everyone by time,
+    of one ``kind``, in ``[start, end)`` (datetimes or absent); ``bookmark`` as the chain gave it."""
+    contract = actor.contract(services, "AuditContract")
+    window = (query["kind"], _iso(query.get("start")), _iso(query.get("end")), page_size, bookmark)
+    if query.get("patient"):
+        return L.evaluate(contract, "AuditByPatient", query["patient"], *window)
+    if query.get("user"):
+        return L.evaluate(contract, "AuditByUser", query["user"], *window)
+    return L.evaluate(contract, "AuditByTime", *window)
+
+
+def _iso(value) -> str:
+    return value.isoformat() if value is not None else ""
+
+
+def _flatten(item: dict[str, Any]) -> dict[str, str]:
+    row: dict[str, Any] = {k: v for k, v in item.items() if k != "record"}
+    for k, v in (item.get("record") or {}).items():
+        row.setdefault(k, v)
+    return {k: v if isinstance(v, str) else json.dumps(v, separators=(",", ":")) for k, v in row.items()}
+
+
+def trail_csv(items: list[dict[str, Any]]) -> str:
+    """Trail records as CSV: the usual columns first, then every other field (JSON for structures)."""
+    rows = [_flatten(i) for i in items]
+    keys = [k for k in TRAIL_FIRST_COLUMNS if any(k in r for r in rows)]
+    keys += sorted({k for r in rows for k in r} - set(keys))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+__all__ = ["OWN_RECORD", "SHARE_CODE_ROLES", "Actor", "add_preference", "fetch_record", "mint_token", "mint_token_data", "own_record",
+           "patient_trail", "redeem_share_code", "reinstate_user", "suspend_user", "release_data", "request_access", "revoke_grant",
+           "trail_csv", "withdraw_preference"]

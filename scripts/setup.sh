@@ -11,6 +11,8 @@ log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 # minizinc (+ Gecode): the fabrication constraint solver.
 need=()
 command -v minizinc >/dev/null 2>&1 || need+=(minizinc)
+# chromium: the web pages' browser tests (Playwright drives it through executable_path)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if ! command -v python3 >/dev/null 2>&1; then
   need+=(python3 python3-venv python3-dev gcc)
 elif [ -z "${PYTHON:-}" ] && ! python3 -c "import ensurepip, venv" >/dev/null 2>&1; then

@@ -8,10 +8,11 @@ from flask_smorest import Blueprint
 
 import auth
 
+from .. import flow
 from .. import ledger as L
 from .. import problems as P
 from .. import schemas as S
-from ..security import my_contract, principal, roles_required, services, signer
+from ..security import actor, my_contract, principal, roles_required, services, signer
 from .auth import registration_json
 from .common import iso, tx_json
 
@@ -97,13 +98,7 @@ def get_user(user_id: str):
 def suspend(body, user_id: str):
     """Suspend a user on chain (every decision denies them; their grants stop being live) and in
     the directory (their sessions end now)."""
-    svc = services()
-    doc = L.submit(my_contract("UserContract"), "SuspendUser", user_id, body["reason"]).result
-    user = svc.auth.get_user(user_id)
-    if user is not None:
-        svc.auth.suspend(user_id)
-        user = svc.auth.get_user(user_id)
-    return _user_json(doc, user)
+    return _user_json(*flow.suspend_user(services(), actor(), user_id, body["reason"]))
 
 
 @bp.route("/users/<string:user_id>/reinstate", methods=["POST"])
@@ -111,13 +106,7 @@ def suspend(body, user_id: str):
 @bp.response(200, S.UserOut)
 def reinstate(user_id: str):
     """Reinstate a suspended user (grants made before the suspension stay dead)."""
-    svc = services()
-    doc = L.submit(my_contract("UserContract"), "ReinstateUser", user_id).result
-    user = svc.auth.get_user(user_id)
-    if user is not None:
-        svc.auth.reinstate(user_id)
-        user = svc.auth.get_user(user_id)
-    return _user_json(doc, user)
+    return _user_json(*flow.reinstate_user(services(), actor(), user_id))
 
 
 @bp.route("/users/<string:user_id>/unlock", methods=["POST"])

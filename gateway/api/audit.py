@@ -4,19 +4,17 @@ preference histories; break-glass reviews; ledger verification; exports as JSON 
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from typing import Any
 
 from flask import Response
 from flask_smorest import Blueprint
 
+from .. import flow
 from .. import ledger as L
 from .. import problems as P
 from .. import schemas as S
-from ..security import my_contract, principal, roles_required, services
-from .common import iso, tx_json
+from ..security import actor, my_contract, principal, roles_required, services
+from .common import tx_json
 
 bp = Blueprint("audit", __name__, url_prefix="/audit",
                description="Auditors: the whole trail, preference histories, reviews, ledger verification, exports")
@@ -30,13 +28,7 @@ LEDGER_UNVERIFIABLE = P.problem_type(
 
 
 def _page(query: dict, page_size: int, bookmark: str) -> dict:
-    contract = my_contract("AuditContract")
-    window = (query["kind"], iso(query.get("start")), iso(query.get("end")), page_size, bookmark)
-    if "patient" in query:
-        return L.evaluate(contract, "AuditByPatient", query["patient"], *window)
-    if "user" in query:
-        return L.evaluate(contract, "AuditByUser", query["user"], *window)
-    return L.evaluate(contract, "AuditByTime", *window)
+    return flow.audit_page(services(), actor(), query, page_size, bookmark)
 
 
 @bp.route("/trail", methods=["GET"])
@@ -48,18 +40,6 @@ def trail(query):
     decision, grant, break-glass, access, refusal, revocation, cohort; ``[start, end)`` optional;
     pass ``bookmark`` back for the next page."""
     return L.page(_page(query, query["page_size"], query["bookmark"]))
-
-
-FLAT_FIRST = ("kind", "id", "at", "patient", "requester_id", "requester_role", "requester_hospital", "purpose",
-              "outcome", "sections", "status", "break_glass", "grant_id", "presenter_id", "reason", "digest",
-              "anomalies")
-
-
-def _flatten(item: dict[str, Any]) -> dict[str, str]:
-    row: dict[str, Any] = {k: v for k, v in item.items() if k != "record"}
-    for k, v in (item.get("record") or {}).items():
-        row.setdefault(k, v)
-    return {k: v if isinstance(v, str) else json.dumps(v, separators=(",", ":")) for k, v in row.items()}
 
 
 @bp.route("/export", methods=["GET"])
@@ -85,14 +65,7 @@ def export(query):
         resp = Response(body, mimetype="application/json")
         resp.headers["Content-Disposition"] = f'attachment; filename="{name}.json"'
         return resp
-    rows = [_flatten(i) for i in items]
-    keys = [k for k in FLAT_FIRST if any(k in r for r in rows)]
-    keys += sorted({k for r in rows for k in r} - set(keys))
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    resp = Response(buf.getvalue(), mimetype="text/csv")
+    resp = Response(flow.trail_csv(items), mimetype="text/csv")
     resp.headers["Content-Disposition"] = f'attachment; filename="{name}.csv"'
     resp.headers["X-Next-Bookmark"] = L.encode_bookmark(bookmark)
     return resp

@@ -1,0 +1,92 @@
+"""A hospital admin's pages: the hospital's users (suspend with a reason, reinstate) and its
+generic access rules (step 1) with their history. Every change is signed with the admin's key."""
+
+from __future__ import annotations
+
+from flask import Blueprint, render_template, request
+
+from .. import flow
+from .. import ledger as L
+from .. import problems as P
+from .. import vocab as V
+from ..security import services
+from .common import attempt, form_list, status_of
+from .session import actor
+
+bp = Blueprint("web_admin", __name__, url_prefix="/hospital-admin")
+
+
+def _users(problem=None, done=None, status: int = 200):
+    a = actor()
+    svc = services()
+    page, p = attempt(lambda: L.evaluate(a.contract(svc, "UserContract"), "ListUsers", a.msp, 200, ""))
+    users = []
+    for doc in (page or {}).get("records", []):
+        entry = svc.auth.get_user(doc["id"])
+        users.append({**doc, "username": entry.username if entry else ""})
+    return render_template("web_admin/users.html", users=users, problem=problem or p, done=done), status
+
+
+@bp.get("/")
+@bp.get("/users")
+def users():
+    return _users()
+
+
+@bp.post("/users/<user_id>/suspend")
+def suspend(user_id: str):
+    reason = request.form.get("reason", "administrative")
+    _, problem = attempt(lambda: flow.suspend_user(services(), actor(), user_id, reason))
+    if problem is not None:
+        return _users(problem, status=status_of(problem))
+    return _users(done="Suspended: their sessions ended and every request of theirs is now refused.")
+
+
+@bp.post("/users/<user_id>/reinstate")
+def reinstate(user_id: str):
+    _, problem = attempt(lambda: flow.reinstate_user(services(), actor(), user_id))
+    if problem is not None:
+        return _users(problem, status=status_of(problem))
+    return _users(done="Reinstated.")
+
+
+def _rules(problem=None, done=None, status: int = 200):
+    a = actor()
+    svc = services()
+    policy, p1 = attempt(lambda: L.evaluate(a.contract(svc, "PolicyContract"), "GetPolicy", a.msp))
+    history, p2 = attempt(lambda: L.evaluate(a.contract(svc, "PolicyContract"), "PolicyHistory", a.msp))
+    return render_template("web_admin/rules.html", policy=policy or {}, history=list(reversed(history or [])),
+                           problem=problem or p1 or p2, done=done), status
+
+
+@bp.get("/rules")
+def rules():
+    return _rules()
+
+
+@bp.post("/rules")
+def put_rule():
+    form = request.form
+    rule: dict = {"effect": form.get("effect", "allow"), "roles": form_list("roles"), "sections": form_list("sections"),
+                  "purposes": form_list("purposes"), "same_hospital": form.get("same_hospital") == "1",
+                  "treating_required": form.get("treating_required") == "1",
+                  "consent_required": form.get("consent_required") == "1"}
+    if form.get("rule_id", "").strip():
+        rule["rule_id"] = form["rule_id"].strip()
+    hours = form.get("max_hours", "").strip()
+    if hours:
+        if not hours.isdigit() or not 1 <= int(hours) <= V.MAX_GRANT_SECONDS // 3600:
+            return _rules(P.Problem(P.VALIDATION, "longest grant: a whole number of hours, at least 1"), status=422)
+        rule["max_grant_seconds"] = int(hours) * 3600
+    tx, problem = attempt(lambda: L.submit(actor().contract(services(), "PolicyContract"), "PutRule", rule))
+    if problem is not None:
+        return _rules(problem, status=status_of(problem))
+    return _rules(done=f"Published in transaction {tx.transaction_id[:16]}…")
+
+
+@bp.post("/rules/<rule_id>/remove")
+def remove_rule(rule_id: str):
+    tx, problem = attempt(lambda: L.submit(actor().contract(services(), "PolicyContract"), "RemoveRule", rule_id))
+    if problem is not None:
+        return _rules(problem, status=status_of(problem))
+    return _rules(done=f"Removed in transaction {tx.transaction_id[:16]}…")

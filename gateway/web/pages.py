@@ -1,0 +1,98 @@
+"""Sign-in (username → textual key or picture grid → TOTP or recovery code), sign-out, the
+front page. The same FlexPass calls as ``/auth/login`` and ``/auth/login/complete``."""
+
+from __future__ import annotations
+
+from flask import Blueprint, redirect, render_template, request, session, url_for
+
+from auth import LoginRequest
+
+from ..security import services
+from . import session as S
+from .common import attempt, install_filters, status_of
+
+bp = Blueprint("web", __name__, template_folder="templates", static_folder="static", static_url_path="/static/web")
+install_filters(bp)
+
+CHALLENGE = "challenge"
+
+
+def _safe_next(target: str | None) -> str | None:
+    """Only a path of this site (``/x``, never ``//host`` or a URL) is followed after sign-in."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return None
+
+
+@bp.get("/")
+def index():
+    actor = S.current()
+    if actor is None:
+        return redirect(url_for("web.sign_in"))
+    return redirect(url_for(S.home_endpoint(actor.role)))
+
+
+@bp.get("/sign-in")
+def sign_in():
+    ended = request.args.get("ended") == "1"
+    return render_template("web/sign_in.html", next=_safe_next(request.args.get("next")), ended=ended)
+
+
+@bp.post("/sign-in/key")
+def key():
+    """Step 1b: the key page for the chosen method — a text field, or the picture grid."""
+    username = request.form.get("username", "").strip()
+    method = request.form.get("method", "text")
+    nxt = _safe_next(request.form.get("next"))
+    if not username:
+        return render_template("web/sign_in.html", next=nxt, error="Enter your username."), 400
+    grid = services().auth.login_grid(username) if method == "graphical" else None
+    return render_template("web/key.html", username=username, method="graphical" if grid else "text",
+                           grid=grid, next=nxt)
+
+
+@bp.post("/sign-in/verify")
+def verify():
+    """Step 1c: check the key; on success the second factor is asked for."""
+    username = request.form.get("username", "").strip()
+    method = request.form.get("method", "text")
+    nxt = _safe_next(request.form.get("next"))
+    req = LoginRequest(username, method, text_key=request.form.get("text_key") if method == "text" else None,
+                       selection=request.form.getlist("selection") if method == "graphical" else None,
+                       client_addr=request.remote_addr, attempt_id=request.form.get("attempt_id") or None)
+    challenge, problem = attempt(lambda: services().auth.begin_login(req))
+    if problem is not None or challenge is None:
+        grid = services().auth.login_grid(username) if method == "graphical" else None
+        return render_template("web/key.html", username=username, method=method, grid=grid, next=nxt,
+                               problem=problem), status_of(problem)
+    session[CHALLENGE] = {"token": challenge.token, "next": nxt, "username": username}
+    return redirect(url_for("web.second_factor"))
+
+
+@bp.route("/sign-in/second-factor", methods=["GET", "POST"])
+def second_factor():
+    pending = session.get(CHALLENGE)
+    if not pending:
+        return redirect(url_for("web.sign_in"))
+    if request.method == "GET":
+        return render_template("web/second_factor.html", username=pending["username"])
+    code = request.form.get("code", "").replace(" ", "")
+    kind = request.form.get("kind", "totp")
+    factor = {"recovery_code": code} if kind == "recovery" else {"totp_code": code}
+    result, problem = attempt(lambda: services().auth.complete_login(pending["token"], **factor))
+    if problem is not None or result is None:
+        return render_template("web/second_factor.html", username=pending["username"], problem=problem,
+                               kind=kind), status_of(problem)
+    S.sign_in(result)
+    return redirect(pending.get("next") or url_for(S.home_endpoint(result.user.role)))
+
+
+@bp.post("/sign-out")
+def sign_out():
+    S.sign_out(everywhere=request.form.get("everywhere") == "1")
+    return redirect(url_for("web.signed_out"))
+
+
+@bp.get("/signed-out")
+def signed_out():
+    return render_template("web/signed_out.html")

@@ -1,0 +1,176 @@
+"""A patient's pages: my record by section (and its FHIR download), my preferences (step 2) with
+their history, a share code for my doctor (step 3), who saw what and who was refused, the live
+grants on my record with revoke."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+
+import qrcode
+import qrcode.image.svg
+from flask import Blueprint, Response, render_template, request
+from markupsafe import Markup
+
+from .. import flow
+from .. import ledger as L
+from .. import problems as P
+from .. import vocab as V
+from ..api.common import preference_arg
+from ..security import services
+from .common import attempt, form_list, record_tables, status_of
+from .session import actor
+
+bp = Blueprint("web_patient", __name__, url_prefix="/patient")
+TRAIL_KINDS = {"access": "Who saw my record", "decision": "Every request, granted or refused",
+               "break-glass": "Emergency (break-glass) accesses", "revocation": "Revocations"}
+
+
+def bookmark_arg() -> str:
+    try:
+        return L.decode_bookmark(request.args.get("bookmark", ""))
+    except ValueError:
+        return ""
+
+
+@bp.get("/")
+def home():
+    a = actor()
+    recent, problem = attempt(lambda: flow.patient_trail(services(), a, a.user_id, "access", page_size=5))
+    bg, _ = attempt(lambda: flow.patient_trail(services(), a, a.user_id, "break-glass", page_size=5))
+    return render_template("web_patient/home.html", recent=recent, break_glass=bg, problem=problem)
+
+
+@bp.get("/record")
+def record():
+    a = actor()
+    data, problem = attempt(lambda: flow.own_record(services(), a, list(V.SECTIONS)))
+    return render_template("web_patient/record.html", data=data, problem=problem, tables=record_tables(data))
+
+
+@bp.get("/record.fhir.json")
+def record_fhir():
+    a = actor()
+    data = flow.own_record(services(), a, list(V.SECTIONS), "fhir")
+    return Response(json.dumps(data["record"], indent=1), mimetype="application/fhir+json",
+                    headers={"Content-Disposition": 'attachment; filename="my-record.fhir.json"'})
+
+
+# ----------------------------------------------------------------------------- preferences (step 2)
+
+
+def _preferences_page(problem=None, done=None, status: int = 200):
+    a = actor()
+    svc = services()
+    prefs, p1 = attempt(lambda: L.evaluate(a.contract(svc, "PreferenceContract"), "ListPreferences", a.user_id))
+    history, p2 = attempt(lambda: L.evaluate(a.contract(svc, "PreferenceContract"), "PreferenceHistory", a.user_id,
+                                             50, ""))
+    return render_template("web_patient/preferences.html", prefs=(prefs or {}).get("rules", {}),
+                           history=list(reversed((history or {}).get("records", []))), problem=problem or p1 or p2,
+                           done=done, hospitals=svc.hospitals), status
+
+
+def _date(name: str) -> dt.datetime | None:
+    raw = request.form.get(name, "").strip()
+    if not raw:
+        return None
+    return dt.datetime.fromisoformat(raw).replace(tzinfo=dt.UTC)
+
+
+@bp.get("/preferences")
+def preferences():
+    return _preferences_page()
+
+
+@bp.post("/preferences")
+def add_preference():
+    a = actor()
+    kind = request.form.get("grantee_kind", "anyone")
+    grantee = {"kind": kind}
+    if kind != "anyone":
+        grantee["id"] = request.form.get(f"grantee_{kind}", "").strip()
+
+    def build() -> dict:
+        if kind == "user":  # a person is named by their username; the chain knows their pseudonymous id
+            user = services().auth.find_user(grantee["id"])
+            if user is None:
+                raise P.Problem(P.NOT_FOUND, f"nobody is called {grantee['id']!r} on this network")
+            grantee["id"] = user.user_id
+        return preference_arg({"effect": request.form.get("effect", "deny"), "grantee": grantee,
+                               "sections": form_list("sections"), "purposes": form_list("purposes"),
+                               "valid_from": _date("valid_from"), "valid_until": _date("valid_until")})
+
+    pref, problem = attempt(build)
+    if problem is None:
+        tx, problem = attempt(lambda: flow.add_preference(services(), a, pref))
+    if problem is not None:
+        return _preferences_page(problem, status=status_of(problem))
+    revoked = tx.result.get("revoked_grants") or []
+    done = (f"Saved. Recorded on the ledger in transaction {tx.transaction_id[:16]}…"
+            + (f" {len(revoked)} grant(s) it no longer allows were revoked at once." if revoked else ""))
+    return _preferences_page(done=done)
+
+
+@bp.post("/preferences/<pref_id>/withdraw")
+def withdraw_preference(pref_id: str):
+    tx, problem = attempt(lambda: flow.withdraw_preference(services(), actor(), pref_id))
+    if problem is not None:
+        return _preferences_page(problem, status=status_of(problem))
+    return _preferences_page(done=f"Withdrawn. Recorded on the ledger in transaction {tx.transaction_id[:16]}…")
+
+
+# ----------------------------------------------------------------------------- share code (step 3)
+
+
+@bp.get("/share")
+def share():
+    return render_template("web_patient/share.html", code=None)
+
+
+@bp.post("/share")
+def new_share_code():
+    a = actor()
+    minutes = request.form.get("minutes", "15")
+    ttl = 60 * (int(minutes) if minutes.isdigit() and 1 <= int(minutes) <= 60 else 15)
+    code, problem = attempt(lambda: services().store.create_share_code(a.user_id, a.hospital, ttl))
+    qr = None
+    if code is not None:
+        img = qrcode.make(code.code, image_factory=qrcode.image.svg.SvgPathImage, box_size=10, border=2)
+        buf = io.BytesIO()
+        img.save(buf)
+        svg = buf.getvalue().decode()
+        qr = Markup(svg[svg.index("<svg"):].replace("<svg", '<svg role="img" aria-label="QR code of the share code"', 1))
+    return render_template("web_patient/share.html", code=code, qr=qr, problem=problem)
+
+
+# ----------------------------------------------------------------------------- the trail, grants
+
+
+@bp.get("/access-log")
+def access_log():
+    a = actor()
+    kind = request.args.get("kind", "access")
+    kind = kind if kind in TRAIL_KINDS else "access"
+    page, problem = attempt(lambda: flow.patient_trail(services(), a, a.user_id, kind, 25, bookmark_arg()))
+    return render_template("web_patient/access_log.html", page=page, kind=kind, kinds=TRAIL_KINDS, problem=problem)
+
+
+def _grants_page(problem=None, done=None, status: int = 200):
+    a = actor()
+    page, p = attempt(lambda: flow.patient_trail(services(), a, a.user_id, "grant", 100))
+    grants = [r["record"] for r in (page or {}).get("records", []) if r.get("record", {}).get("live")]
+    return render_template("web_patient/grants.html", grants=grants, problem=problem or p, done=done), status
+
+
+@bp.get("/grants")
+def grants():
+    return _grants_page()
+
+
+@bp.post("/grants/<grant_id>/revoke")
+def revoke(grant_id: str):
+    tx, problem = attempt(lambda: flow.revoke_grant(services(), actor(), grant_id, "patient-request"))
+    if problem is not None:
+        return _grants_page(problem, status=status_of(problem))
+    return _grants_page(done="Revoked: the tokens of this grant stopped working at once.")
