@@ -21,8 +21,8 @@ from fabric_protos.common import common_pb2
 from . import protocol as P
 from .config import NetworkConfig
 from .identity import IdentityError
+from .node.genesis import msps_from_genesis
 from .node.membership import Membership
-from .node.orderer import msps_from_genesis
 from .node.peer import BlockValidator, compute_commit_hash
 from .node.store import OrdererStore, PeerStore, VersionedState
 from .policy import parse_policy

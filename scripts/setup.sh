@@ -13,6 +13,8 @@ need=()
 command -v minizinc >/dev/null 2>&1 || need+=(minizinc)
 # chromium: the web pages' browser tests (Playwright drives it through executable_path)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# Node.js + npm: the official Fabric Gateway client of the interop tests (tests/interop)
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 if ! command -v python3 >/dev/null 2>&1; then
   need+=(python3 python3-venv python3-dev gcc)
 elif [ -z "${PYTHON:-}" ] && ! python3 -c "import ensurepip, venv" >/dev/null 2>&1; then
@@ -46,5 +48,14 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   fi
   pip_install -e ".[dev,bench]"
   echo "$want" > "$stamp"
+fi
+
+# --- the official Node Gateway client (@hyperledger/fabric-gateway) for tests/interop ------------
+node_dir=tests/interop/node
+node_want=$(sha256sum "$node_dir/package-lock.json" | cut -c1-16)
+if [ "$(cat "$node_dir/node_modules/.serums-installed" 2>/dev/null || true)" != "$node_want" ]; then
+  log "installing the Node Gateway client into $node_dir (npm ci)"
+  (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$node_want" > "$node_dir/node_modules/.serums-installed"
 fi
 log "ready: $(.venv/bin/serums --version 2>/dev/null || echo 'serums installed')"

@@ -19,12 +19,27 @@ from fabric_protos.common import common_pb2
 from .. import protocol as P
 from ..config import NetworkConfig
 from ..policy import parse_policy
+from .genesis import channel_config, msps_from_genesis, tls_roots_from_genesis
 from .membership import Membership
-from .orderer import Orderer, msps_from_genesis
+from .orderer import Orderer
 from .peer import DeployedChaincode, Peer, load_chaincode
 from .store import OrdererStore, PeerStore
 
 log = logging.getLogger(__name__)
+
+
+def genesis_config(cfg: NetworkConfig):
+    """The channel configuration of a new embedded network: its MSPs with their TLS CAs, the node
+    as the Raft consenter and orderer endpoint, the configured block cutting."""
+    from cryptography import x509
+
+    from ..identity import MSP
+    from .tls import node_tls, tls_cas
+
+    msps = {msp_id: MSP(msp_id, certs) for msp_id, certs in cfg.root_certs().items()}
+    tls_roots: dict[str, list[x509.Certificate]] = {m: [ca.certificate] for m, ca in tls_cas(cfg).items()}
+    return channel_config(msps, cfg.orderer.msp_id, endpoint=cfg.endpoint, batch=cfg.batch, tls_roots=tls_roots,
+                          consenter_tls_cert=node_tls(cfg).cert)
 
 
 class EmbeddedNode:
@@ -47,14 +62,12 @@ class EmbeddedNode:
         )
 
         if self.orderer.height == 0:
-            from ..identity import MSP
-
-            msps = {msp_id: MSP(msp_id, certs) for msp_id, certs in cfg.root_certs().items()}
-            genesis = self.orderer.create_genesis(msps, cfg.orderer.msp_id)
-        else:
-            genesis = P.parse_block(self.orderer_store.block(0) or b"")
-            msps, _ = msps_from_genesis(genesis)
+            self.orderer.create_genesis(genesis_config(cfg))
+        genesis = P.parse_block(self.orderer_store.block(0) or b"")
+        msps, _ = msps_from_genesis(genesis)
         self.membership = Membership(msps)
+        #: the TLS root certificates of the channel's organisations (clients' CAs for mutual TLS)
+        self.tls_client_roots = tls_roots_from_genesis(genesis)
 
         hospital_msps = [h.msp_id for h in cfg.hospitals]
         self.chaincodes: dict[str, DeployedChaincode] = {}

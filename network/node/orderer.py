@@ -1,4 +1,4 @@
-"""The ordering service of the embedded node, and the channel's genesis (config) block.
+"""The ordering service of the embedded node (the genesis configuration is made in :mod:`.genesis`).
 
 Transactions arrive through :meth:`Orderer.broadcast` (after the gateway checked the creator's
 signature); the orderer cuts a block when it holds ``max_message_count`` transactions,
@@ -16,69 +16,15 @@ import threading
 import time
 from collections.abc import Callable
 
-from cryptography.hazmat.primitives import serialization
 from fabric_protos.common import common_pb2, configtx_pb2
-from fabric_protos.msp import msp_config_pb2
 
 from .. import protocol as P
 from ..config import BatchConfig
-from ..identity import MSP, Identity, Signer
+from ..identity import Identity, Signer
+from .genesis import genesis_envelope
 from .store import OrdererStore
 
 log = logging.getLogger(__name__)
-
-
-# --------------------------------------------------------------------------- genesis
-
-
-def genesis_envelope(channel: str, msps: dict[str, MSP], orderer: Identity, signer: Signer, orderer_msp: str) -> bytes:
-    """A CONFIG envelope describing the channel: application orgs and the orderer org, each with its
-    MSP (root certificates), as Fabric's channel configuration does."""
-    root = configtx_pb2.ConfigGroup(mod_policy="Admins")
-    app = root.groups["Application"]
-    ordg = root.groups["Orderer"]
-    for msp_id, msp in msps.items():
-        group = ordg.groups[msp_id] if msp_id == orderer_msp else app.groups[msp_id]
-        fmsp = msp_config_pb2.FabricMSPConfig(
-            name=msp_id,
-            root_certs=[c.public_bytes(serialization.Encoding.PEM) for c in msp.root_certs],
-        )
-        group.values["MSP"].value = msp_config_pb2.MSPConfig(type=0, config=fmsp.SerializeToString()).SerializeToString()
-        group.values["MSP"].mod_policy = "Admins"
-    cfg = configtx_pb2.ConfigEnvelope(config=configtx_pb2.Config(sequence=0, channel_group=root))
-    nonce = P.new_nonce()
-    creator = orderer.serialize()
-    ch = common_pb2.ChannelHeader(type=P.CONFIG, channel_id=channel, tx_id=P.compute_txid(nonce, creator))
-    ch.timestamp.CopyFrom(P.timestamp_now())
-    sh = common_pb2.SignatureHeader(creator=creator, nonce=nonce)
-    payload = common_pb2.Payload(
-        header=common_pb2.Header(channel_header=ch.SerializeToString(), signature_header=sh.SerializeToString()),
-        data=cfg.SerializeToString(),
-    ).SerializeToString()
-    return common_pb2.Envelope(payload=payload, signature=signer.sign(payload)).SerializeToString()
-
-
-def msps_from_genesis(block: common_pb2.Block) -> tuple[dict[str, MSP], str]:
-    """The channel's MSPs (and the orderer org's MSP id) as written in its genesis block."""
-    from cryptography import x509
-
-    env, payload, ch = P.parse_envelope_header(block.data.data[0])
-    if ch.type != P.CONFIG:
-        raise P.ProtocolError("block 0 is not a configuration block")
-    cfg = configtx_pb2.ConfigEnvelope()
-    cfg.ParseFromString(payload.data)
-    out: dict[str, MSP] = {}
-    orderer_msp = ""
-    for section in ("Application", "Orderer"):
-        for msp_id, group in cfg.config.channel_group.groups[section].groups.items():
-            mc = msp_config_pb2.MSPConfig()
-            mc.ParseFromString(group.values["MSP"].value)
-            fm = msp_config_pb2.FabricMSPConfig()
-            fm.ParseFromString(mc.config)
-            out[msp_id] = MSP(msp_id, [x509.load_pem_x509_certificate(c) for c in fm.root_certs])
-            if section == "Orderer":
-                orderer_msp = msp_id
-    return out, orderer_msp
 
 
 # --------------------------------------------------------------------------- orderer
@@ -118,11 +64,11 @@ class Orderer:
     def height(self) -> int:
         return self._height
 
-    def create_genesis(self, msps: dict[str, MSP], orderer_msp: str) -> common_pb2.Block:
+    def create_genesis(self, config: configtx_pb2.Config) -> common_pb2.Block:
+        """Cut block 0: the channel's configuration (see :mod:`.genesis`)."""
         if self._height:
             raise OrdererError("the channel already has a genesis block")
-        env = genesis_envelope(self.channel, msps, self.identity, self.signer, orderer_msp)
-        return self._cut([env])
+        return self._cut([genesis_envelope(self.channel, config, self.identity, self.signer)])
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="orderer", daemon=True)

@@ -1,0 +1,71 @@
+"""TLS for the embedded node, from the network's TLS CAs (one per organisation, as Fabric has)::
+
+    orgs/<org>/tlsca/                   the organisation's TLS CA (ca.pem, ca.key 0600)
+    orgs/<orderer org>/node/tls/        the node's server certificate: server.crt, server.key, ca.crt
+    orgs/<org>/users/<user>/tls/        a user's client certificate for mutual TLS (same file names)
+
+The node's certificate is issued by the ordering organisation's TLS CA for localhost and 127.0.0.1
+(the node serves loopback); it is also the Raft consenter certificate in the channel configuration.
+With mutual TLS the node accepts client certificates of every organisation's TLS CA, as a Fabric
+peer accepts those of its channels' MSPs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import NetworkConfig
+from ..fabric.crypto import load_or_create_tlsca, write_tls
+from ..identity import CertificateAuthority
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """A TLS key pair and the root certificate of the CA that issued it."""
+
+    directory: Path
+
+    @property
+    def cert(self) -> bytes:
+        return (self.directory / "server.crt").read_bytes()
+
+    @property
+    def key(self) -> bytes:
+        return (self.directory / "server.key").read_bytes()
+
+    @property
+    def ca(self) -> bytes:
+        return (self.directory / "ca.crt").read_bytes()
+
+
+def tls_cas(cfg: NetworkConfig) -> dict[str, CertificateAuthority]:
+    """Every organisation's TLS CA by MSP id (made on first use)."""
+    return {o.msp_id: load_or_create_tlsca(cfg.org_dir(o.name) / "tlsca", o.msp_id, o.name)
+            for o in [*cfg.hospitals, cfg.orderer]}
+
+
+def _issued(directory: Path, ca: CertificateAuthority, common_name: str, role: str) -> TLSFiles:
+    if not (directory / "server.key").exists():
+        write_tls(directory, ca, common_name, role)
+    return TLSFiles(directory)
+
+
+def node_tls(cfg: NetworkConfig) -> TLSFiles:
+    """The node's TLS server certificate (made on first use)."""
+    ca = tls_cas(cfg)[cfg.orderer.msp_id]
+    return _issued(cfg.org_dir(cfg.orderer.name) / "node" / "tls", ca, f"node.{cfg.orderer.name}", "orderer")
+
+
+def client_tls(cfg: NetworkConfig, org: str, user: str = "admin") -> TLSFiles:
+    """A user's TLS client certificate from their organisation's TLS CA (made on first use)."""
+    o = cfg.org(org)
+    ca = tls_cas(cfg)[o.msp_id]
+    return _issued(cfg.user_dir(o.name, user) / "tls", ca, f"{user}.{o.name}", "client")
+
+
+def client_root_certs(cfg: NetworkConfig) -> bytes:
+    """The TLS CAs whose client certificates the node accepts (PEM bundle)."""
+    from cryptography.hazmat.primitives import serialization
+
+    return b"".join(ca.certificate.public_bytes(serialization.Encoding.PEM) for ca in tls_cas(cfg).values())

@@ -1,0 +1,94 @@
+"""Interoperability: the official Node Gateway client (``@hyperledger/fabric-gateway`` from npm,
+installed into tests/interop/node by scripts/setup.sh) drives the embedded node and every answer
+must be the one Fabric's own gateway gives (tests/interop/node/interop.js holds the checks)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from network.node import EmbeddedNode
+from tests.network.conftest import make_network
+
+pytestmark = [pytest.mark.interop, pytest.mark.timeout(300)]
+
+NODE_DIR = Path(__file__).parent / "node"
+SCRIPT = NODE_DIR / "interop.js"
+
+# every check the script makes; a check that silently stopped running fails this test too
+EXPECTED_CHECKS = {
+    "evaluate", "submit", "submitAsync", "offline signing", "transient data",
+    "chaincode events with in-memory checkpointer",
+    "chaincode events resume after a transaction in an earlier block",
+    "chaincode events with file checkpointer", "block events", "genesis block is a complete channel configuration",
+    "filtered block events", "private data block events", "MVCC conflict is a CommitError",
+    "error: chaincode refusal on evaluate is UNKNOWN with the chaincode message",
+    "error: chaincode refusal on submit is EndorseError ABORTED with details",
+    "error: unknown chaincode is FAILED_PRECONDITION", "error: unknown channel is UNAVAILABLE",
+    "error: unknown channel chaincode events are PERMISSION_DENIED",
+    "error: unknown channel block events end with status NOT_FOUND",
+    "error: events of an unknown chaincode open and yield nothing",
+    'error: bad signature on evaluate is FAILED_PRECONDITION "access denied"',
+    'error: bad signature on endorse is ABORTED with "access denied" details',
+    "error: bad signature on submit is ABORTED status=FORBIDDEN",
+    "error: bad signature on chaincode events is PERMISSION_DENIED",
+    "error: bad signature on block events ends with status FORBIDDEN",
+}
+
+
+def _node_client_available() -> str | None:
+    """Why the Node client cannot run here, or None."""
+    if shutil.which("node") is None:
+        return "node (Node.js ≥ 20) is not installed"
+    if not (NODE_DIR / "node_modules" / "@hyperledger" / "fabric-gateway").is_dir():
+        return "the Node client is not installed: run scripts/setup.sh (npm ci in tests/interop/node)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def node_client():
+    why = _node_client_available()
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(f"interop tests must run in CI: {why}")
+        pytest.skip(why)
+
+
+def run_interop(cfg, address: str, org: str = "lothian", **extra) -> dict:
+    user = cfg.user_dir(org, "admin")
+    args = {
+        "address": address, "channel": cfg.channel, "chaincode": "assets", "contract": "AssetContract",
+        "mspId": cfg.org(org).msp_id, "certPath": str(user / "cert.pem"), "keyPath": str(user / "key.pem"), **extra,
+    }
+    proc = subprocess.run(["node", str(SCRIPT), json.dumps(args)], cwd=NODE_DIR, capture_output=True, text=True,
+                          timeout=240)
+    assert proc.stdout.strip(), f"no output from interop.js (exit {proc.returncode}): {proc.stderr[-2000:]}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _failures(report: dict) -> dict:
+    return {name: r["detail"] for name, r in report["checks"].items() if not r["ok"]}
+
+
+def test_official_node_client_against_the_embedded_node(node_client, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    cfg = make_network(tmp_path / "net")
+    node = EmbeddedNode(cfg)
+    address = node.start("127.0.0.1:0")
+    try:
+        report = run_interop(cfg, address)
+    finally:
+        node.stop()
+    assert "fatal" not in report, report.get("fatal")
+    assert set(report["checks"]) == EXPECTED_CHECKS, set(report["checks"]) ^ EXPECTED_CHECKS
+    assert _failures(report) == {}
+    assert report["checks"]["block events"]["detail"]["ordererMsps"] == ["OrdererMSP"]
+    # refusals are logged as warnings with their reason; closed streams log nothing at error level
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert "does not verify" in caplog.text
