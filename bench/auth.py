@@ -77,6 +77,7 @@ def images_for(i: int) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="reduced run (< 1 minute)")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: proves the benchmark runs (CI); figures meaningless")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--users", type=int)
     ap.add_argument("--rounds", type=int)
@@ -84,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iterations", type=int, default=Argon2Params().iterations)
     ap.add_argument("--parallelism", type=int, default=Argon2Params().parallelism)
     args = ap.parse_args(argv)
-    users = args.users or (8 if args.quick else 16)
-    rounds = args.rounds or (4 if args.quick else 20)
+    args.quick = args.quick or args.smoke
+    users = args.users or (2 if args.smoke else 8 if args.quick else 16)
+    rounds = args.rounds or (1 if args.smoke else 4 if args.quick else 20)
     params = Argon2Params(memory_kib=args.memory_kib, iterations=args.iterations, parallelism=args.parallelism)
     if not params.meets_owasp():
         log(f"warning: {params.describe()} is below OWASP's recommendation")

@@ -252,10 +252,14 @@ def measure_request_access(data: Path, address: str, clients: int, seconds: floa
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="short runs (under a minute in all)")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: proves the benchmark runs (CI); figures meaningless")
     ap.add_argument("--seconds", type=float, help="seconds per measurement")
     ap.add_argument("--patients", type=int, default=1000, help="patients (default 1000)")
     args = ap.parse_args()
-    seconds = args.seconds or (3.0 if args.quick else 12.0)
+    args.quick = args.quick or args.smoke
+    seconds = args.seconds or (0.5 if args.smoke else 3.0 if args.quick else 12.0)
+    if args.smoke:
+        args.patients = min(args.patients, 120)
 
     with tempfile.TemporaryDirectory(prefix="serums-bench-cc-") as tmp:
         data = Path(tmp)

@@ -88,10 +88,12 @@ def realism(name: str, real, rounds: int, repeats: int) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: proves the benchmark runs (CI); figures meaningless")
     args = ap.parse_args()
+    args.quick = args.quick or args.smoke
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")
-    total = 60_000 if args.quick else 1_000_000
+    total = 3_000 if args.smoke else 60_000 if args.quick else 1_000_000
     out: dict = {"quick": args.quick}
     w1 = throughput(total, 1)
     w2 = throughput(total, 2)
@@ -100,15 +102,17 @@ def main() -> int:
     out["seconds_1m_rows"] = round(w2["seconds"] * 1_000_000 / w2["rows"], 2)
     out["rule_validity"] = min(w1["validity"], w2["validity"])
     out["rows_total"] = w2["rows"]
-    out["sdv_rows_per_s"] = round(sdv_throughput(w2["frame"], 20_000 if args.quick else len(w2["frame"])), 1)
+    sdv_rows = 500 if args.smoke else 20_000 if args.quick else len(w2["frame"])
+    out["sdv_rows_per_s"] = round(sdv_throughput(w2["frame"], sdv_rows), 1)
     from lifelines.datasets import load_gbsg2
     from sklearn.datasets import load_breast_cancer
 
     rounds, repeats = (1, 1) if args.quick else (6, 2)
-    out.update(realism("gbsg2", load_gbsg2(), rounds, repeats))
+    gbsg2 = load_gbsg2()
+    out.update(realism("gbsg2", gbsg2.iloc[:250] if args.smoke else gbsg2, rounds, repeats))
     bc = load_breast_cancer(as_frame=True).frame
     if args.quick:
-        bc = bc.iloc[:, [0, 1, 2, 3, 4, 20, 22, 30]]
+        bc = bc.iloc[:250 if args.smoke else None, [0, 1, 2, 3, 4, 20, 22, 30]]
     out.update(realism("breast_cancer", bc, rounds, repeats))
     out["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     print(json.dumps(out))

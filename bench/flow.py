@@ -58,9 +58,11 @@ def start_stack(data: Path, patients: int, workers: int, threads: int) -> tuple[
 
 def enrol_doctors(data: Path, n: int) -> list[dict]:
     """N specialists of Lothian, each treating three patients of their own."""
-    from gateway.services import GatewaySettings, Services
+    from gateway.services import Services
+    from serums.config import Settings
 
-    services = Services.open(GatewaySettings(data_dir=data))
+    settings = Settings.from_env({**os.environ, "SERUMS_DATA_DIR": str(data)})  # node address: node.json
+    services = Services.open(settings.gateway_settings(), auth_config=settings.auth_config())
     try:
         refs = services.vault("lothian").patients()
         admin_identity, admin_signer = services.hospital_admin("lothian")
@@ -181,11 +183,13 @@ def measure(url: str, doctors: list[dict], seconds: float, stack_pid: int | None
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="short runs (about a minute in all)")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: proves the benchmark runs (CI); figures meaningless")
     ap.add_argument("--seconds", type=float, help="seconds per measurement")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=8)
     args = ap.parse_args()
-    seconds = args.seconds or (5.0 if args.quick else 20.0)
+    args.quick = args.quick or args.smoke
+    seconds = args.seconds or (1.0 if args.smoke else 5.0 if args.quick else 20.0)
     levels = (1, 16) if args.quick else (1, 16, 64)
     with tempfile.TemporaryDirectory(prefix="serums-bench-flow-") as tmp:
         data = Path(tmp)

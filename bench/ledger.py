@@ -25,8 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import proctime  # noqa: E402  (bench/, beside this script)
-
+from bench import proctime  # noqa: E402  (also when imported as bench.ledger, by bench/chaincode.py)
 from network import ChaincodeDefinition, NetworkConfig, init_network  # noqa: E402
 from network.client import GatewayError, connect  # noqa: E402
 from serums.supervisor import free_port, start_node_process  # noqa: E402
@@ -171,10 +170,12 @@ def transport_ceiling(clients: int, seconds: float) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="short runs (under a minute in all)")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: proves the benchmark runs (CI); figures meaningless")
     ap.add_argument("--seconds", type=float, help="seconds per measurement")
     ap.add_argument("--batch-timeout-ms", type=float, default=None, help="orderer batch timeout (default: config)")
     args = ap.parse_args()
-    seconds = args.seconds or (4.0 if args.quick else 15.0)
+    args.quick = args.quick or args.smoke
+    seconds = args.seconds or (0.5 if args.smoke else 4.0 if args.quick else 15.0)
 
     with tempfile.TemporaryDirectory(prefix="serums-bench-") as tmp:
         data = Path(tmp)

@@ -266,12 +266,14 @@ def _pct(values: list[float], q: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="reduced run, under a minute")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: proves the benchmark runs (CI); figures meaningless")
     ap.add_argument("--patients", type=int, help="patients to generate (default 1000 quick, 8000 full)")
     ap.add_argument("--reads", type=int, help="token-checked reads to time (default 300 quick, 2000 full)")
     args = ap.parse_args(argv)
-    patients = args.patients or (1000 if args.quick else 8000)
-    reads = args.reads or (300 if args.quick else 2000)
-    repeats = 2 if args.quick else 3
+    args.quick = args.quick or args.smoke
+    patients = args.patients or (40 if args.smoke else 1000 if args.quick else 8000)
+    reads = args.reads or (20 if args.smoke else 300 if args.quick else 2000)
+    repeats = 1 if args.smoke else 2 if args.quick else 3
     data = generate(patients)
     rows = sum(map(len, data.values()))
     result: dict[str, object] = {}
