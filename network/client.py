@@ -247,6 +247,8 @@ def connect(
     endpoint: str | grpc.Channel,
     *,
     tls_root_certs: bytes | None = None,
+    tls_client_cert: bytes | None = None,
+    tls_client_key: bytes | None = None,
     server_name_override: str | None = None,
     evaluate_timeout: float = 30.0,
     endorse_timeout: float = 30.0,
@@ -254,7 +256,15 @@ def connect(
     commit_status_timeout: float = 60.0,
 ) -> Gateway:
     """Connect to a gateway peer. ``signer`` signs SHA-256 digests (a :class:`network.Signer` is
-    one); pass None for offline signing. ``endpoint`` is ``host:port`` or an existing channel."""
+    one); pass None for offline signing. ``endpoint`` is ``host:port`` or an existing channel.
+
+    ``tls_root_certs`` (PEM) connects over TLS, trusting those CAs; ``tls_client_cert`` and
+    ``tls_client_key`` (PEM, from the organisation's TLS CA) add the client certificate that a peer
+    requiring mutual TLS asks for."""
+    if (tls_client_cert is None) != (tls_client_key is None):
+        raise ValueError("mutual TLS needs both tls_client_cert and tls_client_key")
+    if tls_client_cert is not None and tls_root_certs is None:
+        raise ValueError("a TLS client certificate needs tls_root_certs (the server's TLS CA)")
     if isinstance(endpoint, str):
         options = [
             ("grpc.max_receive_message_length", 100 * 1024 * 1024),
@@ -263,7 +273,9 @@ def connect(
         if server_name_override:
             options.append(("grpc.ssl_target_name_override", server_name_override))
         if tls_root_certs is not None:
-            channel = grpc.secure_channel(endpoint, grpc.ssl_channel_credentials(tls_root_certs), options=options)
+            creds = grpc.ssl_channel_credentials(tls_root_certs, private_key=tls_client_key,
+                                                 certificate_chain=tls_client_cert)
+            channel = grpc.secure_channel(endpoint, creds, options=options)
         else:
             channel = grpc.insecure_channel(endpoint, options=options)
         owns = True

@@ -83,6 +83,7 @@ class EmbeddedNode:
             self.peers[h.msp_id] = Peer(h.msp_id, ident, signer, store, cfg.channel, self.chaincodes, self.membership)
 
         self._server = None
+        self.tls = False
         self._committer: threading.Thread | None = None
         self._stopping = threading.Event()
         self.catch_up()
@@ -126,20 +127,36 @@ class EmbeddedNode:
             self._commit_queue.task_done()
             self.orderer.kick()
 
-    def start(self, address: str | None = None) -> str:
+    def start(self, address: str | None = None, *, tls: bool = False, mutual_tls: bool = False) -> str:
         """Start ordering and committing, and serve gRPC on ``address`` (default: the configured
-        endpoint; port 0 picks a free one). Returns the address actually bound."""
-        from .service import GrpcServer
+        endpoint; port 0 picks a free one). Returns the address actually bound.
 
+        ``tls`` serves TLS with the node's certificate from the network's TLS CA (see :mod:`.tls`);
+        ``mutual_tls`` (implies ``tls``) also requires a client certificate from the TLS CA of one
+        of the channel's organisations."""
+        import grpc
+
+        from .service import GrpcServer
+        from .tls import node_tls
+
+        credentials = None
+        if tls or mutual_tls:
+            files = node_tls(self.cfg)
+            credentials = grpc.ssl_server_credentials(
+                [(files.key, files.cert)], root_certificates=b"".join(self.tls_client_roots) or None,
+                require_client_auth=mutual_tls,
+            )
+        self.tls = credentials is not None
         self._committer = threading.Thread(target=self._commit_loop, name="committer", daemon=True)
         self._committer.start()
         self.orderer.start()
         address = address or self.cfg.endpoint
-        self._server = GrpcServer(self, address)
+        self._server = GrpcServer(self, address, credentials)
         port = self._server.start()
         host = address.rsplit(":", 1)[0]
         self.address = f"{host}:{port}"
-        log.info("embedded node serving channel %s on %s (%d peers)", self.channel, self.address, len(self.peers))
+        log.info("embedded node serving channel %s on %s (%d peers%s)", self.channel, self.address, len(self.peers),
+                 ", mutual TLS" if mutual_tls else ", TLS" if self.tls else "")
         return self.address
 
     def stop(self, grace: float = 1.0) -> None:

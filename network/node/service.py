@@ -454,9 +454,10 @@ def _parsing(kind: str, req_type, fn):
 class GrpcServer:
     """The aio gRPC server on its own event loop thread."""
 
-    def __init__(self, node: EmbeddedNode, address: str):
+    def __init__(self, node: EmbeddedNode, address: str, credentials: grpc.ServerCredentials | None = None):
         self.node = node
         self.address = address
+        self.credentials = credentials  # TLS (and mutual TLS) when set
         self.port = 0
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name="grpc-aio", daemon=True)

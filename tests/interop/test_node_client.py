@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from network.node import EmbeddedNode
+from network.node.tls import client_tls, node_tls
 from tests.network.conftest import make_network
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(300)]
@@ -76,13 +77,21 @@ def _failures(report: dict) -> dict:
     return {name: r["detail"] for name, r in report["checks"].items() if not r["ok"]}
 
 
-def test_official_node_client_against_the_embedded_node(node_client, tmp_path, caplog):
+@pytest.mark.parametrize("transport", ["plaintext", "mutual TLS"])
+def test_official_node_client_against_the_embedded_node(node_client, tmp_path, caplog, transport):
     caplog.set_level(logging.INFO)
     cfg = make_network(tmp_path / "net")
     node = EmbeddedNode(cfg)
-    address = node.start("127.0.0.1:0")
+    mutual = transport == "mutual TLS"
+    address = node.start("127.0.0.1:0", mutual_tls=mutual)
+    tls = {}
+    if mutual:
+        server, client = node_tls(cfg), client_tls(cfg, "lothian")
+        tls = {"tlsRootCertPath": str(server.directory / "ca.crt"),
+               "tlsClientCertPath": str(client.directory / "server.crt"),
+               "tlsClientKeyPath": str(client.directory / "server.key")}
     try:
-        report = run_interop(cfg, address)
+        report = run_interop(cfg, address, **tls)
     finally:
         node.stop()
     assert "fatal" not in report, report.get("fatal")
