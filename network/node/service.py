@@ -492,7 +492,10 @@ class GrpcServer:
         ])
         server.add_generic_rpc_handlers(self._handlers())
         try:
-            self.port = server.add_insecure_port(self.address)
+            if self.credentials is not None:
+                self.port = server.add_secure_port(self.address, self.credentials)
+            else:
+                self.port = server.add_insecure_port(self.address)
         except RuntimeError:  # grpc's "Failed to bind": address in use or not ours
             self.port = 0
         if self.port == 0:
