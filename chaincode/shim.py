@@ -233,7 +233,7 @@ class ShimStub(ChaincodeStub):
 
     def get_history_for_key(self, key: str) -> Iterator[KeyModification]:
         results, _ = self._query(MSG.GET_HISTORY_FOR_KEY, chaincode_shim_pb2.GetHistoryForKey(key=key))
-        for raw in results:
+        for raw in reversed(results):  # Fabric answers newest first; the stub promises oldest first
             km = kv_query_result_pb2.KeyModification.FromString(raw)
             ts = _dt.datetime.fromtimestamp(km.timestamp.seconds, tz=_dt.UTC) + _dt.timedelta(
                 microseconds=km.timestamp.nanos // 1000

@@ -89,8 +89,10 @@ def _set(doc: dict, path: str, value) -> None:
     doc[keys[-1]] = value
 
 
-def core_yaml(sample: Path, org: str, msp_id: str, node_dir: Path, ports: dict, builder: Path) -> dict:
-    """A peer's core.yaml: Fabric's sample with this peer's addresses, TLS, MSP and the ccaas builder."""
+def core_yaml(sample: Path, org: str, msp_id: str, node_dir: Path, ports: dict, builder: Path,
+              time_window_s: float = 900.0) -> dict:
+    """A peer's core.yaml: Fabric's sample with this peer's addresses, TLS, MSP and the ccaas builder;
+    proposals dated further than ``time_window_s`` from the peer's clock are refused."""
     doc = yaml.safe_load(sample.read_text())
     addr = f"127.0.0.1:{ports['listen']}"
     tls = node_dir / "tls"
@@ -120,6 +122,7 @@ def core_yaml(sample: Path, org: str, msp_id: str, node_dir: Path, ports: dict, 
         "ledger.snapshots.rootDir": str(node_dir / "data" / "snapshots"),
         "operations.listenAddress": f"127.0.0.1:{ports['operations']}",
         "metrics.provider": "disabled",
+        "peer.authentication.timewindow": f"{int(time_window_s)}s",
     }.items():
         _set(doc, path, value)
     return doc

@@ -128,6 +128,7 @@ class FabricNetwork:
         policy: str | None = None,
         batch_timeout_ms: float | None = None,
         chaincode_command: Callable[[dict], list[str]] | None = None,
+        proposal_time_window_s: float = 900.0,
     ):
         self.cfg = cfg
         self.root = cfg.root / "fabric"
@@ -138,6 +139,7 @@ class FabricNetwork:
         self.policy = policy or (cc.endorsement_policy if cc else "MAJORITY")
         self.batch_timeout_ms = batch_timeout_ms if batch_timeout_ms is not None else max(10.0, cfg.batch.timeout_ms)
         self.chaincode_command = chaincode_command or self._serve_command
+        self.proposal_time_window_s = proposal_time_window_s
         self.state = self._load_state()
         self._procs: dict[str, subprocess.Popen] = {}  # the ones this object started (reaped by it)
         self.bin_dir = Path(bin_dir) if bin_dir else Path(self.state["bin"]) if self.state.get("bin") else None
@@ -343,7 +345,7 @@ class FabricNetwork:
             progress(f"peer0.{h.name} on {self.peer_address(h.name)}")
             (self.node_dir(h.name) / "core.yaml").write_text(yaml.safe_dump(core_yaml(
                 home / "config" / "core.yaml", h.name, h.msp_id, self.node_dir(h.name), self.state["ports"][h.name],
-                home / "builders" / "ccaas")))
+                home / "builders" / "ccaas", self.proposal_time_window_s)))
             self.start_peer(h.name)
         for h in cfg.hospitals:
             self._run([self._tool("peer"), "channel", "join", "-b", str(block)], self.admin_env(h.name),

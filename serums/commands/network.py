@@ -87,7 +87,8 @@ def _fabric(args, cfg=None):
     need_bin = getattr(args, "network_command", "") == "up"
     bin_dir = find_fabric_bin(os.environ.get("FABRIC_BIN")) if need_bin else None
     return FabricNetwork(cfg, bin_dir=bin_dir, passphrase=args.settings.key_passphrase,
-                         policy=getattr(args, "policy", None), batch_timeout_ms=getattr(args, "batch_timeout_ms", None))
+                         policy=getattr(args, "policy", None), batch_timeout_ms=getattr(args, "batch_timeout_ms", None),
+                         proposal_time_window_s=getattr(args.settings, "max_proposal_skew_s", 900.0))
 
 
 @_one_line

@@ -1,5 +1,6 @@
-"""Fixtures for the SERUMS chaincode tests: one embedded node per test session with the ``serums``
-chaincode deployed, three registered hospitals, a baseline set of hospital rules, and actors
+"""Fixtures for the SERUMS chaincode tests: one ledger per engine and test session — the embedded
+node, and a real Fabric network (marker ``fabric``: orderer, a peer per hospital, the chaincode on
+our CCaaS shim) — with the ``serums`` chaincode deployed, three registered hospitals, a baseline set of hospital rules, and actors
 (users with their own certificates) that call the contracts through the real Gateway client.
 
 Tests make their own patients (fresh pseudonymous ids) so that they do not depend on each other;
@@ -12,19 +13,24 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from fabric_protos.common import ledger_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from network import ChaincodeDefinition, Identity, Signer, init_network
 from network import protocol as P
 from network.client import CommitError, Gateway, GatewayError, Proposal, Status, connect
+from network.fabric import FabricNetwork
 from network.node import EmbeddedNode
 
+#: every test that uses ``world`` runs on both engines
+ENGINES = ["embedded", pytest.param("fabric", marks=pytest.mark.fabric)]
 HOSPITALS = ["lothian", "zmc", "fcrb"]
 MSP = {"lothian": "LothianMSP", "zmc": "ZmcMSP", "fcrb": "FcrbMSP"}
 CC = "serums"
@@ -90,6 +96,7 @@ class Actor:
     address: str
     channel: str
     synced: Any = field(default=None, repr=False)  # waits until every peer committed a block
+    tls_root: bytes | None = field(default=None, repr=False)
     _gw: Gateway | None = field(default=None, repr=False)
 
     @property
@@ -99,7 +106,7 @@ class Actor:
     @property
     def gw(self) -> Gateway:
         if self._gw is None:
-            self._gw = connect(self.ident, self.signer, self.address)
+            self._gw = connect(self.ident, self.signer, self.address, tls_root_certs=self.tls_root)
         return self._gw
 
     def contract(self, cname: str):
@@ -156,29 +163,64 @@ def refused(status: int, fragment: str, fn, *args, **kw) -> str:
 
 
 class World:
-    def __init__(self, root):
+    def __init__(self, root, engine: str = "embedded", fabric_bin=None):
+        self.engine = engine
         self.cfg = init_network(root, HOSPITALS)
         self.cfg.chaincodes = [ChaincodeDefinition(CC, "chaincode.serums:serums_chaincode", "1.0", "MAJORITY")]
         self.cfg.batch.timeout_ms = 2.0
         self.cfg.save()
-        self.node = EmbeddedNode(self.cfg)
-        # these tests move the chaincode's clock through the proposal timestamp (Actor.submit(at=…)),
-        # which a production endorser bounds to its own clock ± 10 minutes
-        self.node.max_proposal_skew_s = float("inf")
-        self.address = self.node.start("127.0.0.1:0")
+        self.tls_root: bytes | None = None
+        self.node: EmbeddedNode | None = None
+        self.fabric: FabricNetwork | None = None
+        if engine == "embedded":
+            self.node = EmbeddedNode(self.cfg)
+            # these tests move the chaincode's clock through the proposal timestamp (Actor.submit(at=…)),
+            # which a production endorser bounds to its own clock ± 10 minutes
+            self.node.max_proposal_skew_s = float("inf")
+            self.address = self.node.start("127.0.0.1:0")
+        else:
+            # the same for Fabric's peers (peer.authentication.timewindow): a century
+            self.fabric = FabricNetwork(self.cfg, bin_dir=fabric_bin, batch_timeout_ms=10,
+                                        proposal_time_window_s=100 * 365 * 86400)
+            try:
+                self.fabric.up(timeout=300)
+            except BaseException:
+                self.fabric.down()
+                raise
+            self.address = self.fabric.peer_address(HOSPITALS[0])
+            self.tls_root = self.fabric.tls_ca(HOSPITALS[0])
         self.actors: list[Actor] = []
+        self._peer_gws: dict[str, Gateway] = {}
         self.admins = {org: self._actor("admin@" + org, org, "hospital_admin", *self.cfg.load_user(org))
                        for org in HOSPITALS}
         self._cas = {org: self.cfg.load_ca(org) for org in HOSPITALS}
 
     def _actor(self, name, org, role, ident, signer) -> Actor:
-        a = Actor(name, org, role, ident, signer, self.address, self.cfg.channel, self.synced)
+        a = Actor(name, org, role, ident, signer, self.address, self.cfg.channel, self.synced, self.tls_root)
         self.actors.append(a)
         return a
 
     def synced(self, block_number: int) -> None:
-        for peer in self.node.peers.values():
-            assert peer.wait_for_height(block_number + 1, 10.0)
+        if self.node is not None:
+            for peer in self.node.peers.values():
+                assert peer.wait_for_height(block_number + 1, 10.0)
+            return
+        # real Fabric: ask each hospital's own peer for its height (qscc GetChainInfo)
+        assert self.fabric is not None
+        if not self._peer_gws:
+            for org in HOSPITALS:
+                ident, signer = self.cfg.load_user(org)
+                self._peer_gws[org] = connect(ident, signer, self.fabric.peer_address(org),
+                                              tls_root_certs=self.fabric.tls_ca(org))
+        deadline = time.monotonic() + 10.0
+        for org, gw in self._peer_gws.items():
+            qscc = gw.network(self.cfg.channel).contract("qscc")
+            while True:
+                raw = qscc.evaluate("GetChainInfo", self.cfg.channel)
+                if ledger_pb2.BlockchainInfo.FromString(raw).height > block_number:
+                    break
+                assert time.monotonic() < deadline, f"peer0.{org} did not reach block {block_number}"
+                time.sleep(0.005)
 
     def identity(self, org: str, role: str | None, user_id: str | None = None, *, node_role: str = "client",
                  attrs: dict | None = None) -> tuple[Identity, Signer]:
@@ -216,7 +258,12 @@ class World:
     def close(self) -> None:
         for a in self.actors:
             a.close()
-        self.node.stop()
+        for gw in self._peer_gws.values():
+            gw.close()
+        if self.node is not None:
+            self.node.stop()
+        if self.fabric is not None:
+            self.fabric.down()
 
 
 @dataclass
@@ -236,17 +283,25 @@ class Cast:
     analytics: Actor  # lothian analytics
 
 
-@pytest.fixture(scope="session")
-def world(tmp_path_factory) -> Iterator[World]:
-    w = World(tmp_path_factory.mktemp("serums") / "network")
+@pytest.fixture(scope="session", params=ENGINES)
+def world(request, tmp_path_factory) -> Iterator[World]:
+    """The world on one engine; a real Fabric network is made once per session and reused."""
+    fabric_bin = None
+    if request.param == "fabric":
+        from tests.conftest import fabric_bin as find
+
+        fabric_bin = find()
+    w = World(tmp_path_factory.mktemp(f"serums-{request.param}") / "network", request.param, fabric_bin)
     names = {"lothian": "NHS Lothian", "zmc": "Zuyderland MC", "fcrb": "FCRB Barcelona"}
-    for org in HOSPITALS:
-        w.admins[org].submit("UserContract", "RegisterHospital", names[org])
-        for rule in BASELINE_RULES:
-            w.admins[org].submit("PolicyContract", "PutRule", rule)
-        w.admins[org].submit("PolicyContract", "SetPolicySettings", SETTINGS)
-    yield w
-    w.close()
+    try:
+        for org in HOSPITALS:
+            w.admins[org].submit("UserContract", "RegisterHospital", names[org])
+            for rule in BASELINE_RULES:
+                w.admins[org].submit("PolicyContract", "PutRule", rule)
+            w.admins[org].submit("PolicyContract", "SetPolicySettings", SETTINGS)
+        yield w
+    finally:
+        w.close()
 
 
 @pytest.fixture(scope="session")

@@ -85,6 +85,8 @@ def test_the_ledger_holds_no_personal_data(world: World, cast: Cast):
     tx = prop.endorse()
     assert b"Jane Doe" not in tx.payload and b"0102501234" not in tx.payload
     assert tx.submit().status().successful
+    if world.node is None:
+        return  # real Fabric: its state database is the peer's own; the write set above is what it stores
     peer = world.node.peers["LothianMSP"]
     with peer.store.snapshot() as reader:
         rows = reader.range("serums", "", "")

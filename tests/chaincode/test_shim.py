@@ -135,7 +135,7 @@ class FakePeer:
             self._answer(msg, MSG.RESPONSE, self._query_response(rows))
         elif msg.type == MSG.GET_HISTORY_FOR_KEY:
             k = chaincode_shim_pb2.GetHistoryForKey.FromString(msg.payload).key
-            rows = [m.SerializeToString() for m in self.history.get(k, [])]
+            rows = [m.SerializeToString() for m in reversed(self.history.get(k, []))]  # newest first, as Fabric
             self._answer(msg, MSG.RESPONSE, self._query_response(rows))
         elif msg.type in (MSG.COMPLETED, MSG.ERROR):
             with self.lock:
