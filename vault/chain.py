@@ -10,8 +10,8 @@ The vault signs as its hospital's vault service identity (a user registered on c
 - ``release`` submits ``ReleaseAccess``: the chain checks the grant is live, the token bound
   and the sections within the grant, and records the access, in one transaction — the vault's
   redeem uses it, so a revocation can never slip between a check and its log.
-- ``bind_token``, ``log_access``, ``log_refusal``, ``anchor_blob`` submit ``BindToken``,
-  ``LogAccess``, ``LogRefusal``, ``AnchorBlob`` and wait until the transaction is committed
+- ``bind_token``, ``log_access``, ``log_refusal``, ``log_refusal_summary``, ``anchor_blob`` submit
+  ``BindToken``, ``LogAccess``, ``LogRefusal``, ``LogRefusalSummary``, ``AnchorBlob`` and wait until the transaction is committed
   VALID. In particular a release happens only after its access log is on the ledger: an access
   that left no trace is impossible, at the price of one commit (a few milliseconds on the
   embedded node) per read.
@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from network import Contract, Gateway, GatewayError, Identity, connect
 
 from .ledger import GRANT_ACTIVE, BlobAnchor, Grant, LedgerRefusal, Refusal
+from .refusals import RefusalSummary
 
 TRANSPORT = "TransportContract"
 
@@ -110,6 +111,9 @@ class ChainGrantLedger:
             "LogRefusal", refusal.grant_id or "", refusal.token_hash, refusal.presenter_id or "", refusal.reason,
             refusal.detail or "",
         )
+
+    def log_refusal_summary(self, summary: RefusalSummary) -> None:
+        self.contract.submit_json("LogRefusalSummary", summary.as_chain_arg())
 
     def anchor_blob(self, anchor: BlobAnchor) -> None:
         self.contract.submit_json(

@@ -78,6 +78,7 @@ from .keys import (
 from .ledger import GRANT_REVOKED, AtomicGrantLedger, BlobAnchor, Grant, GrantLedger, LedgerRefusal, Refusal
 from .record import WITHHELD_NOT_GRANTED, BlobRef, Entry, HubRef, LinkEntry, PatientRecord, SectionData
 from .recordformat import RecordFormat, RowError, load_format, parse_format_text, utc_iso
+from .refusals import RefusalLog
 from .sources import TableInput, close_inputs, read_source, rows_input
 from .tokens import MintedToken, TokenClaims, TokenIssuer, token_hash
 
@@ -323,6 +324,9 @@ class Vault:
         self.blob_store = blob_store
         self.ledger = ledger
         self.clock = clock
+        # refusals go on the ledger one by one up to 10 a minute per presenter, the rest as one summary
+        self.refusals = RefusalLog(lambda r: self._require_ledger().log_refusal(r),
+                                   lambda sm: self._require_ledger().log_refusal_summary(sm), clock=clock)
         self.protection = protection
         self.encrypts_payloads = protection == _PROTECTION[True]
         self.dialect = engine.dialect.name
@@ -423,6 +427,8 @@ class Vault:
         return meta
 
     def close(self) -> None:
+        if self.ledger is not None:
+            self.refusals.close()  # the pending summaries of refusals
         self.engine.dispose()
         closer = getattr(self.blob_store, "close", None)
         if closer:
@@ -878,7 +884,7 @@ class Vault:
         refusal = Refusal(reason=exc.type, detail=exc.message, presenter_id=str(presenter_id), token_hash=th,
                           grant_id=claims.grant_id if claims else None, at=self.clock())
         try:
-            self._require_ledger().log_refusal(refusal)
+            self.refusals.record(refusal)
         except Exception:  # noqa: BLE001 - the refusal stands even if it cannot be logged
             log.exception("could not log a token refusal (%s) on the ledger", exc.type)
 

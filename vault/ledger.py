@@ -24,7 +24,10 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from .refusals import RefusalSummary
 
 GRANT_ACTIVE = "active"
 GRANT_REVOKED = "revoked"
@@ -108,6 +111,11 @@ class GrantLedger(Protocol):
 
     def log_refusal(self, refusal: Refusal) -> None:
         """Record a refused presentation (tampered, expired, wrong presenter, grant not live…)."""
+        ...
+
+    def log_refusal_summary(self, summary: RefusalSummary) -> None:
+        """Record, as one entry, the refusals of one presenter in one interval beyond those
+        recorded one by one (:mod:`vault.refusals`)."""
         ...
 
     def anchor_blob(self, anchor: BlobAnchor) -> None:

@@ -41,6 +41,7 @@ from .vocab import (
     check_hex64,
     check_id,
     check_int,
+    check_object,
     check_optional_id,
     check_page,
     check_purpose,
@@ -48,6 +49,7 @@ from .vocab import (
     check_slug,
     fmt_time,
     parse_stored_time,
+    parse_time,
     require_str,
 )
 
@@ -335,6 +337,52 @@ class TransportContract(SerumsContract):
         ctx.index("refusal", rid, patient=g["patient"] if g else None, user=presenter or None)
         ctx.event("AccessRefused", {k: doc[k] for k in (
             "refusal_id", "grant_id", "token_hash", "presenter_id", "reason", "vault_id", "patient", "at")})
+        return doc
+
+    @transaction
+    def LogRefusalSummary(self, ctx: SerumsContext, summary: dict) -> dict:
+        """A vault logs, as one entry, the refusals of one presenter in one interval beyond those it
+        logged one by one with :meth:`LogRefusal` (so one presenter posting garbage tokens cannot
+        grow the ledger without bound). ``summary``: ``presenter_id``, ``window_start`` and
+        ``window_end`` (ISO 8601), ``count``, ``reasons`` (slug → count, summing to ``count``),
+        ``grant_ids`` (the distinct grants the tokens claimed, at most 20), ``tokens`` (distinct
+        token hashes) and ``token_hashes_digest`` (SHA-256 of the sorted distinct hashes)."""
+        vault = ctx.caller.require_user("vault")
+        fields = ("presenter_id", "window_start", "window_end", "count", "reasons", "grant_ids", "tokens",
+                  "token_hashes_digest")
+        sm = check_object(summary, "summary", fields, fields)
+        presenter = check_optional_id(sm["presenter_id"], "summary.presenter_id")
+        start = parse_time(sm["window_start"], "summary.window_start", optional=False)
+        end = parse_time(sm["window_end"], "summary.window_end", optional=False)
+        if end <= start:
+            raise InvalidArgument("summary.window_end: must be after window_start")
+        count = check_int(sm["count"], "summary.count", 1, 10**9)
+        reasons = sm["reasons"]
+        if not isinstance(reasons, dict) or not 1 <= len(reasons) <= 20:
+            raise InvalidArgument("summary.reasons: expected an object of 1-20 reason slugs to counts")
+        reasons = {check_slug(k, "summary.reasons"): check_int(v, f"summary.reasons.{k}", 1, count)
+                   for k, v in sorted(reasons.items())}
+        if sum(reasons.values()) != count:
+            raise InvalidArgument(f"summary.reasons: the counts sum to {sum(reasons.values())}, not count {count}")
+        gids = sm["grant_ids"]
+        if not isinstance(gids, list) or len(gids) > 20:
+            raise InvalidArgument("summary.grant_ids: expected a list of at most 20 grant ids")
+        gids = sorted({check_id(g, "summary.grant_ids") for g in gids})
+        tokens = check_int(sm["tokens"], "summary.tokens", 1, count)
+        digest = check_hex64(sm["token_hashes_digest"], "summary.token_hashes_digest")
+        grants = [g for g in (load_request(ctx, gid) for gid in gids) if g is not None and g["grant_id"]]
+        patients = sorted({g["patient"] for g in grants})
+        rid = ctx.rid
+        doc = {
+            "refusal_id": rid, "summary": True, "presenter_id": presenter or None, "count": count,
+            "reasons": reasons, "grant_ids": gids, "tokens": tokens, "token_hashes_digest": digest,
+            "window_start": fmt_time(start), "window_end": fmt_time(end), "vault_id": vault["id"],
+            "vault_hospital": vault["hospital"], "patients": patients, "at": ctx.now_s,
+        }
+        ctx.put(keys.refusal(rid), doc)
+        ctx.index("refusal", rid, patients=patients, user=presenter or None)
+        ctx.event("AccessRefusedSummary", {k: doc[k] for k in (
+            "refusal_id", "presenter_id", "count", "reasons", "window_start", "window_end", "vault_id", "at")})
         return doc
 
     @transaction

@@ -444,3 +444,28 @@ def test_denials_are_recorded_with_an_event(world: World, cast: Cast):
     rec = p.evaluate("TransportContract", "GetRequest", t.result["request_id"])
     assert rec["status"] == "denied" and rec["outcome"] == "denied"
     refused(404, "no grant", p.evaluate, "TransportContract", "GetGrant", t.result["request_id"])
+
+
+def test_a_refusal_summary_is_one_entry_the_presenter_and_the_patients_see(world: World, cast: Cast, granted):
+    p, t = granted
+    gid = t.result["grant_id"]
+    summary = {"presenter_id": cast.nurse.name, "window_start": "2026-01-01T12:00:00+00:00",
+               "window_end": "2026-01-01T12:01:00+00:00", "count": 140,
+               "reasons": {"token-malformed": 100, "token-presenter-mismatch": 40},
+               "grant_ids": [gid, "g-forged"], "tokens": 101, "token_hashes_digest": h("hashes")}
+    r = cast.vault.submit("TransportContract", "LogRefusalSummary", summary)
+    assert r["summary"] and r["count"] == 140 and r["patients"] == [p.name] and r["vault_hospital"] == "LothianMSP"
+    assert r["window_start"].startswith("2026-01-01T12:00:00")
+    mine = p.evaluate("AuditContract", "AuditByPatient", p.name, "refusal", "", "", 50, "")
+    assert any(x["record"].get("summary") and x["record"]["count"] == 140 for x in mine["records"])
+    theirs = cast.nurse.evaluate("AuditContract", "AuditByUser", cast.nurse.name, "refusal", "", "", 50, "")
+    assert any(x["record"].get("refusal_id") == r["refusal_id"] for x in theirs["records"])
+    refused(403, "vault", cast.spec.submit, "TransportContract", "LogRefusalSummary", summary)
+    refused(400, "sum to 139", cast.vault.submit, "TransportContract", "LogRefusalSummary",
+            {**summary, "reasons": {"token-malformed": 99, "token-presenter-mismatch": 40}})
+    refused(400, "window_end", cast.vault.submit, "TransportContract", "LogRefusalSummary",
+            {**summary, "window_end": summary["window_start"]})
+    refused(400, "at most 20", cast.vault.submit, "TransportContract", "LogRefusalSummary",
+            {**summary, "grant_ids": [f"g-{i}" for i in range(21)]})
+    refused(400, "summary.tokens", cast.vault.submit, "TransportContract", "LogRefusalSummary",
+            {**summary, "tokens": 141})

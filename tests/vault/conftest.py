@@ -55,6 +55,7 @@ class MemoryLedger:
     grants: dict[str, Grant] = field(default_factory=dict)
     accesses: list[Access] = field(default_factory=list)
     refusals: list[Refusal] = field(default_factory=list)
+    summaries: list = field(default_factory=list)  # vault.refusals.RefusalSummary
     anchors: list[BlobAnchor] = field(default_factory=list)
     down: bool = False
 
@@ -92,6 +93,10 @@ class MemoryLedger:
     def log_refusal(self, refusal: Refusal) -> None:
         self._check()
         self.refusals.append(refusal)
+
+    def log_refusal_summary(self, summary) -> None:
+        self._check()
+        self.summaries.append(summary)
 
     def anchor_blob(self, anchor: BlobAnchor) -> None:
         self._check()
