@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import threading
@@ -83,8 +82,8 @@ class GatewaySettings:
     - ``database_url``: a PostgreSQL URL for the vaults (schema ``vault_<hospital>`` each) and, unless
       ``auth_database_url`` says otherwise, the user directory; None (or a SQLite URL) gives
       per-hospital SQLite files ``<data dir>/vaults/<hospital>/vault.db`` and ``<data dir>/auth.db``;
-    - ``node_address``: the node's gRPC endpoint; None: ``<data dir>/node.json`` (written by
-      ``serums node``), else the network's configured endpoint;
+    - ``node_address``: the node's gRPC endpoint; None: the network's configured endpoint
+      (``serums`` passes the running node's, from ``<data dir>/node.json`` when it is not stale);
     - ``key_passphrase``: decrypts the network's private keys, derives the vaults' KEKs.
     """
 
@@ -106,16 +105,7 @@ class GatewaySettings:
 
 
 def resolve_node_address(settings: GatewaySettings, network: NetworkConfig) -> str:
-    if settings.node_address:
-        return settings.node_address
-    info = settings.data_dir / "node.json"
-    try:
-        address = json.loads(info.read_text()).get("address")
-        if address:
-            return str(address)
-    except (OSError, ValueError, AttributeError):
-        pass
-    return network.endpoint
+    return settings.node_address or network.endpoint
 
 
 class Services:

@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    from .datadir import private_umask
+
+    private_umask()  # what serums creates (data directory, stores, keys, logs) is 0600 in 0700
     try:
         args.settings = Settings.from_env(data_dir=args.data_dir)
         return int(args.handler(args) or 0)

@@ -141,11 +141,18 @@ class Settings:
 
         return AuthConfig.from_env(self.data_dir, env=self.auth_vars)
 
+    def running_node_address(self) -> str | None:
+        """``SERUMS_NODE_ADDRESS``, else the address the running node wrote to ``node.json`` (None when
+        no node runs on this data directory: a ``node.json`` left by a killed one is stale)."""
+        from .datadir import running_file
+
+        return self.node_address or (running_file(self.data_dir, "node.json") or {}).get("address")
+
     def gateway_settings(self, **overrides: Any) -> GatewaySettings:
         from gateway.services import GatewaySettings
 
         values: dict[str, Any] = dict(
-            data_dir=self.data_dir, database_url=self.postgres_url, node_address=self.node_address,
+            data_dir=self.data_dir, database_url=self.postgres_url, node_address=self.running_node_address(),
             key_passphrase=self.key_passphrase, ipfs_api=self.ipfs_api, auth_database_url=self.auth_database_url,
         )
         values.update(overrides)

@@ -1,8 +1,12 @@
 """Child processes of ``serums up``: the embedded node and the gunicorn gateway.
 
 Each child runs in its own process group with its output in ``<data dir>/logs/<name>.log``; the
-supervisor waits until it answers, notices when it dies, and stops everything cleanly (SIGTERM,
-then SIGKILL after a grace period) on Ctrl-C or when one child fails.
+supervisor waits until it answers and keeps it up. A child with a :class:`RestartPolicy` (the
+node) is restarted with exponential back-off when it dies — each event is written to stdout and
+to the child's log — while the others keep serving (the gateway answers 503
+``ledger-unavailable`` with ``Retry-After`` meanwhile); after repeated fast failures the
+supervisor gives up with a message saying so. Ctrl-C, a child without a policy dying, or giving
+up stops everything cleanly (SIGTERM, then SIGKILL after a grace period).
 """
 
 from __future__ import annotations
@@ -75,25 +79,73 @@ def start_node_process(data_dir: Path, address: str, *, log: Path | None = None,
     raise RuntimeError(f"the node did not answer on {address} within {timeout:.0f}s")
 
 
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How a child that dies is brought back: after ``initial`` seconds, doubling per consecutive
+    fast failure up to ``maximum``; a run shorter than ``fast`` seconds (or a start that never
+    becomes ready within ``ready_timeout``) is a fast failure, and after ``give_up_after`` of them
+    in a row the supervisor gives up (``serums up`` then stops with a message saying so)."""
+
+    initial: float = 0.5
+    maximum: float = 30.0
+    fast: float = 30.0
+    give_up_after: int = 5
+    ready_timeout: float = 60.0
+
+    def delay(self, failures: int) -> float:
+        return min(self.maximum, self.initial * 2 ** max(0, failures - 1))
+
+
+class GaveUp(Exception):
+    """A supervised child failed fast too often in a row."""
+
+
 @dataclass
 class Child:
+    """One supervised process: its command line, log, environment, inherited descriptors, the
+    probe that says it serves, and whether (and how) it is restarted when it dies."""
+
     name: str
     argv: list[str]
     log: Path
     env: dict[str, str] = field(default_factory=dict)
+    pass_fds: tuple[int, ...] = ()
+    ready: Callable[[], bool] = lambda: True
+    restart: RestartPolicy | None = None
     proc: subprocess.Popen | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    fast_failures: int = 0
+    #: "running" (answering), "starting" (started, not ready yet), "waiting" (restart scheduled)
+    state: str = "starting"
+    restart_at: float = 0.0
 
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         out = open(self.log, "ab")  # noqa: SIM115 - handed to the child, closed when it exits
         self.proc = subprocess.Popen(
             self.argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **self.env},
-            start_new_session=True,
+            start_new_session=True, pass_fds=self.pass_fds,
         )
         out.close()
+        self.started_at = time.monotonic()
+        self.state = "starting"
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def exit_description(self) -> str:
+        code = self.proc.returncode if self.proc is not None else None
+        if code is None:
+            return "did not become ready"
+        return f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+
+    def note(self, message: str) -> None:
+        """A supervision event: on stdout and in the child's own log."""
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        print(f"[up] {message}", flush=True)
+        with contextlib.suppress(OSError), open(self.log, "a") as fh:
+            fh.write(f"{stamp} [supervisor] {message}\n")
 
     def tail(self, lines: int = 15) -> str:
         try:
@@ -113,15 +165,61 @@ class Child:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
 
+    # ------------------------------------------------------------------ supervision
+
+    def check(self, now: float) -> None:
+        """One supervision step: notice readiness, a death, a start that hangs; restart when due.
+        Raises :class:`GaveUp` (restartable child) or :class:`CommandError` (one that is not)."""
+        if self.state == "waiting":
+            if now >= self.restart_at:
+                self.restarts += 1
+                self.start()
+                self.note(f"{self.name}: restart #{self.restarts} (pid {self.proc.pid})")
+            return
+        if self.alive():
+            if self.state == "starting":
+                if self.ready():
+                    self.state = "running"
+                    if self.restarts:
+                        self.note(f"{self.name}: serving again after restart #{self.restarts}")
+                elif self.restart is not None and now - self.started_at > self.restart.ready_timeout:
+                    self.note(f"{self.name}: not ready within {self.restart.ready_timeout:.0f}s; stopping it")
+                    self.stop()
+                    self._failed(now)
+            return
+        if self.restart is None:
+            raise CommandError(f"{self.name} stopped unexpectedly; last lines of {self.log}:\n{self.tail()}")
+        self._failed(now)
+
+    def _failed(self, now: float) -> None:
+        assert self.restart is not None
+        ran = now - self.started_at
+        self.fast_failures = self.fast_failures + 1 if ran < self.restart.fast else 1
+        if self.fast_failures >= self.restart.give_up_after:
+            self.note(f"{self.name} {self.exit_description()}; giving up after {self.fast_failures} failures in a "
+                      f"row, each within {self.restart.fast:.0f}s of its start")
+            raise GaveUp(f"{self.name} keeps failing ({self.fast_failures} times in a row, each within "
+                         f"{self.restart.fast:.0f}s of starting); last lines of {self.log}:\n{self.tail()}")
+        delay = self.restart.delay(self.fast_failures)
+        self.note(f"{self.name} {self.exit_description()} after {ran:.1f}s; restarting in {delay:.1f}s")
+        self.state = "waiting"
+        self.restart_at = now + delay
+
 
 class Supervisor:
+    """Starts children, waits until each serves, and keeps them up: a child with a
+    :class:`RestartPolicy` (the node; later chaincode servers or Fabric peers) is restarted with
+    back-off when it dies, while the others keep serving; one without (the gateway) ends the run."""
+
     def __init__(self, log_dir: Path):
         self.log_dir = log_dir
         self.children: list[Child] = []
 
     def spawn(self, name: str, argv: list[str], *, env: dict[str, str] | None = None,
-              ready: Callable[[], bool], timeout: float = 60.0) -> Child:
-        child = Child(name, argv, self.log_dir / f"{name}.log", env or {})
+              ready: Callable[[], bool], timeout: float = 60.0, pass_fds: tuple[int, ...] = (),
+              restart: RestartPolicy | None = None) -> Child:
+        """Start a child and wait until ``ready()``; a failure to start is a :class:`CommandError`."""
+        child = Child(name, argv, self.log_dir / f"{name}.log", env or {}, tuple(pass_fds), ready, restart)
         child.start()
         self.children.append(child)
         deadline = time.monotonic() + timeout
@@ -129,13 +227,15 @@ class Supervisor:
             if not child.alive():
                 raise CommandError(f"{name} exited during start-up; last lines of {child.log}:\n{child.tail()}")
             if ready():
+                child.state = "running"
                 return child
             time.sleep(0.2)
         child.stop()
         raise CommandError(f"{name} did not become ready within {timeout:.0f}s; see {child.log}")
 
-    def wait(self, stop_event=None) -> int:
-        """Block until Ctrl-C/SIGTERM or until a child dies; returns the exit code for ``serums up``."""
+    def wait(self, stop_event=None, poll: float = 0.3) -> int:
+        """Supervise until Ctrl-C/SIGTERM (0) or until a child that is not restarted dies or a
+        restarted one keeps failing (1, with the reason on stderr)."""
         stopping = {"flag": False}
 
         def _stop(*_):
@@ -145,11 +245,12 @@ class Supervisor:
         try:
             while not stopping["flag"] and not (stop_event is not None and stop_event.is_set()):
                 for c in self.children:
-                    if not c.alive():
-                        print(f"[up] {c.name} stopped unexpectedly; last lines of {c.log}:\n{c.tail()}",
-                              file=sys.stderr, flush=True)
+                    try:
+                        c.check(time.monotonic())
+                    except (GaveUp, CommandError) as exc:
+                        print(f"[up] {exc}", file=sys.stderr, flush=True)
                         return 1
-                time.sleep(0.3)
+                time.sleep(poll)
             return 0
         finally:
             for s, h in old.items():

@@ -19,10 +19,12 @@ from .commands.demo import demo_user
 class Tour:
     def __init__(self, settings):
         self.settings = settings
-        up = settings.data_dir / "up.json"
-        if not up.exists():
+        from .datadir import running_file
+
+        up = running_file(settings.data_dir, "up.json")  # None too when a killed `serums up` left it behind
+        if not up or not up.get("url"):
             raise CommandError("SERUMS is not running: start it with `serums up` (in another terminal)")
-        self.url = json.loads(up.read_text())["url"]
+        self.url = up["url"]
         self.http = httpx.Client(base_url=self.url, timeout=30)
         self._used_steps: dict[str, int] = {}
 

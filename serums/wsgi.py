@@ -25,6 +25,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     import gateway
     from gateway.services import Services
 
+    from .datadir import private_umask
+
+    private_umask()
     settings = settings or Settings.from_env()
     root = logging.getLogger()
     if not root.handlers:

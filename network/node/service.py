@@ -489,6 +489,7 @@ class GrpcServer:
             ("grpc.max_send_message_length", 100 * 1024 * 1024),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 5000),
+            ("grpc.so_reuseport", 0),  # a port another server holds is an error, never a shared port
         ])
         server.add_generic_rpc_handlers(self._handlers())
         try:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import signal
 import threading
 
@@ -14,6 +16,7 @@ from ..cli import CommandError, host_port
 def register(sub) -> None:
     p = sub.add_parser("node", help="run the embedded node (one peer per hospital, orderer, committers)")
     p.add_argument("--listen", type=host_port, help="host:port to serve the Gateway API on (default: the network's endpoint)")
+    p.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)  # serums up's data-directory lock, inherited
     p.set_defaults(handler=_node)
 
     led = sub.add_parser("ledger", help="inspect and verify the ledger")
@@ -41,12 +44,25 @@ def load_network(settings) -> NetworkConfig:
     return NetworkConfig.load(settings.network_dir)
 
 
-def run_node(settings, listen: str | None = None, *, ready=None, stop_event: threading.Event | None = None) -> int:
-    """Run the node until SIGINT/SIGTERM (or ``stop_event``). Writes ``node.json`` (pid, address) in
-    the data directory so that other processes find the endpoint."""
+def run_node(settings, listen: str | None = None, *, ready=None, stop_event: threading.Event | None = None,
+             lock_fd: int | None = None) -> int:
+    """Run the node until SIGINT/SIGTERM (or ``stop_event``), owning the data directory (its lock,
+    or ``lock_fd``: the lock of the ``serums up`` that started it). Writes ``node.json`` (pid,
+    address) in the data directory so that other processes find the endpoint."""
     from network.node import EmbeddedNode
 
+    from ..datadir import DataDirLock
+    from ..supervisor import port_in_use
+
     cfg = load_network(settings)
+    if lock_fd is not None:
+        lock = DataDirLock.inherited(settings.data_dir, lock_fd)
+        lock.note_node(os.getpid())
+    else:
+        lock = DataDirLock.acquire(settings.data_dir, "serums node")
+    host, _, port = (listen or cfg.endpoint).rpartition(":")
+    if int(port) and port_in_use(host, int(port)):
+        raise CommandError(f"cannot serve on {listen or cfg.endpoint}: that port is already in use")
     node = EmbeddedNode(cfg, passphrase=settings.key_passphrase, max_proposal_skew_s=settings.max_proposal_skew_s)
     try:
         address = node.start(listen)
@@ -54,8 +70,6 @@ def run_node(settings, listen: str | None = None, *, ready=None, stop_event: thr
         node.stop()
         raise CommandError(f"cannot serve on {listen or cfg.endpoint}: {exc}") from None
     info = settings.data_dir / "node.json"
-    import os
-
     info.write_text(json.dumps({"pid": os.getpid(), "address": address, "channel": cfg.channel}))
     stop = stop_event or threading.Event()
     if threading.current_thread() is threading.main_thread():
@@ -71,11 +85,13 @@ def run_node(settings, listen: str | None = None, *, ready=None, stop_event: thr
         node.stop()
         info.unlink(missing_ok=True)
         print("embedded node stopped", flush=True)
+        if lock_fd is None:
+            lock.release()
     return 0
 
 
 def _node(args) -> int:
-    return run_node(args.settings, args.listen)
+    return run_node(args.settings, args.listen, lock_fd=args.lock_fd)
 
 
 def _verify(args) -> int:

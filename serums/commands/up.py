@@ -7,6 +7,10 @@ patients into its own vault, enrol the patients on chain with varied preferences
 enrol demo users of every role (FlexPass), start the gateway under gunicorn, and print how to log
 in. A second ``serums up`` reuses everything (each step reads what is there first). Ctrl-C stops
 the gateway and the node cleanly.
+
+``serums up`` owns its data directory while it runs (:mod:`serums.datadir`: a second one exits at
+once naming this one's PID) and supervises the node (:mod:`serums.supervisor`): a node that dies
+is restarted with back-off while the gateway keeps serving.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from network import (
 
 from ..bootstrap import publish_preferences, publish_rules, register_hospitals, register_patients
 from ..cli import CommandError, host_port
-from ..supervisor import Supervisor, free_port, node_ready, port_in_use
+from ..datadir import DataDirLock
+from ..supervisor import RestartPolicy, Supervisor, free_port, node_ready, port_in_use
 
 DEFAULT_HOSPITALS = ["lothian", "zmc", "fcrb"]
 DEFAULT_CHAINCODES = [
@@ -190,23 +195,29 @@ def _print_logins(demo: dict, url: str) -> None:
 def _up(args) -> int:
     settings = args.settings
     data: Path = settings.data_dir
-    data.mkdir(parents=True, exist_ok=True)
+    lock = DataDirLock.acquire(data, "serums up")  # held until this process ends; its node inherits it
     total = 8
-    step(1, total, "network: three hospitals, each with its CA, peer and admin")
-    cfg = ensure_network(settings)
-    node_address = args.node_listen or cfg.endpoint
-    host, _, port = node_address.rpartition(":")
-    if port_in_use(host, int(port)):
-        node_address = f"{host}:{free_port(host)}"
     gw_host, _, gw_port = args.listen.rpartition(":")
     if not args.no_gateway and port_in_use(gw_host, int(gw_port)):
         raise CommandError(f"--listen {args.listen}: that port is already in use")
+    if args.node_listen and port_in_use(*_split(args.node_listen)):
+        raise CommandError(f"--node-listen {args.node_listen}: that port is already in use")
+    step(1, total, "network: three hospitals, each with its CA, peer and admin")
+    cfg = ensure_network(settings)
+    node_address = args.node_listen or cfg.endpoint
+    if not args.node_listen and port_in_use(*_split(node_address)):
+        host = _split(node_address)[0]
+        node_address = f"{host}:{free_port(host)}"
+        print(f"        the network's endpoint {cfg.endpoint} is taken by another program; the node serves on "
+              f"{node_address} (choose with --node-listen)", flush=True)
 
     sup = Supervisor(data / "logs")
     try:
         step(2, total, f"embedded node: peers, orderer and committers on {node_address}")
-        sup.spawn("node", [sys.executable, "-m", "serums", "--data-dir", str(data), "node", "--listen", node_address],
-                  ready=node_ready(cfg, node_address, settings.key_passphrase))
+        sup.spawn("node", [sys.executable, "-m", "serums", "--data-dir", str(data), "node", "--listen", node_address,
+                           "--lock-fd", str(lock.fd)],
+                  ready=node_ready(cfg, node_address, settings.key_passphrase), pass_fds=(lock.fd,),
+                  restart=RestartPolicy())
 
         step(3, total, "hospitals and their generic rules (step 1)")
         added = register_hospitals(cfg, node_address, settings.key_passphrase)
@@ -273,6 +284,11 @@ def _up(args) -> int:
         sup.stop_all()
         (data / "up.json").unlink(missing_ok=True)
         print("[up] stopped", flush=True)
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host, int(port)
 
 
 def _http_ready(url: str) -> bool:

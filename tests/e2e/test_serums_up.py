@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -43,6 +44,15 @@ def test_up_demo_and_clean_stop(tmp_path):
         assert "Tour complete." in demo.stdout
         assert "token-presenter-mismatch" in demo.stdout  # the stolen token was refused
         assert "ledger verification: OK" in demo.stdout
+        # one owner per data directory: a second `serums up` exits at once, naming the first
+        second = subprocess.run([sys.executable, "-m", "serums", "up", "--listen", f"127.0.0.1:{free_port()}"],
+                                capture_output=True, text=True, env=env, timeout=60)
+        assert second.returncode == 1 and second.stderr.count("\n") == 1, second.stderr
+        assert f"in use by serums up (pid {up.pid}, its node pid" in second.stderr
+        # everything it created is private: files 0600 in 0700 directories
+        loose = [f"{p} {stat.S_IMODE(p.lstat().st_mode):o}" for p in [tmp_path, *tmp_path.rglob("*")]
+                 if stat.S_IMODE(p.lstat().st_mode) & ~(0o700 if p.is_dir() else 0o600)]
+        assert loose == []
     finally:
         up.send_signal(signal.SIGINT)
         rest, _ = up.communicate(timeout=60)
