@@ -8,6 +8,8 @@ Public API:
 - ``toxicity_dataset(vault)`` / ``breast_cancer_dataset()`` and ``TOXICITY_BOUNDS`` — ``features``.
 - ``TrainConfig``, ``Client`` (one hospital: DP-SGD with Opacus, or the privacy wall),
   ``federated_average``, ``train_federated`` / ``train_centralised``, ``evaluate`` — ``learning``.
+- ``analytics.flower``: the Flower ClientApp/ServerApp and ``Federation`` (SuperLink + SuperNodes on loopback).
+- ``analytics.fhe``: TenSEAL CKKS study keys, encrypted cross-hospital statistics, encrypted inference.
 """
 
 from .errors import (

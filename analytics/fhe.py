@@ -1,0 +1,185 @@
+"""Homomorphic-encryption analytics with TenSEAL (CKKS on Microsoft SEAL).
+
+- ``StudyKeys.create()`` makes a study's CKKS context at 128-bit security (poly modulus degree 8192,
+  coefficient modulus 60+40+40+60 = 200 bits, within SEAL's 218-bit bound for 128-bit security at
+  that degree). ``public_bytes()`` is the context without the secret key (what hospitals and the
+  aggregator get); ``secret_bytes()`` stays with the study's key holder.
+- Encrypted statistics: each hospital encrypts its aggregates (``StatsLayout``: count, sums and
+  sums of squares of every feature, the histogram of the worst toxicity grade per regimen) under the
+  public context; ``add_encrypted`` adds serialized ciphertexts with the public context only; the key
+  holder decrypts the total (``decrypt_stats``), and the privacy wall may noise it before release.
+- Encrypted inference of the logistic-regression predictor: the client encrypts a patient's scaled
+  features, the server computes the logit on the ciphertext with its plaintext weights, the client
+  decrypts and applies the sigmoid. ``predict_batch`` packs many patients per ciphertext (one
+  ciphertext per feature, a patient per slot).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InvalidParameters
+
+POLY_MODULUS_DEGREE = 8192
+COEFF_MOD_BIT_SIZES = (60, 40, 40, 60)
+GLOBAL_SCALE = 2**40
+#: SEAL's largest total coefficient modulus for 128-bit security at each degree (HomomorphicEncryption.org).
+MAX_BITS_128 = {4096: 109, 8192: 218, 16384: 438, 32768: 881}
+SLOTS = POLY_MODULUS_DEGREE // 2
+
+
+def _ts():
+    import tenseal
+
+    return tenseal
+
+
+@dataclass
+class StudyKeys:
+    """A study's CKKS context. Built with the secret key; ``public_bytes`` drops it."""
+
+    context: object
+
+    @classmethod
+    def create(cls) -> StudyKeys:
+        ts = _ts()
+        assert sum(COEFF_MOD_BIT_SIZES) <= MAX_BITS_128[POLY_MODULUS_DEGREE]
+        ctx = ts.context(ts.SCHEME_TYPE.CKKS, POLY_MODULUS_DEGREE, coeff_mod_bit_sizes=list(COEFF_MOD_BIT_SIZES))
+        ctx.global_scale = GLOBAL_SCALE
+        ctx.generate_galois_keys()
+        return cls(ctx)
+
+    @classmethod
+    def load(cls, data: bytes) -> StudyKeys:
+        try:
+            return cls(_ts().context_from(data))
+        except Exception as exc:  # TenSEAL raises plain ValueError/RuntimeError on bad bytes
+            raise InvalidParameters(f"not a serialized TenSEAL context: {exc}") from exc
+
+    @property
+    def is_private(self) -> bool:
+        return bool(self.context.is_private())
+
+    def public_bytes(self) -> bytes:
+        return self.context.serialize(save_public_key=True, save_secret_key=False, save_galois_keys=True,
+                                      save_relin_keys=True)
+
+    def secret_bytes(self) -> bytes:
+        if not self.is_private:
+            raise InvalidParameters("this context holds no secret key")
+        return self.context.serialize(save_secret_key=True)
+
+
+def _vector(keys: StudyKeys, values: Sequence[float]):
+    if len(values) > SLOTS:
+        raise InvalidParameters(f"at most {SLOTS} values fit one ciphertext, not {len(values)}")
+    return _ts().ckks_vector(keys.context, [float(v) for v in values])
+
+
+def encrypt(keys: StudyKeys, values: Sequence[float]) -> bytes:
+    """One CKKS ciphertext of ``values`` (≤ 4096), serialized."""
+    return _vector(keys, values).serialize()
+
+
+def add_encrypted(public: StudyKeys, ciphertexts: Sequence[bytes]) -> bytes:
+    """The aggregator's sum of serialized ciphertexts, with a public context (no secret key needed)."""
+    if not ciphertexts:
+        raise InvalidParameters("nothing to add")
+    ts = _ts()
+    total = ts.ckks_vector_from(public.context, ciphertexts[0])
+    for c in ciphertexts[1:]:
+        total += ts.ckks_vector_from(public.context, c)
+    return total.serialize()
+
+
+def decrypt(keys: StudyKeys, ciphertext: bytes) -> np.ndarray:
+    if not keys.is_private:
+        raise InvalidParameters("decryption needs the study's secret key")
+    return np.asarray(_ts().ckks_vector_from(keys.context, ciphertext).decrypt())
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+@dataclass(frozen=True)
+class StatsLayout:
+    """Slots of a hospital's aggregate vector: count, Σx, Σx² per feature, histogram regimen × grade."""
+
+    features: tuple[str, ...]
+    regimens: tuple[str, ...]
+    grades: int = 6  # CTCAE 0..5
+
+    @property
+    def size(self) -> int:
+        return 1 + 2 * len(self.features) + len(self.regimens) * self.grades
+
+    def vector(self, x: np.ndarray, regimen: Sequence[str], grade: Sequence[int]) -> np.ndarray:
+        """The plaintext aggregates of rows ``x`` (features), their regimens and worst grades."""
+        f = len(self.features)
+        out = np.zeros(self.size)
+        out[0] = len(x)
+        out[1:1 + f] = x.sum(axis=0)
+        out[1 + f:1 + 2 * f] = (x * x).sum(axis=0)
+        base = 1 + 2 * f
+        index = {r: i for i, r in enumerate(self.regimens)}
+        for r, g in zip(regimen, grade, strict=True):
+            if r in index and 0 <= int(g) < self.grades:
+                out[base + index[r] * self.grades + int(g)] += 1
+        return out
+
+    def read(self, vector: np.ndarray) -> dict:
+        """Named statistics of a (decrypted, summed) aggregate vector."""
+        v = np.asarray(vector, float)
+        f = len(self.features)
+        n = float(np.round(v[0]))
+        sums, squares = v[1:1 + f], v[1 + f:1 + 2 * f]
+        mean = sums / n if n else np.full(f, np.nan)
+        var = squares / n - mean**2 if n else np.full(f, np.nan)
+        hist = np.round(v[1 + 2 * f:]).reshape(len(self.regimens), self.grades)
+        return {"count": n,
+                "mean": dict(zip(self.features, mean.tolist(), strict=True)),
+                "variance": dict(zip(self.features, np.maximum(var, 0).tolist(), strict=True)),
+                "grade_histogram": {r: [int(c) for c in row] for r, row in zip(self.regimens, hist, strict=True)}}
+
+
+# --------------------------------------------------------------------------- inference
+
+
+def encrypted_logit(public: StudyKeys, encrypted_features: bytes, weight: np.ndarray, bias: float) -> bytes:
+    """Server side: w·x + b on one patient's encrypted features (plaintext weights, public context)."""
+    enc = _ts().ckks_vector_from(public.context, encrypted_features)
+    return (enc.dot([float(w) for w in np.ravel(weight)]) + float(bias)).serialize()
+
+
+def predict_one(keys: StudyKeys, public: StudyKeys, features: np.ndarray, weight: np.ndarray, bias: float) -> float:
+    """Client encrypts, server evaluates, client decrypts: P(toxicity) of one patient."""
+    logit = decrypt(keys, encrypted_logit(public, encrypt(keys, np.ravel(features)), weight, bias))[0]
+    return float(1 / (1 + np.exp(-logit)))
+
+
+def encrypt_columns(keys: StudyKeys, x: np.ndarray) -> list[bytes]:
+    """Client side of batched inference: one ciphertext per feature, a patient per slot."""
+    if x.shape[0] > SLOTS:
+        raise InvalidParameters(f"at most {SLOTS} patients per batch, not {x.shape[0]}")
+    return [encrypt(keys, x[:, j]) for j in range(x.shape[1])]
+
+
+def encrypted_logits_batch(public: StudyKeys, columns: Sequence[bytes], weight: np.ndarray, bias: float) -> bytes:
+    """Server side of batched inference: Σ_j w_j·column_j + b, all patients at once."""
+    ts = _ts()
+    w = np.ravel(weight)
+    if len(w) != len(columns):
+        raise InvalidParameters(f"{len(columns)} encrypted columns for {len(w)} weights")
+    total = ts.ckks_vector_from(public.context, columns[0]) * float(w[0])
+    for wj, c in zip(w[1:], columns[1:], strict=True):
+        total += ts.ckks_vector_from(public.context, c) * float(wj)
+    return (total + float(bias)).serialize()
+
+
+def predict_batch(keys: StudyKeys, public: StudyKeys, x: np.ndarray, weight: np.ndarray, bias: float) -> np.ndarray:
+    """P(toxicity) of up to 4096 patients, evaluated under encryption in one pass."""
+    logits = decrypt(keys, encrypted_logits_batch(public, encrypt_columns(keys, x), weight, bias))[: len(x)]
+    return 1 / (1 + np.exp(-logits))
