@@ -9,6 +9,7 @@ reply shows parameter arrays of the model's shape and three metrics, nothing els
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 
@@ -61,10 +62,8 @@ class RecordingProxy:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def close(self) -> None:
         self.stopped = True
