@@ -50,12 +50,14 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-# --- the official Node Gateway client (@hyperledger/fabric-gateway) for tests/interop ------------
-node_dir=tests/interop/node
-node_want=$(sha256sum "$node_dir/package-lock.json" | cut -c1-16)
-if [ "$(cat "$node_dir/node_modules/.serums-installed" 2>/dev/null || true)" != "$node_want" ]; then
-  log "installing the Node Gateway client into $node_dir (npm ci)"
-  (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error)
-  echo "$node_want" > "$node_dir/node_modules/.serums-installed"
-fi
+# --- npm packages of the tests: the official Node Gateway client (@hyperledger/fabric-gateway) for
+# tests/interop, axe-core for the web pages' accessibility check (tests/web) ------------------------
+for node_dir in tests/interop/node tests/web/node; do
+  node_want=$(sha256sum "$node_dir/package-lock.json" | cut -c1-16)
+  if [ "$(cat "$node_dir/node_modules/.serums-installed" 2>/dev/null || true)" != "$node_want" ]; then
+    log "installing the npm packages of $node_dir (npm ci)"
+    (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$node_want" > "$node_dir/node_modules/.serums-installed"
+  fi
+done
 log "ready: $(.venv/bin/serums --version 2>/dev/null || echo 'serums installed')"

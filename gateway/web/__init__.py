@@ -50,7 +50,8 @@ def register_web(app: Flask) -> None:
         jwt_secret = app.extensions["serums_services"].auth.config.jwt_secret
         app.secret_key = hmac.new(jwt_secret, b"serums web session cookie", hashlib.sha256).digest()
     app.session_interface = CookieSessions()
-    app.config.setdefault("SESSION_COOKIE_NAME", "serums_web")
+    if app.config.get("SESSION_COOKIE_NAME") in (None, "session"):  # Flask's default name says nothing
+        app.config["SESSION_COOKIE_NAME"] = "serums_web"
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Strict")
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # the token lives as long as the session
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False  # the JSON API uses bearer tokens: forms only

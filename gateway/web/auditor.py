@@ -96,7 +96,7 @@ def review(grant_id: str):
                                            grant_id, outcome))
     if problem is not None:
         return _reviews(problem, status=status_of(problem))
-    revoked = " The grant was revoked: its tokens no longer work." if tx.result.get("revoked") else ""
+    revoked = " The grant was revoked: its tokens no longer work." if tx.result.get("status") == "revoked" else ""
     return _reviews(done=f"Recorded as {outcome} in transaction {tx.transaction_id[:16]}….{revoked}")
 
 

@@ -23,6 +23,7 @@ from .common import attempt, form_list, record_tables, status_of
 from .session import actor
 
 bp = Blueprint("web_patient", __name__, url_prefix="/patient")
+RECENT_DAYS = 30
 TRAIL_KINDS = {"access": "Who saw my record", "decision": "Every request, granted or refused",
                "break-glass": "Emergency (break-glass) accesses", "revocation": "Revocations"}
 
@@ -37,9 +38,14 @@ def bookmark_arg() -> str:
 @bp.get("/")
 def home():
     a = actor()
-    recent, problem = attempt(lambda: flow.patient_trail(services(), a, a.user_id, "access", page_size=5))
-    bg, _ = attempt(lambda: flow.patient_trail(services(), a, a.user_id, "break-glass", page_size=5))
-    return render_template("web_patient/home.html", recent=recent, break_glass=bg, problem=problem)
+    # the trail comes oldest first: the latest are the last of a page of the most recent weeks
+    since = (dt.datetime.now(dt.UTC) - dt.timedelta(days=RECENT_DAYS)).isoformat()
+    recent, problem = attempt(lambda: flow.patient_trail(services(), a, a.user_id, "access", 200, start=since))
+    bg, _ = attempt(lambda: flow.patient_trail(services(), a, a.user_id, "break-glass", 200, start=since))
+    latest = list(reversed((recent or {}).get("records", [])))[:5]
+    emergencies = [r["record"] for r in reversed((bg or {}).get("records", []))]
+    return render_template("web_patient/home.html", recent={"records": latest}, emergencies=emergencies,
+                           problem=problem, days=RECENT_DAYS)
 
 
 @bp.get("/record")
