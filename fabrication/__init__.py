@@ -22,13 +22,14 @@ from .data import TableData, TableEnv
 from .engine import FabricationResult, fabricate
 from .generate import FabricationError, UnsatisfiableRuleError
 from .model import Project, load_project, packaged_projects
+from .privacy import PrivacyReport, privacy_evaluation, privacy_report
 from .profiler import profile
 from .spec import ProjectError
-from .verify import VerifyReport, iterate, verify
+from .verify import VerifyError, VerifyReport, iterate, verify
 from .writers import OutputError, VaultSink, VaultWriter, open_target, records, writers_from_project
 
 #: exceptions whose message is a complete one-line explanation for the user
-USER_ERRORS: tuple[type[BaseException], ...] = (ProjectError, FabricationError, OutputError)
+USER_ERRORS: tuple[type[BaseException], ...] = (ProjectError, FabricationError, OutputError, VerifyError)
 
 
 def write_vault(result: FabricationResult, sink: VaultSink) -> str:
@@ -83,7 +84,8 @@ def sample_rule(project: Project | str, rule: str, n: int = 10, seed: int | None
 
 
 __all__ = [
-    "FabricationError", "FabricationResult", "OutputError", "Project", "ProjectError", "TableData", "USER_ERRORS",
+    "FabricationError", "FabricationResult", "OutputError", "PrivacyReport", "Project", "ProjectError", "TableData",
+    "USER_ERRORS", "VerifyError", "privacy_evaluation", "privacy_report",
     "UnsatisfiableRuleError", "VaultSink", "VerifyReport", "fabricate", "fabricate_edinburgh", "iterate",
     "load_project", "open_target", "packaged_projects", "profile", "records", "sample_rule", "verify",
     "write_vault", "writers_from_project",

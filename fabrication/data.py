@@ -162,11 +162,11 @@ def external_column(col, values: np.ndarray, nulls: np.ndarray | None) -> pd.Ser
     elif t == E.T.INT:
         out = values.astype(np.int64)
         if nulls is not None:
-            return pd.array(np.where(nulls, 0, out), dtype="Int64").where(~nulls, pd.NA)  # type: ignore[union-attr]
+            return pd.arrays.IntegerArray(out, np.asarray(nulls, dtype=bool).copy())
     elif t == E.T.BOOL:
         out = values.astype(bool)
         if nulls is not None:
-            return pd.array(out, dtype="boolean").where(~nulls, pd.NA)  # type: ignore[union-attr]
+            return pd.arrays.BooleanArray(out, np.asarray(nulls, dtype=bool).copy())
     else:
         out = values
     if nulls is not None:

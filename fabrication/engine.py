@@ -33,6 +33,7 @@ from .generate import (
     FabricationError,
     RepairStats,
     UnsatisfiableRuleError,
+    apply_pending_nulls,
     check_increasing,
     check_rule,
     coerce,
@@ -122,8 +123,13 @@ def fabricate_table(project: Project, t: Table, data: dict[str, TableData], rng:
     td = make_rows(project, t, data, rng, root_n)
     data[t.name] = td
     env = TableEnv(project, t, data)
+    pending: list = []  # columns whose nulls wait for the columns their condition reads
     for step in t.order:
-        generate_step(step, t, env, rng)
+        pending += generate_step(step, t, env, rng)
+        pending = apply_pending_nulls(pending, env, rng)
+    if pending:
+        raise UnsatisfiableRuleError(t.name, [f"{t.name}.{c.name}.null_when" for c in pending],
+                                     "the null conditions read columns that are never generated")
     stats.rows_checked += td.n
     row_rules = [r for r in t.rules if r.row_level]
     repair = TableRepair(project, t, data, seed, stats)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import datetime as _dt
+import keyword
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -187,6 +188,9 @@ class Call(Node):
 
 WINDOW_FUNCS = {"cumsum", "lag", "row_number", "group_size"}
 STRING_FUNCS = {"substr", "digit", "strftime", "length", "matches", "str"}
+#: names an expression reads as literals, never as columns
+RESERVED_NAMES = {"true", "false"}
+_EXPR_KEYWORDS = {"and", "or", "not", "in", "if", "else", "is", "True", "False", "None"}
 FUNCS = {
     "abs", "min", "max", "sqrt", "round", "floor", "ceil", "years", "date", "datetime", "is_null",
     "not_null", "coalesce", "implies", "lookup", "int", "exp", "log", "clip",
@@ -207,7 +211,10 @@ def parse(text: str) -> Node:
     try:
         tree = ast.parse(src, mode="eval")
     except SyntaxError as exc:
-        raise ExprError(f"syntax error in {text!r}: {exc.msg}") from None
+        bad = [w for w in re.findall(r"[A-Za-z_]\w*", src) if keyword.iskeyword(w) and w not in _EXPR_KEYWORDS]
+        hint = (f" ({bad[0]!r} is a Python keyword and cannot name a column in an expression: "
+                f"rename the column, e.g. {bad[0].lower()}_)") if bad else ""
+        raise ExprError(f"syntax error in {text!r}: {exc.msg}{hint}") from None
     return _convert(tree.body, text)
 
 

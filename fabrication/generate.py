@@ -75,6 +75,8 @@ def coerce(col: Column, raw: np.ndarray, dist: Dist | None = None) -> np.ndarray
         raw = np.asarray([float(v) for v in dist.values], dtype=float)[idx]
     if t == E.T.BOOL:
         return np.asarray(raw).astype(bool)
+    if col.step and t in (E.T.INT, E.T.DECIMAL):  # on the column's value lattice
+        raw = np.round(np.asarray(raw, dtype=float) / col.step) * col.step
     if t in (E.T.INT, E.T.DATE, E.T.DATETIME):
         a = np.asarray(raw, dtype=float)
         return np.round(np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)).astype(np.int64)
@@ -412,20 +414,32 @@ def copula_uniforms(groups: list[CorrGroup], t: Table, env: TableEnv, rng: np.ra
     return stats.norm.cdf(z)
 
 
-def generate_step(step: list[str], t: Table, env: TableEnv, rng: np.random.Generator) -> None:
+def generate_step(step: list[str], t: Table, env: TableEnv, rng: np.random.Generator) -> list[Column]:
+    """Draw one step's columns and apply their nulls; returns the columns whose null condition reads
+    columns not generated yet (their nulls are applied by :func:`apply_pending_nulls`)."""
     groups = [g for g in t.corr if step[0] in g.columns]
+    pending: list[Column] = []
     if groups and set(step) <= set(groups[0].columns):
         group = groups[0]
         u = copula_uniforms([g for g in groups if g.columns == group.columns], t, env, rng)
-        for j, cname in enumerate(group.columns):
-            col = t.columns[cname]
-            generate_column(col, env, rng, u=u[:, j])
+        cols = [(t.columns[c], u[:, j]) for j, c in enumerate(group.columns)]
+    else:
+        cols = [(t.columns[c], None) for c in step]
+    for col, uj in cols:
+        generate_column(col, env, rng, u=uj)
+        pending.append(col)
+    return apply_pending_nulls(pending, env, rng)
+
+
+def apply_pending_nulls(pending: list[Column], env: TableEnv, rng: np.random.Generator) -> list[Column]:
+    """Apply the nulls of every pending column whose condition's columns now exist; the rest wait."""
+    waiting = []
+    for col in pending:
+        if col.null_deps - set(env.td.values):
+            waiting.append(col)
+        else:
             apply_nulls(col, env, rng)
-        return
-    for cname in step:
-        col = t.columns[cname]
-        generate_column(col, env, rng)
-        apply_nulls(col, env, rng)
+    return waiting
 
 
 def rederive(t: Table, env: TableEnv, rng: np.random.Generator, changed: set[str]) -> set[str]:
@@ -434,6 +448,16 @@ def rederive(t: Table, env: TableEnv, rng: np.random.Generator, changed: set[str
     for step in t.order:
         for cname in step:
             col = t.columns[cname]
+            if col.null_when is not None and col.null_deps & out:
+                # the condition's columns moved: re-apply the condition (nulls.iff stays exact)
+                v, m = E.evaluate(col.null_when, env)
+                forced = v.astype(bool) & (~m if m is not None else True)
+                if col.null_exact:
+                    env.td.nulls[cname] = forced
+                    env.td.explicit_nulls[cname] = forced
+                else:
+                    env.td.nulls[cname] = env.td.nulls.get(cname, np.zeros(env.td.n, dtype=bool)) | forced
+                out.add(cname)
             if col.sampled or cname in out or not (col.deps & out):
                 continue
             if col.gen in ("formula", "pattern", "cases"):

@@ -81,7 +81,10 @@ class Column:
     lo: float | None = None
     hi: float | None = None
     deps: set[str] = field(default_factory=set)
+    null_deps: set[str] = field(default_factory=set)
+    null_exact: bool = False  # nulls.iff: null exactly where the condition holds  # columns ``nulls.when`` reads (applied once they exist)
     formula_text: str | None = None
+    step: float | None = None  # values lie on the lattice of multiples of ``step`` (int/decimal)
 
     @property
     def scale(self) -> int:
@@ -759,15 +762,29 @@ def _compile_generator(t: Table, col: Column, cs: ColumnSpec, scope: _Scope, cp:
         if isinstance(cs.nulls, float | int) and not 0 <= float(cs.nulls) <= 1:
             P.add(f"{cp}.nulls", "a null ratio is within [0, 1]")
         col.null_ratio = ns.ratio
-        if ns.when:
-            col.null_when = _parse(ns.when, scope, f"{cp}.nulls.when", P, want_bool=True)
-            col.null_when_text = ns.when
-            note(col.null_when)
+        if ns.iff:
+            col.null_exact = True
+            if ns.when or ns.ratio is not None:
+                P.add(f"{cp}.nulls.iff", "iff says exactly which rows are null: give it without ratio or when")
+        if ns.when or ns.iff:
+            field_ = "iff" if ns.iff else "when"
+            col.null_when = _parse(ns.iff or ns.when, scope, f"{cp}.nulls.{field_}", P, want_bool=True)
+            col.null_when_text = ns.iff or ns.when
+            if col.null_when is not None:
+                col.null_deps = {c.name for c in E.columns_of(col.null_when) if c.table is None} - {col.name}
+    if cs.step is not None:
+        if col.type not in (E.T.INT, E.T.DECIMAL):
+            P.add(f"{cp}.step", f"a value lattice needs an int or decimal column, not {cs.type}")
+        elif abs(cs.step * col.scale - round(cs.step * col.scale)) > 1e-9 or round(cs.step * col.scale) < 1:
+            P.add(f"{cp}.step", f"{cs.step:g} is not a multiple of the column's precision ({1 / col.scale:g})")
+        else:
+            col.step = float(cs.step)
     deps.discard(col.name)
-    unknown = deps - set(t.columns)
+    unknown = (deps | col.null_deps) - set(t.columns)
     for u in sorted(unknown):
         P.add(cp, f"refers to unknown column {u!r}")
     col.deps = deps & set(t.columns)
+    col.null_deps &= set(t.columns)
 
 
 def _implicit_rules(t: Table, P: _Problems) -> None:
@@ -795,10 +812,16 @@ def _implicit_rules(t: Table, P: _Problems) -> None:
             t.rules.append(Rule(f"{t.name}.{cname}.nulls", "null_ratio", t.name, f"{cp}.nulls",
                                 text=f"null ratio {col.null_ratio:g}", columns=[cname], params={"ratio": col.null_ratio}))
         if col.null_when is not None:
+            # nulls.iff: null exactly on the rows where the condition holds, never elsewhere
+            exact = col.null_exact
             node = E.Call("implies", [col.null_when, E.Call("is_null", [E.Col(None, cname)])])
+            if exact:
+                node = E.Logic("and", [node, E.Call("implies", [E.Unary("not", col.null_when),
+                                                                 E.Call("not_null", [E.Col(None, cname)])])])
             E.typecheck(node, _Scope({t.name: t}, t))
             t.rules.append(Rule(f"{t.name}.{cname}.null_when", "null_when", t.name, f"{cp}.nulls.when",
-                                text=f"{col.null_when_text} -> is_null({cname})", expr=node, columns=[cname]))
+                                text=f"is_null({cname}) iff {col.null_when_text}" if exact else
+                                f"{col.null_when_text} -> is_null({cname})", expr=node, columns=[cname]))
         if col.unique:
             t.rules.append(Rule(f"{t.name}.{cname}.unique", "unique", t.name, f"{cp}.unique", text=f"unique({cname})",
                                 columns=[cname]))
@@ -1005,27 +1028,37 @@ def _order_columns(t: Table, tp: str, P: _Problems) -> None:
         first = next((i for i, h in enumerate(t.corr) if h.columns == g.columns), gi)
         for c in g.columns:
             group_of[c] = first
-    nodes: dict[str, set[str]] = {}
-    members: dict[str, list[str]] = {}
-    for cname, col in t.columns.items():
-        key = f"@corr{group_of[cname]}" if cname in group_of else cname
-        members.setdefault(key, []).append(cname)
-        nodes.setdefault(key, set())
-        for d in col.deps:
-            dk = f"@corr{group_of[d]}" if d in group_of else d
-            if dk != key:
-                nodes[key].add(dk)
-    for g in t.corr:  # a group's condition is evaluated before its columns are drawn
-        key = f"@corr{group_of[g.columns[0]]}"
-        for d in g.when_deps:
-            dk = f"@corr{group_of[d]}" if d in group_of else d
-            if dk != key and d in t.columns:
-                nodes[key].add(dk)
-    try:
-        order = list(graphlib.TopologicalSorter({k: sorted(v) for k, v in nodes.items()}).static_order())
-    except graphlib.CycleError as exc:
-        P.add(f"{tp}.columns", f"columns depend on each other in a cycle: {' → '.join(exc.args[1])}")
-        return
+
+    def graph(with_null_deps: bool) -> tuple[dict[str, set[str]], dict[str, list[str]]]:
+        nodes: dict[str, set[str]] = {}
+        members: dict[str, list[str]] = {}
+        for cname, col in t.columns.items():
+            key = f"@corr{group_of[cname]}" if cname in group_of else cname
+            members.setdefault(key, []).append(cname)
+            nodes.setdefault(key, set())
+            for d in col.deps | (col.null_deps if with_null_deps else set()):
+                dk = f"@corr{group_of[d]}" if d in group_of else d
+                if dk != key:
+                    nodes[key].add(dk)
+        for g in t.corr:  # a group's condition is evaluated before its columns are drawn
+            key = f"@corr{group_of[g.columns[0]]}"
+            for d in g.when_deps:
+                dk = f"@corr{group_of[d]}" if d in group_of else d
+                if dk != key and d in t.columns:
+                    nodes[key].add(dk)
+        return nodes, members
+
+    # a column is drawn after the columns its nulls depend on when that is possible; otherwise its
+    # nulls are applied later, once those columns exist (engine: pending nulls)
+    for with_null_deps in (True, False):
+        nodes, members = graph(with_null_deps)
+        try:
+            order = list(graphlib.TopologicalSorter({k: sorted(v) for k, v in nodes.items()}).static_order())
+            break
+        except graphlib.CycleError as exc:
+            if not with_null_deps:
+                P.add(f"{tp}.columns", f"columns depend on each other in a cycle: {' → '.join(exc.args[1])}")
+                return
     t.order = [members[k] for k in order if k in members]
 
 

@@ -25,21 +25,34 @@ one Gaussian copula over the fitted marginals.
 
 from __future__ import annotations
 
+import keyword
 import re
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .distributions import Dist, fit_best, histogram
+from . import expr as E
+from .distributions import Dist, fit_best
+from .spec import ProjectError
 
 MAX_CATEGORIES = 30
 KS_ACCEPT = 0.04
 MIN_SUPPORT = 30  # real rows behind every mixture component, at least
-BIN_SUPPORT = 5  # real rows behind every histogram bin of a component, at least
+BIN_SUPPORT = 5  # real rows behind every value the project states (bins, extremes, categories), at least
 MAX_COMPONENTS = 24
+LATTICE_SHARE = 0.98  # a value grid holds when ≥ this share of the values lie on it (the rest are snapped)
+SELECT_ROWS = 2000  # rows used to choose the number of mixture components
+
+
+class ProfileError(ProjectError):
+    """The profiler's own output does not fabricate (a bug in the profiler, reported with its cause)."""
+
+
+Progress = Callable[[str, int, int], None]
 
 
 def _is_date(s: pd.Series) -> bool:
@@ -63,76 +76,150 @@ def _clean(v):
     return v
 
 
-def profile_column(s: pd.Series, name: str, bins: int = 20) -> tuple[dict, dict]:
-    """(column spec, facts used later: kind, codes for the copula)."""
+def lattice(x: np.ndarray, share: float = LATTICE_SHARE) -> tuple[float, int]:
+    """The coarsest value grid (multiples of a step: 1000 … 1, 0.5, 0.25, 0.2, 0.1 … 1e-6) on which at
+    least ``share`` of all values lie; (step, number of values off the grid). Computed over every
+    value, so one 4.333333 does not set the precision of a column of halves."""
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    if not len(x):
+        return 1.0, 0
+    for e in range(3, -7, -1):
+        for m in (5, 2.5, 2, 1):
+            step = m * 10.0**e
+            if step >= 1000 or (m == 2.5 and e < -2):
+                continue
+            q = x / step
+            on = np.abs(q - np.round(q)) <= 1e-6 * np.maximum(1.0, np.abs(q))
+            if on.mean() >= share and (len(np.unique(np.round(q[on]))) >= 3 or step <= 1):
+                return float(f"{step:.10g}"), int((~on).sum())
+    return 1e-6, 0
+
+
+def _decimals(step: float) -> int:
+    for d in range(0, 7):
+        if abs(step * 10**d - round(step * 10**d)) < 1e-9:
+            return d
+    return 6
+
+
+def clip_extremes(x: np.ndarray, k: int = BIN_SUPPORT) -> tuple[float, float]:
+    """(low, high): the k-th smallest and k-th largest value. A project states these instead of the
+    minimum and maximum, which are single patients' values (the oldest patient's age)."""
+    xs = np.sort(np.asarray(x, dtype=float))
+    n = len(xs)
+    if n == 0:
+        return 0.0, 0.0
+    i = min(max(k, 1), n) - 1
+    lo, hi = float(xs[i]), float(xs[n - 1 - i])
+    if hi < lo:
+        lo = hi = float(np.median(xs))
+    return lo, hi
+
+
+def _suppress(counts: np.ndarray, k: int = BIN_SUPPORT) -> np.ndarray:
+    """Counts below k set to 0 (a count of 2 describes 2 patients); the largest always stays."""
+    c = np.asarray(counts, dtype=np.int64).copy()
+    if not len(c):
+        return c
+    top = int(c.argmax())
+    c[c < k] = 0
+    if not c.any():
+        c[top] = int(counts[top])
+    return c
+
+
+def profile_column(s: pd.Series, name: str, bins: int = 20, min_count: int = BIN_SUPPORT) -> tuple[dict, dict]:
+    """(column spec, facts used later: kind, full-length codes with NaN/-1 for nulls, null mask)."""
     n = len(s)
-    nn = s.dropna()
-    null_ratio = 1 - len(nn) / n if n else 0.0
+    isnull = s.isna().to_numpy()
+    nn = s[~isnull]
     spec: dict[str, Any] = {}
-    facts: dict[str, Any] = {"name": name}
+    facts: dict[str, Any] = {"name": name, "null": isnull}
     desc = []
     if len(nn) == 0:
-        spec = {"type": "string", "value": "", "nulls": 1.0}
-        return spec, {"kind": "none"}
+        return {"type": "string", "value": "", "nulls": 1.0}, {"kind": "none", "null": isnull}
     uniq = nn.unique()
     if s.dtype == bool or (s.dtype == object and set(map(str, uniq)) <= {"True", "False"}):
-        p = float(nn.astype(str).eq("True").mean()) if s.dtype == object else float(nn.mean())
+        vals = nn.astype(str).eq("True").to_numpy() if s.dtype == object else nn.to_numpy(dtype=bool)
+        t_count = int(vals.sum())
+        t_count = t_count if t_count >= min_count else 0
+        t_count = t_count if len(vals) - t_count >= min_count else len(vals)
+        p = t_count / len(vals)
         spec = {"type": "bool", "distribution": {"kind": "bernoulli", "p": round(p, 6)}}
-        facts.update(kind="bool", codes=nn.astype(str).eq("True").to_numpy() if s.dtype == object else nn.to_numpy(),
-                     dist=Dist("bernoulli", (("p", p),)))
-    elif _is_date(s):
-        d = pd.to_datetime(nn).to_numpy().astype("datetime64[D]").astype(np.int64)
-        dist, ks = fit_best(d, integer=True)
-        if ks > KS_ACCEPT:
-            dist = histogram(d, bins, integer=True)
-        lo, hi = int(d.min()), int(d.max())
-        iso = lambda x: str(np.datetime64(int(x), "D"))  # noqa: E731
-        spec = {"type": "date", "range": {"min": iso(lo), "max": iso(hi)},
-                "distribution": _date_dist(dist.to_spec())}
-        facts.update(kind="date", codes=d, dist=dist)
-        desc.append(f"dates {iso(lo)} … {iso(hi)}")
-    elif s.dtype.kind in "iuf" and not (len(uniq) <= 12 and s.dtype.kind in "iu"):
-        x = nn.to_numpy(dtype=float)
-        integer = s.dtype.kind in "iu" or bool(np.all(np.mod(x, 1) == 0))
-        dist, ks = fit_best(x, integer=integer)
-        if ks > KS_ACCEPT:
-            dist = histogram(x, bins, integer=integer)
-        lo, hi = float(x.min()), float(x.max())
-        if integer:
-            spec = {"type": "int"}
+        codes = np.zeros(n, dtype=float)
+        codes[~isnull] = vals
+        codes[isnull] = np.nan
+        facts.update(kind="bool", codes=codes, dist=Dist("bernoulli", (("p", p),)))
+    elif _is_date(s) or (s.dtype.kind in "iuf" and not (len(uniq) <= 12 and s.dtype.kind in "iu")):
+        date = _is_date(s)
+        if date:
+            x = pd.to_datetime(nn).to_numpy().astype("datetime64[D]").astype(np.int64).astype(float)
+            step, off = 1.0, 0
         else:
-            decimals = max((len(f"{v:.6g}".split(".")[1]) if "." in f"{v:.6g}" else 0) for v in x[:500])
-            spec = {"type": "decimal", "precision": int(min(max(decimals, 1), 6))}
-        spec["range"] = {"min": _clean(lo), "max": _clean(hi)}
-        spec["distribution"] = dist.to_spec()
-        facts.update(kind="num", codes=x, dist=dist, integer=integer, ks=ks)
-        q = np.quantile(x, [0.01, 0.5, 0.99])
-        desc.append(f"min {lo:g}, p1 {q[0]:g}, median {q[1]:g}, p99 {q[2]:g}, max {hi:g}")
+            x = nn.to_numpy(dtype=float)
+            step, off = lattice(x)
+        integer = date or step >= 1
+        lo, hi = clip_extremes(x, min_count)
+        xc = np.clip(x, lo, hi)
+        dist, ks = fit_best(xc, integer=integer)
+        if ks > KS_ACCEPT:
+            edges, weights = support_histogram(xc, integer, min_count, step=step)
+            dist = Dist("histogram", edges=tuple(edges), weights=tuple(float(w) for w in weights))
+        codes = np.full(n, np.nan)
+        codes[~isnull] = x
+        if date:
+            iso = lambda v: str(np.datetime64(int(v), "D"))  # noqa: E731
+            spec = {"type": "date", "range": {"min": iso(lo), "max": iso(hi)}, "distribution": _date_dist(dist.to_spec())}
+            desc.append(f"dates {iso(lo)} … {iso(hi)} (5th smallest … 5th largest)")
+        else:
+            if integer:
+                spec = {"type": "int"}
+            else:
+                spec = {"type": "decimal", "precision": _decimals(step)}
+            if step != (1.0 if integer else 10.0 ** -spec.get("precision", 0)):
+                spec["step"] = _clean(step)
+            spec["range"] = {"min": _clean(lo), "max": _clean(hi)}
+            spec["distribution"] = dist.to_spec()
+            q = np.quantile(x, [0.5])
+            desc.append(f"{_clean(lo)} … {_clean(hi)} (5th smallest … 5th largest), median {q[0]:g}")
+            if off:
+                desc.append(f"{off} value(s) off the grid of {step:g} (drawn on it)")
+        facts.update(kind="date" if date else "num", codes=codes, dist=dist, integer=integer, step=step, ks=ks,
+                     lo=lo, hi=hi)
     else:
-        vals = nn.astype(str) if s.dtype.kind not in "iu" else nn
+        is_int = s.dtype.kind in "iu"
+        vals = nn if is_int else nn.astype(str)
         counts = Counter(vals.tolist())
         if len(counts) <= MAX_CATEGORIES or len(counts) <= 0.05 * n:
-            cats = [k for k, _ in counts.most_common()]
-            w = {(_clean(k) if s.dtype.kind in "iu" else str(k)): round(c / len(vals), 6) for k, c in counts.most_common()}
-            if s.dtype.kind in "iu":
+            ordered = [k for k, _ in counts.most_common()]
+            kept = _suppress(np.array([counts[k] for k in ordered]), min_count)
+            cats = [k for k, c in zip(ordered, kept, strict=True) if c > 0]
+            w = {(_clean(k) if is_int else str(k)): int(counts[k]) for k in cats}
+            if is_int:
                 spec = {"type": "int", "distribution": {"kind": "categorical", "weights": w}}
-                spec["range"] = {"min": _clean(min(cats)), "max": _clean(max(cats))}
+                lo_c, hi_c = min(cats), max(cats)
+                spec["range"] = {"min": _clean(lo_c), "max": _clean(hi_c)}
             else:
                 spec = {"type": "categorical", "categories": [str(c) for c in cats],
                         "distribution": {"kind": "categorical", "weights": w}}
+            if len(cats) < len(ordered):
+                desc.append(f"{len(ordered) - len(cats)} rare value(s) (< {min_count} rows) left out")
             pos = {c: i for i, c in enumerate(cats)}
-            facts.update(kind="cat", codes=np.array([pos[v] for v in vals.tolist()]),
-                         dist=Dist("categorical", values=tuple(cats), weights=tuple(counts[c] for c in cats)))
-            top = ", ".join(f"{k} ({c / len(vals):.0%})" for k, c in counts.most_common(3))
-            desc.append(f"{len(counts)} values; common: {top}")
+            codes = np.full(n, -1, dtype=np.int64)
+            codes[~isnull] = [pos.get(v, 0) for v in vals.tolist()]  # a rare value counts as the commonest
+            facts.update(kind="cat", codes=codes, dist=Dist("categorical", values=tuple(cats),
+                                                             weights=tuple(counts[c] for c in cats)))
+            top = ", ".join(f"{k} ({c / len(vals):.0%})" for k, c in counts.most_common(3) if c >= min_count)
+            desc.append(f"{len(counts)} values" + (f"; common: {top}" if top else ""))
         else:
             shapes = Counter(_shape(v) for v in vals.tolist())
             shape, _ = shapes.most_common(1)[0]
             spec = {"type": "string", "pattern": shape.replace("(", r"\(").replace(")", r"\)")}
             facts.update(kind="string")
             desc.append(f"free text, most common format {shape!r}")
-    if null_ratio > 0:
-        spec["nulls"] = round(null_ratio, 6)
+    if isnull.any():
+        spec["nulls"] = round(float(isnull.mean()), 6)
     if desc:
         spec["description"] = "; ".join(desc)
     return spec, facts
@@ -168,50 +255,144 @@ def normal_scores(codes: np.ndarray, dist: Dist, kind: str, rng: np.random.Gener
     return stats.norm.ppf(np.clip(u, 1e-6, 1 - 1e-6))
 
 
-def identifier(name: str) -> str:
-    """A column name usable in rule expressions (``mean radius`` → ``mean_radius``)."""
-    out = re.sub(r"\W+", "_", str(name)).strip("_").lower() or "column"
-    return f"c_{out}" if out[0].isdigit() else out
+def identifier(name: str, taken: set[str] | frozenset[str] = frozenset()) -> str:
+    """A column name usable in rule expressions (``mean radius`` → ``mean_radius``, ``sample.yr`` →
+    ``sample_yr``, ``lambda`` → ``lambda_``: a Python keyword cannot name a column in an expression),
+    different from every name in ``taken``. A name that already is a valid identifier keeps its
+    spelling (``lambda_`` stays ``lambda_``)."""
+    raw = str(name)
+    out = raw.lower() if raw.isidentifier() else re.sub(r"\W+", "_", raw).strip("_").lower() or "column"
+    if out[0].isdigit():
+        out = f"c_{out}"
+    if keyword.iskeyword(out) or keyword.iskeyword(out.capitalize()) or out in E.RESERVED_NAMES:
+        out += "_"
+    base, i = out, 2
+    while out in taken:
+        out, i = f"{base}_{i}", i + 1
+    return out
+
+
+def column_names(columns) -> dict[str, str]:
+    """Original column name → the identifier the project uses (unique, never a keyword)."""
+    out: dict[str, str] = {}
+    for c in columns:
+        out[c] = identifier(c, set(out.values()))
+    return out
 
 
 def sanitize_columns(df: pd.DataFrame) -> pd.DataFrame:
-    return df.rename(columns={c: identifier(c) for c in df.columns})
+    return df.rename(columns=column_names(df.columns))
+
+
+def _null_structure(df: pd.DataFrame, cols: dict[str, dict], facts: dict[str, dict], table_cols: set[str]) -> list[str]:
+    """Missing values as part of the joint model. Columns with the same null pattern share one
+    reason; a pattern that is exactly a set of values of a complete discrete column becomes
+    ``nulls: {iff: "died == 0"}`` (null exactly there); any other pattern gets a hidden boolean
+    column ``<col>_missing`` (``nulls: {iff: <col>_missing}``), drawn like the other discrete columns
+    from decision-tree leaves over the rest of the row. Returns the indicator columns added."""
+    groups: dict[bytes, list[str]] = {}
+    for c, f in facts.items():
+        m = f.get("null")
+        if f.get("kind") in (None, "none") or m is None or not m.any() or m.all():
+            continue
+        groups.setdefault(np.packbits(m).tobytes() + bytes([len(m) % 8]), []).append(c)
+    complete = [c for c, f in facts.items() if f.get("kind") in ("cat", "bool") and not f["null"].any()
+                and "distribution" in cols[c]]
+    added = []
+    for members in groups.values():
+        mask = facts[members[0]]["null"]
+        cond = None
+        for d in complete:
+            codes = np.asarray(facts[d]["codes"])
+            inside = set(np.unique(codes[mask]).tolist())
+            if inside & set(np.unique(codes[~mask]).tolist()):
+                continue
+            cond = _value_condition(d, facts[d], sorted(inside))
+            break
+        if cond is None:
+            ind = identifier(f"{members[0]}_missing", table_cols)
+            table_cols.add(ind)
+            p = float(mask.mean())
+            cols[ind] = {"type": "bool", "output": False,
+                         "description": f"hidden: whether {', '.join(members)} {'is' if len(members) == 1 else 'are'} "
+                         "missing (modelled with the other columns)",
+                         "distribution": {"kind": "bernoulli", "p": round(p, 6)}}
+            facts[ind] = {"name": ind, "kind": "bool", "codes": mask.astype(float), "null": np.zeros(len(mask), bool),
+                          "dist": Dist("bernoulli", (("p", p),)), "indicator": True}
+            added.append(ind)
+            cond = ind
+        for c in members:
+            cols[c]["nulls"] = {"iff": cond}
+    return added
+
+
+def _value_condition(col: str, f: dict, codes: list) -> str:
+    if f["kind"] == "bool":
+        return col if codes == [1.0] else f"not {col}"
+    labels = [f["dist"].values[int(k)] for k in codes]
+    if len(labels) == 1:
+        return f"{col} == {_literal(labels[0])}"
+    return f"{col} in [{', '.join(_literal(v) for v in labels)}]"
 
 
 def profile(df: pd.DataFrame, name: str = "profiled", table: str | None = None, bins: int = 20,
             max_order_rules: int = 20, seed: int = 0, components: int | str = "auto",
-            min_support: int = MIN_SUPPORT, bin_support: int = BIN_SUPPORT) -> dict:
+            min_support: int = MIN_SUPPORT, bin_support: int = BIN_SUPPORT, progress: Progress | None = None,
+            check: bool = True) -> dict:
     """A data project (as a mapping, ready for YAML) describing ``df`` without its rows.
 
     ``components``: the number of mixture components, or ``"auto"`` (held-out likelihood); always
-    capped so that every component is supported by ≥ ``min_support`` real rows."""
-    df = sanitize_columns(df)
+    capped so that every component is supported by ≥ ``min_support`` real rows. ``progress(stage,
+    done, total)`` is called as the work advances. With ``check`` the project is compiled and a
+    sample fabricated before it is returned: a profile that does not fabricate is a
+    :class:`ProfileError` naming the cause, never a file that fails later."""
+    tick = progress or (lambda stage, done, total: None)
+    names = column_names(df.columns)
+    df = df.rename(columns=names)
     table = identifier(table or name)
     cols: dict[str, dict] = {}
     facts: dict[str, dict] = {}
-    for c in df.columns:
-        spec, f = profile_column(df[c], str(c), bins=bins)
+    total = df.shape[1] + 4
+    for i, c in enumerate(df.columns):
+        tick(f"column {c}", i, total)
+        spec, f = profile_column(df[c], str(c), bins=bins, min_count=bin_support)
         cols[str(c)] = spec
         facts[str(c)] = f
+    for orig, ident in names.items():
+        if str(orig) != ident:
+            cols[ident]["description"] = f"column {orig!r} in the source; " + cols[ident].get("description", "")
+    indicators = _null_structure(df, cols, facts, set(cols))
     rules: list[dict] = []
     corr_cols = [c for c, f in facts.items() if f.get("kind") in ("num", "cat", "bool", "date")
-                 and df[c].notna().all() and "distribution" in cols[c]]
+                 and not f["null"].all() and "distribution" in cols[c]]
     k_used = 1
+    rng = np.random.default_rng(seed)
     if len(corr_cols) >= 2:
-        rng = np.random.default_rng(seed)
-        steps = [_component_steps(np.asarray(facts[c]["codes"]), facts[c]["kind"] if facts[c]["kind"] in ("cat", "bool")
-                                  else "num", list(facts[c]["dist"].values) if facts[c]["kind"] == "cat" else [], rng)
+        tick("copula scores", df.shape[1], total)
+        steps = [_component_steps(np.asarray(facts[c]["codes"]), _kind(facts[c]),
+                                  list(facts[c]["dist"].values) if facts[c]["kind"] == "cat" else [], rng)
                  for c in corr_cols]
         z = latent_scores(np.column_stack([st[0] for st in steps]), np.column_stack([st[1] for st in steps]), rng)
+        for j, c in enumerate(corr_cols):  # missing values placed where the others predict them
+            f = facts[c]
+            if f["kind"] in ("num", "date") and f["null"].any():
+                obs = np.sort(f["codes"][~f["null"]])
+                filled = f["codes"].copy()
+                filled[f["null"]] = np.quantile(obs, stats.norm.cdf(z[f["null"], j]))
+                f["filled"] = filled
+        tick("mixture components", df.shape[1] + 1, total)
         labels = mixture_labels(z, components, min_support, seed)
         k_used = int(labels.max()) + 1
         # discrete columns are drawn from decision-tree leaves given the others (a threshold such as
-        # "pre-menopausal only below ~52" is a leaf boundary, which a Gaussian copula can only blur)
-        discrete = [c for c in corr_cols if facts[c]["kind"] in ("cat", "bool")]
+        # "pre-menopausal only below ~52" is a leaf boundary, which a Gaussian copula can only blur);
+        # the missing-value indicators come last, so they see every value column
+        discrete = sorted((c for c in corr_cols if facts[c]["kind"] in ("cat", "bool")),
+                          key=lambda c: bool(facts[c].get("indicator")))
         continuous = [c for c in corr_cols if c not in discrete]
         if not continuous:  # nothing to condition on: every column in the copula(s)
             discrete, continuous = [], corr_cols
         comp = None
+        tick("marginals and copulas", df.shape[1] + 2, total)
         if k_used > 1:
             comp, mixture_rules = _mixture(df, table, cols, facts, continuous, labels, bin_support, rng)
             rules.extend(mixture_rules)
@@ -220,37 +401,90 @@ def profile(df: pd.DataFrame, name: str = "profiled", table: str | None = None, 
             m = _shrunk_correlation(z[:, idx])
             rules.append({"name": f"{table}_copula", "correlation": {
                 "columns": continuous, "method": "copula", "tolerance": 0.15, "matrix": _matrix(m)}})
+        tick("decision trees", df.shape[1] + 3, total)
         if discrete:
-            _conditional_discrete(df, cols, facts, discrete, continuous, comp, labels, min_support, seed)
-    # order relations that hold on every row between comparable columns
-    nums = [c for c, f in facts.items() if f.get("kind") in ("num", "date") and df[c].notna().all()]
-    found = 0
-    for i, a in enumerate(nums):
-        for b in nums[i + 1:]:
-            if found >= max_order_rules or facts[a]["kind"] != facts[b]["kind"]:
-                continue
-            xa, xb = facts[a]["codes"], facts[b]["codes"]
-            overlap = min(xa.max(), xb.max()) - max(xa.min(), xb.min())
-            span = max(xa.max(), xb.max()) - min(xa.min(), xb.min())
-            if span <= 0 or overlap < 0.1 * span:
-                continue
-            if np.all(xa <= xb) and np.any(xa < xb):
-                rules.append({"name": f"{a}_le_{b}", "check": f"{a} <= {b}"})
-                found += 1
-            elif np.all(xb <= xa) and np.any(xb < xa):
-                rules.append({"name": f"{b}_le_{a}", "check": f"{b} <= {a}"})
-                found += 1
+            _conditional_discrete(df, cols, facts, discrete, continuous, comp, labels, min_support, seed, bin_support)
+    rules.extend(_order_rules(facts, max_order_rules))
     desc = f"profiled from a table of {len(df)} rows and {df.shape[1]} columns (no values copied)"
     if k_used > 1:
         desc += (f"; a mixture of {k_used} Gaussian copulas, each component supported by ≥ {min_support} rows, "
                  f"each histogram bin by ≥ {bin_support}")
-    return {
+    if indicators:
+        desc += f"; missing values modelled jointly ({', '.join(indicators)})"
+    spec = {
         "name": name,
         "description": desc,
         "seed": seed,
         "batch_size": max(len(df), 1),
         "tables": {table: {"rows": len(df), "columns": cols, "rules": rules}},
     }
+    tick("self-check", total - 1, total)
+    if check:
+        self_check(spec, seed)
+    tick("done", total, total)
+    return spec
+
+
+def _kind(f: dict) -> str:
+    return f["kind"] if f["kind"] in ("cat", "bool") else "num"
+
+
+def _order_rules(facts: dict[str, dict], limit: int) -> list[dict]:
+    """Order relations ``a <= b`` that hold on every row where both are known."""
+    nums = [c for c, f in facts.items() if f.get("kind") in ("num", "date") and not f["null"].all()]
+    rules: list[dict] = []
+    for i, a in enumerate(nums):
+        for b in nums[i + 1:]:
+            if len(rules) >= limit or facts[a]["kind"] != facts[b]["kind"]:
+                continue
+            both = ~(facts[a]["null"] | facts[b]["null"])
+            if both.sum() < BIN_SUPPORT:
+                continue
+            xa, xb = facts[a]["codes"][both], facts[b]["codes"][both]
+            overlap = min(xa.max(), xb.max()) - max(xa.min(), xb.min())
+            span = max(xa.max(), xb.max()) - min(xa.min(), xb.min())
+            if span <= 0 or overlap < 0.1 * span:
+                continue
+            if np.all(xa <= xb) and np.any(xa < xb):
+                rules.append({"name": f"{a}_le_{b}", "check": f"{a} <= {b}"})
+            elif np.all(xb <= xa) and np.any(xb < xa):
+                rules.append({"name": f"{b}_le_{a}", "check": f"{b} <= {a}"})
+    return rules
+
+
+def project_yaml(spec: dict) -> str:
+    """The project as YAML a person can read: lists of plain values (bin edges, weights, matrix rows,
+    categories) on one line each, mappings in block style."""
+    import yaml
+
+    class _Dumper(yaml.SafeDumper):
+        pass
+
+    def seq(dumper, data):
+        flow = all(isinstance(v, int | float | str | bool) and not isinstance(v, str) or
+                   (isinstance(v, str) and len(v) < 40) for v in data)
+        flow = flow or all(isinstance(v, list) for v in data) and len(data) <= 40
+        return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+    _Dumper.add_representer(list, seq)
+    return yaml.dump(spec, Dumper=_Dumper, sort_keys=False, width=110, allow_unicode=True)
+
+
+def self_check(spec: dict, seed: int = 0, rows: int = 200) -> None:
+    """Compile the profiled project and fabricate a sample of it; a failure is a :class:`ProfileError`
+    that names the cause (never a project file that fails only when someone uses it)."""
+    from .engine import fabricate
+    from .generate import FabricationError
+    from .model import compile_project
+
+    src = f"profile of {spec['name']} (self-check)"
+    try:
+        project = compile_project(spec, source=src)
+        fabricate(project, rows=min(rows, max(2, next(iter(spec["tables"].values()))["rows"])), seed=seed)
+    except ProjectError as exc:
+        raise ProfileError(exc.problems, src) from exc
+    except FabricationError as exc:
+        raise ProfileError([("", f"the profiled project does not fabricate: {exc}")], src) from exc
 
 
 # ---------------------------------------------------------------------------- mixture of copulas
@@ -288,23 +522,32 @@ def mixture_labels(z: np.ndarray, components: int | str, min_support: int = MIN_
     n = len(z)
     kmax = max_components(n, min_support)
     if components == "auto":
+        # chosen on at most SELECT_ROWS rows (the choice needs the shape, not every row), over a
+        # geometric grid of sizes, each capped so its components keep their support in the sample
+        rng = np.random.default_rng(seed)
+        zs = z[rng.choice(n, SELECT_ROWS, replace=False)] if n > SELECT_ROWS else z
+        ks = sorted({k for k in (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24) if k <= min(kmax, max_components(len(zs), min_support))})
         best = (-np.inf, 1)
-        for k in range(1, kmax + 1):
+        for k in ks:
             ll = []
-            for tr, te in KFold(3, shuffle=True, random_state=seed).split(z):
-                gm = GaussianMixture(k, covariance_type="full", reg_covar=1e-3, random_state=seed).fit(z[tr])
-                ll.append(gm.score(z[te]))
+            for tr, te in KFold(3, shuffle=True, random_state=seed).split(zs):
+                gm = GaussianMixture(k, covariance_type="full", reg_covar=1e-3, random_state=seed, max_iter=60,
+                                     tol=1e-2).fit(zs[tr])
+                ll.append(gm.score(zs[te]))
+                if n > SELECT_ROWS:
+                    break  # a large table: one held-out third of the sample is enough
             score = float(np.mean(ll))
             if score > best[0]:
                 best = (score, k)
-            elif k > best[1] + 2:
+            elif k > 2 * best[1] + 2:
                 break  # the held-out likelihood has peaked
-        k = best[1]
+        k = best[1] if n <= SELECT_ROWS else int(min(kmax, round(best[1] * min(2.0, (n / SELECT_ROWS) ** 0.25))))
     else:
         k = int(min(max(int(components), 1), kmax))
     if k <= 1:
         return np.zeros(n, dtype=np.int64)
-    gm = GaussianMixture(k, covariance_type="full", reg_covar=1e-3, random_state=seed, n_init=2).fit(z)
+    gm = GaussianMixture(k, covariance_type="full", reg_covar=1e-3, random_state=seed, n_init=1 if n > SELECT_ROWS else 2,
+                         max_iter=100, tol=1e-2).fit(z)
     prob = gm.predict_proba(z)
     labels = prob.argmax(axis=1)
     while True:
@@ -326,18 +569,29 @@ def _num(v: float) -> int | float:
     return int(v) if v.is_integer() and abs(v) < 1e15 else float(f"{v:.10g}")
 
 
-def support_histogram(x: np.ndarray, integer: bool, min_count: int) -> tuple[list[float], list[int]]:
+def support_histogram(x: np.ndarray, integer: bool, min_count: int, step: float | None = None
+                      ) -> tuple[list[float], list[int]]:
     """Equal-count bins of ≥ ``min_count`` values each. A value that occurs ≥ ``min_count`` times (a
     common value, such as a size recorded in steps of 5 mm) is a bin of its own, so its spike
     survives; the values between two common values are grouped the same way. When fewer than
     ``min_count`` values lie between two common values, their bin gets weight 0 and they count
     towards the nearer common value instead (no bin describes fewer than ``min_count`` rows, and no
-    spike is diluted). Integer data gets half-integer edges, so every draw rounds back into its
-    own bin."""
+    spike is diluted). The outer edges are the ``min_count``-th smallest and largest values, never
+    the extremes (one patient's value). Data on a lattice (integers, or multiples of ``step``) gets
+    edges half-way between grid points, so every draw snaps back into its own bin."""
     x = np.sort(np.asarray(x, dtype=float))
+    x = x[np.isfinite(x)]
+    unit = float(step) if step and (integer or step != 1.0) else (1.0 if integer else None)
+    if unit is not None:
+        x = np.round(x / unit)  # grid units: the integer case below, scaled back at the end
+        integer = True
+    lo_v, hi_v = clip_extremes(x, min_count)
+    raw_vals, raw_cnt = np.unique(x, return_counts=True)
+    x = np.clip(x, lo_v, hi_v)
     n = len(x)
     vals, cnt = np.unique(x, return_counts=True)
-    common = cnt >= max(min_count, 1)
+    # a value is common by its own count (the clipped tail gathered on the outer values is not a spike)
+    common = raw_cnt[np.searchsorted(raw_vals, vals)] >= max(min_count, 1)
     groups: list[list[int]] = []  # runs of value indices forming one bin
     short: list[int] = []  # groups with fewer than min_count values
     run: list[int] = []
@@ -384,11 +638,14 @@ def support_histogram(x: np.ndarray, integer: bool, min_count: int) -> tuple[lis
             near = min(spikes, key=lambda k: abs(vals[groups[k][0]] - mid))
             weights[near] += weights[j]
             weights[j] = 0
+    if unit is not None and unit != 1.0:
+        edges = [e * unit for e in edges]
     # written with 10 significant digits: merge any bin that rounding would make empty
     lo_edge = _num(edges[0])
     if lo_edge > edges[0]:  # round the outer edges outwards: every value stays inside
         lo_edge = _num(edges[0] - abs(edges[0]) * 1e-9 - 1e-300)
     e_out, w_out = [lo_edge], []
+    carry = 0
     for i, (e, w) in enumerate(zip(edges[1:], weights, strict=True)):
         e_raw, e = e, _num(e)
         if i == len(weights) - 1 and e < e_raw:
@@ -396,39 +653,55 @@ def support_histogram(x: np.ndarray, integer: bool, min_count: int) -> tuple[lis
         if e <= e_out[-1]:
             if w_out:
                 w_out[-1] += w
+            else:
+                carry += w
             continue
         e_out.append(e)
-        w_out.append(w)
+        w_out.append(w + carry)
+        carry = 0
     if not w_out:
-        e_out, w_out = [e_out[0], _num(e_out[0] + 1)], [int(n)]
+        e_out, w_out = [e_out[0], _num(e_out[0] + (unit or 1))], [int(n)]
     return e_out, w_out
 
 
 def _component_steps(codes: np.ndarray, kind: str, order: list, rng: np.random.Generator
                      ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Each value's CDF step (lo, hi) under the component's own marginal (lo == hi for continuous
-    values: their rank, ties broken at random), and that marginal (discrete columns)."""
+    values: their rank, ties broken at random), and that marginal (discrete columns). A missing value
+    (NaN, or code -1) is unknown: its step is the whole (0, 1), placed later where the others predict."""
     n = len(codes)
-    if kind == "bool":
-        x = np.asarray(codes).astype(bool)
-        p = float(x.mean())
-        return np.where(x, 1 - p, 0.0), np.where(x, 1.0, 1 - p), {"kind": "bernoulli", "p": round(p, 6)}
     if kind == "cat":
-        cnt = np.bincount(np.asarray(codes, dtype=np.int64), minlength=len(order))
+        idx = np.asarray(codes, dtype=np.int64)
+        obs = idx >= 0
+    else:
+        x = np.asarray(codes, dtype=float)
+        obs = ~np.isnan(x)
+    m = int(obs.sum())
+    lo, hi = np.zeros(n), np.ones(n)
+    if m == 0:
+        return lo, hi, {}
+    if kind == "bool":
+        xb = x[obs] > 0.5
+        p = float(xb.mean())
+        lo[obs], hi[obs] = np.where(xb, 1 - p, 0.0), np.where(xb, 1.0, 1 - p)
+        return lo, hi, {"kind": "bernoulli", "p": round(p, 6)}
+    if kind == "cat":
+        cnt = np.bincount(idx[obs], minlength=len(order))
         present = [j for j in range(len(order)) if cnt[j] > 0]
         cum = np.zeros(len(order) + 1)
         run = 0.0
         for j in present:
             cum[j] = run
-            run += cnt[j] / n
+            run += cnt[j] / m
             cum[j + 1] = run
-        idx = np.asarray(codes, dtype=np.int64)
-        return cum[idx], cum[idx + 1], {"kind": "categorical", "weights": {_clean(order[j]): int(cnt[j]) for j in present}}
-    x = np.asarray(codes, dtype=float)
-    order_idx = np.lexsort((rng.permutation(n), x))
-    u = np.empty(n)
-    u[order_idx] = (np.arange(n) + 0.5) / n
-    return u, u, {}
+        lo[obs], hi[obs] = cum[idx[obs]], cum[idx[obs] + 1]
+        kept = _suppress(cnt)
+        return lo, hi, {"kind": "categorical", "weights": {_clean(order[j]): int(kept[j]) for j in present if kept[j]}}
+    order_idx = np.lexsort((rng.permutation(m), x[obs]))
+    u = np.empty(m)
+    u[order_idx] = (np.arange(m) + 0.5) / m
+    lo[obs] = hi[obs] = u
+    return lo, hi, {}
 
 
 def latent_scores(lo: np.ndarray, hi: np.ndarray, rng: np.random.Generator, sweeps: int = 2) -> np.ndarray:
@@ -447,10 +720,13 @@ def latent_scores(lo: np.ndarray, hi: np.ndarray, rng: np.random.Generator, swee
             a = np.column_stack([others, np.ones(len(z))])
             coef, *_ = np.linalg.lstsq(a, z[:, j], rcond=None)
             pred = a @ coef
-            u = np.empty(len(z))
-            steps = np.round(lo[:, j], 12)
-            for step in np.unique(steps):
-                rows = np.flatnonzero(steps == step)
+            u = lo[:, j].copy()
+            wide = hi[:, j] > lo[:, j]  # rows whose place inside their step is unknown
+            _, step_of = np.unique(np.round(np.column_stack([lo[wide, j], hi[wide, j]]), 12), axis=0,
+                                   return_inverse=True)
+            wide_rows = np.flatnonzero(wide)
+            for s in range(int(step_of.max(initial=-1)) + 1):
+                rows = wide_rows[step_of.ravel() == s]
                 rank = np.argsort(np.argsort(pred[rows] + 1e-9 * rng.random(len(rows))))
                 u[rows] = lo[rows, j] + (rank + 0.5) / len(rows) * (hi[rows, j] - lo[rows, j])
             z[:, j] = stats.norm.ppf(np.clip(u, 1e-6, 1 - 1e-6))
@@ -477,11 +753,14 @@ def _mixture(df: pd.DataFrame, table: str, cols: dict[str, dict], facts: dict[st
         for c in mixed:
             f = facts[c]
             codes = np.asarray(f["codes"])[members]
-            kind = f["kind"] if f["kind"] in ("cat", "bool") else "num"
+            kind = _kind(f)
             lo, hi, dist = _component_steps(codes, kind, list(f["dist"].values) if kind == "cat" else [], rng)
             if kind == "num":
                 integer = f["kind"] == "date" or bool(f.get("integer"))
-                edges, weights = support_histogram(codes, integer, bin_support)
+                known = codes[~np.isnan(codes)]
+                if len(known) < 2 * bin_support:  # too few known values here: the column's own marginal
+                    known = f["codes"][~f["null"]]
+                edges, weights = support_histogram(known, integer, bin_support, step=f.get("step", 1.0))
                 dist = {"kind": "histogram", "edges": edges, "weights": weights}
             los.append(lo)
             his.append(hi)
@@ -508,38 +787,43 @@ def _literal(v) -> str:
 
 def _conditional_discrete(df: pd.DataFrame, cols: dict[str, dict], facts: dict[str, dict], discrete: list[str],
                           continuous: list[str], comp: str | None, labels: np.ndarray, min_support: int,
-                          seed: int) -> None:
+                          seed: int, bin_support: int = BIN_SUPPORT) -> None:
     """Each discrete column becomes ``cases``: the leaves of a classification tree (scikit-learn,
     every leaf ≥ ``min_support`` real rows) over the mixture component, the continuous columns and
-    the discrete columns before it; a leaf's condition is its path, its distribution the leaf's
-    category counts."""
+    the complete discrete columns before it; a leaf's condition is its path, its distribution the
+    leaf's category counts (a count below ``bin_support`` is left out: it would describe too few
+    patients). A column with missing values is fitted on its known rows; a continuous column's
+    missing values are the ones the copula placed (``filled``)."""
     from sklearn.tree import DecisionTreeClassifier
 
     feats: list[tuple[str, str, np.ndarray, list]] = []  # (column, kind, values, labels of codes)
     if comp is not None:
         feats.append((comp, "code", labels.astype(float), [f"c{j + 1}" for j in range(int(labels.max()) + 1)]))
     for c in continuous:
-        feats.append((c, facts[c]["kind"], np.asarray(facts[c]["codes"], dtype=float), []))
+        feats.append((c, facts[c]["kind"], np.asarray(facts[c].get("filled", facts[c]["codes"]), dtype=float), []))
     for c in discrete:
         f = facts[c]
-        y = np.asarray(f["codes"])
+        known = ~f["null"]
+        y = np.asarray(f["codes"])[known]
         if f["kind"] == "bool":
             y = y.astype(bool).astype(np.int64)
         if feats:
             x = np.column_stack([v for _, _, v, _ in feats])
-            tree = DecisionTreeClassifier(criterion="entropy", min_samples_leaf=min_support, random_state=seed).fit(x, y)
+            tree = DecisionTreeClassifier(criterion="entropy", min_samples_leaf=min_support,
+                                          random_state=seed).fit(x[known], y)
             leaves = _leaves(tree, feats)
         else:
             leaves = [([], np.arange(len(y)))]
-        leaf_of = None if not feats else tree.apply(np.column_stack([v for _, _, v, _ in feats]))
+        leaf_of = None if not feats else tree.apply(np.column_stack([v for _, _, v, _ in feats])[known])
         cases = []
         for i, (conds, node) in enumerate(leaves):
             yy = y if leaf_of is None else y[leaf_of == node]
             if f["kind"] == "bool":
-                dist: dict = {"kind": "bernoulli", "p": round(float(yy.mean()), 6)}
+                tf = _suppress(np.bincount(yy, minlength=2), bin_support)
+                dist: dict = {"kind": "bernoulli", "p": round(float(tf[1] / max(tf.sum(), 1)), 6)}
             else:
                 order = list(f["dist"].values)
-                cnt = np.bincount(yy.astype(np.int64), minlength=len(order))
+                cnt = _suppress(np.bincount(yy.astype(np.int64), minlength=len(order)), bin_support)
                 dist = {"kind": "categorical", "weights": {_clean(order[j]): int(cnt[j]) for j in range(len(order)) if cnt[j]}}
             case: dict = {"distribution": dist}
             if conds and i < len(leaves) - 1:
@@ -547,8 +831,9 @@ def _conditional_discrete(df: pd.DataFrame, cols: dict[str, dict], facts: dict[s
             cases.append(case)
         cols[c].pop("distribution", None)
         cols[c]["cases"] = cases
-        order_labels = [_clean(v) for v in f["dist"].values] if f["kind"] == "cat" else []
-        feats.append((c, "code" if f["kind"] == "cat" else "bool", y.astype(float), order_labels))
+        if known.all():  # a column with missing values is no condition for the others
+            order_labels = [_clean(v) for v in f["dist"].values] if f["kind"] == "cat" else []
+            feats.append((c, "code" if f["kind"] == "cat" else "bool", y.astype(float), order_labels))
 
 
 def _leaves(tree, feats) -> list[tuple[list[str], int]]:

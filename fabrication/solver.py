@@ -379,6 +379,9 @@ class TableRepair:
             decls.append(f"array[R] of var {dlo}..{dhi}: x_{c};")
             cons.append(f"constraint forall(i in R)(if f_{c}[i] then x_{c}[i] >= {lo} /\\ x_{c}[i] <= {hi} "
                         f"else x_{c}[i] = p_{c}[i] endif);")
+            k = int(round(col.step * col.scale)) if col.step else 1
+            if k > 1:  # a moved value stays on the column's lattice
+                cons.append(f"constraint forall(i in R where f_{c}[i])(x_{c}[i] mod {k} = 0);")
             if col.type in (E.T.CATEGORICAL, E.T.BOOL):
                 w = COST_UNIT
                 decls.append(f"array[R] of var 0..1: a_{c} = [bool2int(x_{c}[i] != p_{c}[i]) | i in R];")

@@ -59,11 +59,12 @@ class DistributionSpec(_M):
 class NullSpec(_M):
     ratio: float | None = Field(None, ge=0, le=1)
     when: str | None = None
+    iff: str | None = Field(None, description="null exactly on the rows where this condition holds")
 
     @model_validator(mode="after")
     def _one(self):
-        if self.ratio is None and self.when is None:
-            raise ValueError("give ratio, when, or both")
+        if self.ratio is None and self.when is None and self.iff is None:
+            raise ValueError("give ratio, when, or both (or iff alone)")
         return self
 
 
@@ -93,6 +94,7 @@ class ColumnSpec(_M):
     categories: list[Scalar] | None = None
     codelist: str | None = None
     precision: int = Field(2, ge=0, le=6)
+    step: float | None = Field(None, gt=0, description="values are multiples of step (a value lattice)")
     nulls: float | NullSpec | None = None
     unique: bool = False
     output: bool = True

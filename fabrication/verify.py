@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .privacy import PrivacyReport, privacy_report
+
 log = logging.getLogger(__name__)
 
 CLASSIFIERS = ("dt_gini", "dt_entropy", "adaboost", "random_forest")
@@ -103,6 +105,9 @@ class VerifyReport:
     copy: CopyCheck
     implicated_rules: dict[str, list[str]] = field(default_factory=dict)
     iterations: list[dict[str, Any]] = field(default_factory=list)
+    columns: dict[str, str] = field(default_factory=dict)  # original real name → compared name
+    left_out: dict[str, list[str]] = field(default_factory=dict)  # {"real": [...], "fabricated": [...]}
+    privacy: PrivacyReport | None = None
 
     def margin(self) -> float:
         return max(self.accuracy[c] - self.baseline[c] for c in self.accuracy)
@@ -110,6 +115,7 @@ class VerifyReport:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["copy"]["ok"] = self.copy.ok
+        d["privacy"] = self.privacy.to_dict() if self.privacy is not None else None
         d["max_margin_over_baseline"] = self.margin()
         return d
 
@@ -133,6 +139,13 @@ class VerifyReport:
         cc = self.copy
         console.print(f"copy check: {cc.exact_copies} exact copies, {cc.too_close} rows closer than {cc.threshold:.4g} "
                       f"to a real row (min distance {cc.min_distance:.4g}) — {'ok' if cc.ok else 'FAILED'}")
+        renamed = [f"{a} as {b}" for a, b in self.columns.items() if a != b]
+        console.print(f"compared {len(self.columns)} column(s)" + (f" ({', '.join(renamed)})" if renamed else ""))
+        for side, names in self.left_out.items():
+            if names:
+                console.print(f"[yellow]left out ({side} only): {', '.join(names)}[/yellow]")
+        if self.privacy is not None:
+            self.privacy.render(console)
 
 
 def copy_check(xr: np.ndarray, xf: np.ndarray, quantile: float = 0.01) -> CopyCheck:
@@ -153,13 +166,16 @@ def copy_check(xr: np.ndarray, xf: np.ndarray, quantile: float = 0.01) -> CopyCh
 
 
 def verify(real: pd.DataFrame, fake: pd.DataFrame, *, seed: int = 0, folds: int = 5, repeats: int = 2,
-           classifiers: tuple[str, ...] = CLASSIFIERS, project=None) -> VerifyReport:
-    """Baseline, real-vs-fabricated accuracy per classifier, distinguishing features, copy check."""
-    from .profiler import sanitize_columns
-
+           classifiers: tuple[str, ...] = CLASSIFIERS, project=None, holdout: pd.DataFrame | None = None) -> VerifyReport:
+    """Baseline, real-vs-fabricated accuracy per classifier, distinguishing features, copy check;
+    with ``holdout`` (real rows the project was *not* made from) also the privacy report: DCR
+    against them and membership-inference attacks (:mod:`fabrication.privacy`)."""
     rng = np.random.default_rng(seed)
-    if not set(fake.columns) & set(real.columns):
-        real = sanitize_columns(real)
+    real, fake, compared, left_out = align_columns(real, fake)
+    if not compared:
+        raise VerifyError("the real and fabricated tables share no column: nothing to compare "
+                          f"(real: {', '.join(map(str, left_out['real'][:10]))}; "
+                          f"fabricated: {', '.join(map(str, left_out['fabricated'][:10]))})")
     real = real.reset_index(drop=True)
     n = len(real)
     fake = fake.sample(n=min(n, len(fake)), random_state=seed).reset_index(drop=True)
@@ -183,8 +199,43 @@ def verify(real: pd.DataFrame, fake: pd.DataFrame, *, seed: int = 0, folds: int 
             col = fname.removesuffix("__null")
             implicated[fname] = [r.name for r in project.all_rules() if col in r.columns] + [
                 f"{t.name}.{col}.distribution" for t in project.tables.values() if col in t.columns]
+    priv = None
+    if holdout is not None:
+        hold, _, _, _ = align_columns(holdout, fake)
+        priv = privacy_report(real, hold, fake, seed=seed)
     return VerifyReport(n, len(fake), baseline, acc, [(a, round(b, 4)) for a, b in feats], copy_check(xr, xf),
-                        implicated)
+                        implicated, columns=compared, left_out=left_out, privacy=priv)
+
+
+class VerifyError(ValueError):
+    """Tables that cannot be compared; the message says why."""
+
+    slug, status, title = "verify-input", 422, "Tables cannot be compared"
+
+
+def align_columns(real: pd.DataFrame, fake: pd.DataFrame
+                  ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str], dict[str, list[str]]]:
+    """Both tables under one naming: a real column matches a fabricated one by its own name or by the
+    identifier the profiler gave it (``sample.yr`` → ``sample_yr``, ``lambda`` → ``lambda_``).
+    Returns (real, fake) restricted to the matched columns in real's order, the mapping
+    ``{original real name: compared name}``, and the columns left out on either side."""
+    from .profiler import column_names
+
+    ident = column_names(real.columns)
+    fake_cols = set(map(str, fake.columns))
+    compared: dict[str, str] = {}
+    for c in real.columns:
+        if str(c) in fake_cols:
+            compared[str(c)] = str(c)
+        elif ident[c] in fake_cols:
+            compared[str(c)] = ident[c]
+    used = set(compared.values())
+    left_out = {"real": [str(c) for c in real.columns if str(c) not in compared],
+                "fabricated": [str(c) for c in fake.columns if str(c) not in used]}
+    r = real.rename(columns={c: compared[str(c)] for c in real.columns if str(c) in compared})
+    r = r[[compared[str(c)] for c in real.columns if str(c) in compared]]
+    f = fake.rename(columns=str)[list(r.columns)]
+    return r, f, compared, left_out
 
 
 # ---------------------------------------------------------------------------- iterate

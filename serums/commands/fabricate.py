@@ -186,15 +186,35 @@ def _read_table(path: str):
 
 
 def _profile(args, rest) -> int:
-    import yaml
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from fabrication import profile
+    from fabrication.profiler import project_yaml
 
-    (data,) = _need(rest, 1, "profile DATA [--out project.yaml] [--name NAME]")
+    (data,) = _need(rest, 1, "profile DATA [--out project.yaml] [--name NAME] [--seed S]")
     df = _read_table(data)
     name = args.name or Path(data).stem.replace(":", "_")
-    spec = profile(df, name=name)
-    text = yaml.safe_dump(spec, sort_keys=False, width=110)
+    progress = None if args.quiet else Progress(TextColumn("profiling {task.description:<28}"), BarColumn(),
+                                                TimeElapsedColumn(), console=Console(stderr=True), transient=True)
+    task = None
+
+    def tick(stage: str, done: int, total: int) -> None:
+        nonlocal task
+        if progress is None:
+            return
+        if task is None:
+            task = progress.add_task(stage, total=total)
+        progress.update(task, completed=done, description=stage[:28])
+
+    if progress:
+        progress.start()
+    try:
+        spec = profile(df, name=name, seed=args.seed or 0, progress=tick)
+    finally:
+        if progress:
+            progress.stop()
+    text = project_yaml(spec)
     if args.out:
         Path(args.out).write_text(text)
         print(f"data project for {len(df)} rows × {df.shape[1]} columns written to {args.out}")

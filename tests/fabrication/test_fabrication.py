@@ -505,5 +505,11 @@ def test_support_histogram_keeps_common_values_and_support():
     assert weights[int(np.searchsorted(edges, 20)) - 1] + weights[int(np.searchsorted(edges, 25)) - 1] == 12 + 15 + 4
     cont = np.random.default_rng(1).normal(size=97)
     edges, weights = support_histogram(cont, False, 5)
-    assert min(weights) >= 5 and edges[0] <= cont.min() < edges[1] and edges[-2] < cont.max() <= edges[-1]
-    assert np.isclose(edges[0], cont.min()) and np.isclose(edges[-1], cont.max())
+    srt = np.sort(cont)
+    assert min(weights) >= 5 and sum(weights) == len(cont)
+    # the outer edges are the 5th smallest and 5th largest values, never a single patient's extreme
+    assert np.isclose(edges[0], srt[4]) and np.isclose(edges[-1], srt[-5])
+    # an integer column: the extremes are clipped the same way (half-integer edges around them)
+    ages = np.r_[18, 19, np.arange(30, 80), 97, 101]
+    edges, weights = support_histogram(ages, True, 5)
+    assert edges[0] == np.sort(ages)[4] - 0.5 and edges[-1] == np.sort(ages)[-5] + 0.5

@@ -1,0 +1,121 @@
+"""Profiler on tables it was never tuned on: joint missing values, value lattices, any column name,
+no single patient's value in the project, verify's column mapping, the privacy report."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from fabrication import expr as E
+from fabrication import fabricate, profile, verify
+from fabrication.model import compile_project
+from fabrication.privacy import privacy_evaluation, privacy_report
+from fabrication.profiler import identifier, lattice
+
+
+@pytest.fixture(scope="module")
+def awkward() -> pd.DataFrame:
+    """600 patients: cause of death filled exactly when the patient died, a lab value missing mostly
+    in two sampling years, half-step and whole-number columns, keyword and dotted column names."""
+    rng = np.random.default_rng(7)
+    n = 600
+    age = rng.integers(40, 90, n)
+    died = rng.random(n) < 0.15 + 0.5 * (age > 75)
+    year = rng.choice(["1995", "1996", "1997", "2003"], n, p=[0.3, 0.3, 0.25, 0.15])
+    lab = np.round(rng.lognormal(0.2, 0.3, n), 1)
+    lab_missing = rng.random(n) < np.where(np.isin(year, ["1995", "2003"]), 0.7, 0.05)
+    return pd.DataFrame({
+        "age": age.astype(float),  # floats that are whole numbers
+        "lambda": np.round(rng.gamma(4, 0.5, n) * 2) / 2,  # halves
+        "class": rng.choice(["a", "b", "c"], n),
+        "pass": (rng.random(n) < 0.4),
+        "sample.yr": year,
+        "creatinine": np.where(lab_missing, np.nan, lab),
+        "died": died,
+        "cause": np.where(died, rng.choice(["Circulatory", "Neoplasms", "Respiratory"], n), None),
+    })
+
+
+@pytest.fixture(scope="module")
+def awkward_profile(awkward):
+    spec = profile(awkward, name="awkward", seed=3)
+    fake = fabricate(compile_project(spec), rows=3000, seed=4).frame("awkward")
+    return spec, fake
+
+
+def test_any_column_name_profiles_and_fabricates(awkward_profile):
+    spec, fake = awkward_profile
+    cols = spec["tables"]["awkward"]["columns"]
+    assert {"lambda_", "class_", "pass_", "sample_yr"} <= set(cols)
+    assert identifier("lambda_") == "lambda_" and identifier("True") == "true_" and identifier("2nd dose") == "c_2nd_dose"
+    assert "column 'sample.yr' in the source" in cols["sample_yr"]["description"]
+    with pytest.raises(E.ExprError, match="'lambda' is a Python keyword"):
+        E.parse("lambda > 3")
+
+
+def test_missing_values_are_modelled_jointly(awkward, awkward_profile):
+    spec, fake = awkward_profile
+    cols = spec["tables"]["awkward"]["columns"]
+    # an exact rule: the cause is null exactly when the patient did not die
+    assert cols["cause"]["nulls"] == {"iff": "not died"}
+    assert (fake["cause"].isna() == ~fake["died"].astype(bool)).all()
+    # a pattern: the lab value is missing mostly in two sampling years (a hidden indicator in the trees)
+    assert cols["creatinine"]["nulls"] == {"iff": "creatinine_missing"} and cols["creatinine_missing"]["output"] is False
+    miss = fake["creatinine"].isna().groupby(fake["sample_yr"]).mean()
+    assert miss["1995"] > 0.45 and miss["2003"] > 0.45 and miss["1996"] < 0.2 and miss["1997"] < 0.2
+
+
+def test_values_stay_on_their_lattice(awkward_profile):
+    spec, fake = awkward_profile
+    cols = spec["tables"]["awkward"]["columns"]
+    assert cols["age"]["type"] == "int"
+    assert cols["lambda_"]["type"] == "decimal" and cols["lambda_"]["step"] == 0.5
+    halves = fake["lambda_"].to_numpy(dtype=float) * 2
+    assert np.allclose(halves, np.round(halves)) and (np.mod(halves, 2) == 1).mean() > 0.2
+    lab = fake["creatinine"].dropna().to_numpy(dtype=float) * 10
+    assert np.allclose(lab, np.round(lab))
+    assert lattice(np.r_[np.arange(0, 50, 0.5), 4.333333]) == (0.5, 1)  # one odd value sets no precision
+    assert lattice(np.arange(0, 500, 5.0))[0] == 5
+
+
+def test_project_states_no_single_patients_value(awkward):
+    df = awkward.copy()
+    df.loc[0, "age"] = 104.0  # the one oldest patient
+    df.loc[1, "lambda"] = 37.5
+    spec = profile(df, name="awkward")
+    cols = spec["tables"]["awkward"]["columns"]
+    srt = np.sort(df["age"].to_numpy())
+    assert cols["age"]["range"]["max"] == srt[-5] and cols["age"]["range"]["min"] == srt[4]
+    text = yaml.safe_dump(spec)
+    assert "104" not in text and "37.5" not in text
+
+
+def test_profile_seed_is_honoured(tmp_path):
+    from serums.cli import main
+
+    out = tmp_path / "g.yaml"
+    assert main(["fabricate", "profile", "lifelines:gbsg2", "--seed", "11", "--out", str(out)]) == 0
+    assert yaml.safe_load(out.read_text())["seed"] == 11
+
+
+def test_verify_maps_original_names_and_reports_left_out_columns(awkward, awkward_profile):
+    _, fake = awkward_profile
+    rep = verify(awkward, fake.drop(columns=["cause"]), repeats=1, folds=3, classifiers=("dt_gini",))
+    assert rep.columns["sample.yr"] == "sample_yr" and rep.columns["lambda"] == "lambda_"
+    assert rep.left_out == {"real": ["cause"], "fabricated": []}
+    assert rep.to_dict()["left_out"]["real"] == ["cause"]
+
+
+def test_privacy_report_catches_copies_and_passes_the_profile():
+    from lifelines.datasets import load_gbsg2
+
+    real = load_gbsg2()
+    half = len(real) // 2
+    train, holdout = real.iloc[:half], real.iloc[half:]
+    leaked = privacy_report(train, holdout, train.copy())  # a "synthetic" table that is the training data
+    assert leaked.exact_copies == half and leaked.mia_auc > 0.9 and not leaked.ok
+    rep = privacy_evaluation(real, seed=1)
+    assert rep.exact_copies == 0 and rep.mia_auc <= 0.6, rep
+    assert 0.3 <= rep.closer_to_train_share <= 0.7
