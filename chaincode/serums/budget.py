@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
-from chaincode import Conflict, NotFound, evaluate, transaction
+from chaincode import Conflict, InvalidArgument, NotFound, evaluate, transaction
 
 from . import keys
-from .common import SerumsContext, SerumsContract, load_hospital
+from .common import ACTIVE, SerumsContext, SerumsContract, load_hospital
 from .vocab import check_id, check_number, check_page
 
 MAX_EPSILON = 1000.0
@@ -73,6 +73,28 @@ class BudgetContract(SerumsContract):
     def Spend(self, ctx: SerumsContext, dataset: str, epsilon: float, delta: float, release_id: str) -> dict:
         """The analytics service of the dataset's hospital spends (ε, δ) on one release; refused
         (409) when either total would be exceeded or the release id was already used."""
+        return self._spend(ctx, dataset, epsilon, delta, release_id, {})
+
+    @transaction
+    def SpendRelease(self, ctx: SerumsContext, dataset: str, epsilon: float, delta: float, release_id: str,
+                     cohort_id: str, sha256: str) -> dict:
+        """Spend (ε, δ) on a release of a research cohort's data and log the release's SHA-256 in the
+        same transaction: refused (409) when the cohort is not active (revoked, expired, empty)."""
+        ctx.caller.require_user("analytics")
+        digest = sha256.lower() if isinstance(sha256, str) else ""
+        if len(digest) != 64 or any(ch not in "0123456789abcdef" for ch in digest):
+            raise InvalidArgument("sha256: expected 64 hexadecimal characters")
+        cid = check_id(cohort_id, "cohort_id")
+        cohort = ctx.get(keys.cohort(cid))
+        if cohort is None:
+            raise NotFound(f"cohort_id: no cohort {cid!r}")
+        if cohort["status"] != ACTIVE or not cohort["expires_at"] or ctx.now_s >= cohort["expires_at"]:
+            status = cohort["status"] if cohort["status"] != ACTIVE else "expired"
+            raise Conflict(f"cohort {cid} is {status}: nothing of it may be released")
+        return self._spend(ctx, dataset, epsilon, delta, release_id, {"cohort_id": cid, "sha256": digest})
+
+    def _spend(self, ctx: SerumsContext, dataset: str, epsilon: float, delta: float, release_id: str,
+               extra: dict) -> dict:
         doc = self._dataset(ctx, dataset)
         u = ctx.caller.require_user("analytics")
         if u["hospital"] != doc["hospital"]:
@@ -96,7 +118,7 @@ class BudgetContract(SerumsContract):
         spend = {
             "dataset": doc["dataset"], "release_id": rid, "epsilon": str(eps), "delta": str(dlt),
             "epsilon_spent": doc["epsilon_spent"], "delta_spent": doc["delta_spent"], "analytics_id": u["id"],
-            "at": ctx.now_s, "tx_id": ctx.tx_id,
+            "at": ctx.now_s, "tx_id": ctx.tx_id, **extra,
         }
         ctx.put(keys.spend(doc["dataset"], ctx.now_s, ctx.tx_id), spend)
         view = _view(doc)

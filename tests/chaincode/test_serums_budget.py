@@ -77,3 +77,32 @@ def test_concurrent_spends_cannot_overspend(world: World, cast: Cast):
     assert outcomes.count("ok") == 1, outcomes
     assert set(outcomes) - {"ok"} <= {"MVCC_READ_CONFLICT", "409"}
     assert cast.analytics.evaluate("BudgetContract", "GetBudget", ds)["epsilon_spent"] == "0.6"
+
+
+def test_release_spends_and_logs_its_digest_in_one_transaction(world: World, cast: Cast):
+    from .test_serums_transport import allow
+
+    ds = uid("ds")
+    world.admins["lothian"].submit("BudgetContract", "CreateDataset", ds, 2.0, 1e-5)
+    patients = [world.patient("lothian", [allow("role", "researcher", purposes=["research"])]) for _ in range(2)]
+    cohort = cast.researcher.submit("TransportContract", "RequestCohort", [p.name for p in patients],
+                                    ["comorbidities"], "research", "research-protocol")
+    cid, digest = cohort["cohort_id"], "ab" * 32
+    refused(403, "analytics", cast.researcher.submit, "BudgetContract", "SpendRelease", ds, 0.5, 0.0, "rel-1", cid,
+            digest)
+    refused(400, "sha256", cast.analytics.submit, "BudgetContract", "SpendRelease", ds, 0.5, 0.0, "rel-1", cid, "ab")
+    refused(404, "cohort_id", cast.analytics.submit, "BudgetContract", "SpendRelease", ds, 0.5, 0.0, "rel-1",
+            "no-such-cohort", digest)
+    t = cast.analytics.tx("BudgetContract", "SpendRelease", ds, 0.5, 1e-6, "rel-1", cid, digest.upper())
+    assert t.result["sha256"] == digest and t.result["cohort_id"] == cid and t.result["epsilon_remaining"] == "1.5"
+    name, ev = cast.analytics.event(t.status)
+    assert name == "BudgetSpent" and ev["sha256"] == digest
+    history = cast.auditor.evaluate("BudgetContract", "SpendHistory", ds, 10, "")["records"]
+    assert [(h["release_id"], h["sha256"], h["tx_id"]) for h in history] == [("rel-1", digest, t.result["tx_id"])]
+    refused(409, "exceeded", cast.analytics.submit, "BudgetContract", "SpendRelease", ds, 1.6, 0.0, "rel-2", cid,
+            digest)
+    # a revoked cohort releases nothing and spends nothing
+    cast.researcher.submit("TransportContract", "RevokeCohort", cid, "relinquished")
+    refused(409, "revoked", cast.analytics.submit, "BudgetContract", "SpendRelease", ds, 0.1, 0.0, "rel-3", cid,
+            digest)
+    assert cast.analytics.evaluate("BudgetContract", "GetBudget", ds)["epsilon_spent"] == "0.5"
