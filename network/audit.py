@@ -22,6 +22,7 @@ from . import protocol as P
 from .config import NetworkConfig
 from .identity import IdentityError
 from .node.genesis import msps_from_genesis
+from .node.lifecycle import LIFECYCLE, apply_updates, lifecycle_policy
 from .node.membership import Membership
 from .node.peer import BlockValidator, compute_commit_hash
 from .node.store import OrdererStore, PeerStore, VersionedState
@@ -135,6 +136,7 @@ def verify_peer(name: str, store: PeerStore, validator: BlockValidator, membersh
             else:
                 parsed = P.parse_block_transactions(block)
                 codes, updates = validator.validate_block(num, parsed, state, seen_tx.__contains__)
+                apply_updates(validator.policies, updates)
                 for i, (want, got) in enumerate(zip(codes, flt, strict=True)):
                     if want != got:
                         tx = parsed[i].tx_id if parsed[i] is not None else "?"
@@ -190,8 +192,11 @@ def verify_ledger(cfg: NetworkConfig, ledger_dir: Path | None = None) -> VerifyR
             return report
         membership = Membership(msps)
         hospital_msps = [m for m in msps if m != orderer_msp]
+        # Each block is validated against the chaincode definitions committed before it
+        # (``_lifecycle``); the configured policy stands in only for a chaincode the ledger has
+        # no definition of (a ledger written before definitions were recorded).
         policies = {cc.name: parse_policy(cc.endorsement_policy, hospital_msps) for cc in cfg.chaincodes}
-        validator = BlockValidator(cfg.channel, policies, membership)
+        policies[LIFECYCLE] = lifecycle_policy(hospital_msps)
         orderer_hashes = {}
         for num in range(report.orderer_height):
             data = ostore.block(num)
@@ -207,6 +212,7 @@ def verify_ledger(cfg: NetworkConfig, ledger_dir: Path | None = None) -> VerifyR
                 continue
             store = PeerStore(path)
             try:
+                validator = BlockValidator(cfg.channel, dict(policies), membership)
                 verify_peer(name, store, validator, membership, orderer_msp, report)
                 for num, stored_hash, _ in store.iter_blocks():
                     if num in orderer_hashes and orderer_hashes[num] != stored_hash:

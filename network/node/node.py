@@ -20,6 +20,13 @@ from .. import protocol as P
 from ..config import NetworkConfig
 from ..policy import parse_policy
 from .genesis import channel_config, msps_from_genesis, tls_roots_from_genesis
+from .lifecycle import (
+    LIFECYCLE,
+    commit_definition_transaction,
+    definition_keys,
+    ledger_definitions,
+    lifecycle_policy,
+)
 from .membership import Membership
 from .orderer import Orderer
 from .peer import DeployedChaincode, Peer, load_chaincode
@@ -76,11 +83,16 @@ class EmbeddedNode:
                 d, parse_policy(d.endorsement_policy, hospital_msps), load_chaincode(d.module)
             )
 
+        policies = {n: c.policy for n, c in self.chaincodes.items()}
+        policies[LIFECYCLE] = lifecycle_policy(hospital_msps)
         self.peers: dict[str, Peer] = {}
+        self._signers: dict[str, tuple] = {}
         for h in cfg.hospitals:
             ident, signer = cfg.load_peer(h.name, passphrase)
+            self._signers[h.msp_id] = (ident, signer)
             store = PeerStore(ledger / f"peer0.{h.name}.db")
-            self.peers[h.msp_id] = Peer(h.msp_id, ident, signer, store, cfg.channel, self.chaincodes, self.membership)
+            self.peers[h.msp_id] = Peer(h.msp_id, ident, signer, store, cfg.channel, self.chaincodes, self.membership,
+                                        policies)
 
         self._server = None
         self.tls = False
@@ -150,6 +162,7 @@ class EmbeddedNode:
         self._committer = threading.Thread(target=self._commit_loop, name="committer", daemon=True)
         self._committer.start()
         self.orderer.start()
+        self.record_definitions()
         address = address or self.cfg.endpoint
         self._server = GrpcServer(self, address, credentials)
         port = self._server.start()
@@ -158,6 +171,36 @@ class EmbeddedNode:
         log.info("embedded node serving channel %s on %s (%d peers%s)", self.channel, self.address, len(self.peers),
                  ", mutual TLS" if mutual_tls else ", TLS" if self.tls else "")
         return self.address
+
+    def record_definitions(self, timeout: float = 30.0) -> list[str]:
+        """Commit on the ledger (``_lifecycle``) the definition of every deployed chaincode whose
+        version or endorsement policy differs from the ledger's, with the next sequence number.
+        Returns the names recorded. Runs once ordering and committing are up, before serving."""
+        peer = next(iter(self.peers.values()))
+        on_ledger = ledger_definitions(peer.store.reader())
+        endorsers = list(self._signers.values())
+        recorded = []
+        for name, cc in self.chaincodes.items():
+            current = on_ledger.get(name)
+            if current is not None and current.same_as(cc.definition.version, cc.policy):
+                continue
+            sequence = current.sequence + 1 if current is not None else 1
+            reader = peer.store.reader()
+            reads = {k: reader.version(LIFECYCLE, k) for k in definition_keys(name)}
+            tx_id, envelope = commit_definition_transaction(
+                self.channel, name, cc.definition.version, sequence, cc.policy, reads,
+                *endorsers[0], endorsers,
+            )
+            self.orderer.broadcast(envelope)
+            for p in self.peers.values():
+                hit = p.wait_for_tx(tx_id, timeout)
+                if hit is None or hit[1] != P.VALID:
+                    code = "not committed" if hit is None else P.validation_code_name(hit[1])
+                    raise RuntimeError(f"recording chaincode {name!r} definition {sequence} failed: {code}")
+            log.info("chaincode %s: definition %d (version %s, policy %s) committed on the ledger",
+                     name, sequence, cc.definition.version, cc.definition.endorsement_policy)
+            recorded.append(name)
+        return recorded
 
     def stop(self, grace: float = 1.0) -> None:
         self._stopping.set()

@@ -43,6 +43,7 @@ from .. import protocol as P
 from ..config import ChaincodeDefinition
 from ..identity import Identity, Signer
 from ..policy import Policy, evaluate
+from .lifecycle import LIFECYCLE, apply_updates, definition_keys, definitions_from_writes, ledger_definitions
 from .membership import Membership, MembershipError
 from .store import PeerStore, StateReader, StateUpdate, Version
 
@@ -257,6 +258,8 @@ class BlockValidator:
                     code = TXC.Value("BAD_RWSET")
             if code == P.VALID and any(rw.namespace != ptx.chaincode for rw in rwsets):
                 code = TXC.Value("ILLEGAL_WRITESET")
+            if code == P.VALID and ptx.chaincode == LIFECYCLE and not _well_formed_definitions(rwsets):
+                code = TXC.Value("ILLEGAL_WRITESET")
             if code == P.VALID:
                 code = self._mvcc(rwsets, pending, reader)
             codes.append(code)
@@ -304,6 +307,18 @@ class BlockValidator:
         return sorted(current.items()) == [(k, v) for k, v in rq.reads]
 
 
+def _well_formed_definitions(rwsets: list[P.RWSet]) -> bool:
+    """A ``_lifecycle`` transaction writes complete chaincode definitions, nothing else."""
+    try:
+        for rw in rwsets:
+            defs = definitions_from_writes(rw.writes)
+            if not defs or set(rw.writes) != {k for name in defs for k in definition_keys(name)}:
+                return False
+    except P.ProtocolError:
+        return False
+    return True
+
+
 # --------------------------------------------------------------------------- the peer
 
 
@@ -323,6 +338,7 @@ class Peer:
         channel: str,
         chaincodes: dict[str, DeployedChaincode],
         membership: Membership,
+        policies: dict[str, Policy] | None = None,
     ):
         self.msp_id = msp_id
         self.identity = identity
@@ -332,7 +348,11 @@ class Peer:
         self.chaincodes = chaincodes
         self.membership = membership
         self._serialized = identity.serialize()
-        self.validator = BlockValidator(channel, {n: c.policy for n, c in chaincodes.items()}, membership)
+        # the endorsement policies validation applies: the deployed chaincodes', then the
+        # definitions this peer's ledger holds (``_lifecycle``), updated as blocks commit
+        initial = dict(policies) if policies is not None else {n: c.policy for n, c in chaincodes.items()}
+        initial.update({n: d.policy for n, d in ledger_definitions(store.reader()).items()})
+        self.validator = BlockValidator(channel, initial, membership)
         self._cond = threading.Condition()  # height changes (few waiters: event streams, endorsers)
         self._lock = threading.Lock()  # _recent and _waiters
         self._waiters: dict[str, list[Callable[[tuple[int, int]], None]]] = {}
@@ -430,6 +450,7 @@ class Peer:
         self.store.commit_block(
             num, header_hash or P.block_header_hash(block.header), committed.SerializeToString(), txs, updates
         )
+        apply_updates(self.validator.policies, updates)
         self._last_commit_hash = commit_hash
         wake: list[tuple[Callable[[tuple[int, int]], None], tuple[int, int]]] = []
         with self._lock:

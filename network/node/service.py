@@ -19,6 +19,7 @@ messages. Deliver failures are a ``DeliverResponse`` status (BAD_REQUEST, NOT_FO
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import itertools
 import logging
@@ -399,6 +400,14 @@ class DeliverService(events_pb2_grpc.DeliverServicer):
             yield self._status("SUCCESS")
 
 
+try:  # what grpc's core raises when writing to a stream the client has closed
+    from grpc._cython.cygrpc import ExecuteBatchError, InternalError, UsageError
+
+    _WRITE_ERRORS: tuple[type[BaseException], ...] = (ExecuteBatchError, InternalError, UsageError)
+except ImportError:  # pragma: no cover - other grpc builds
+    _WRITE_ERRORS = ()
+
+
 def _parsing(kind: str, req_type, fn):
     """Wrap a servicer method: parse the request here (a malformed message gets INVALID_ARGUMENT,
     not grpc's INTERNAL "Exception deserializing request") and turn :class:`Abort` into the status."""
@@ -427,24 +436,35 @@ def _parsing(kind: str, req_type, fn):
 
         return grpc.unary_unary_rpc_method_handler(unary, response_serializer=serialize)
 
+    async def stream(items, ctx) -> None:
+        # Each response is written explicitly: a client that closed its stream (a listener that
+        # stopped) is the normal end of an event stream, not a server error to log.
+        async with contextlib.aclosing(items):
+            async for item in items:
+                if ctx.done():
+                    return
+                try:
+                    await ctx.write(item)
+                except (grpc.aio.AioRpcError, grpc.RpcError, RuntimeError, *_WRITE_ERRORS) as exc:
+                    log.debug("stream closed by the client: %s", exc)
+                    return
+
     if kind == "unary_stream":
-        async def server_stream(data: bytes, ctx):
+        async def server_stream(data: bytes, ctx) -> None:
             try:
-                async for item in fn(parse(data), ctx):
-                    yield item
+                await stream(fn(parse(data), ctx), ctx)
             except Abort as a:
                 await _abort(ctx, a)
 
         return grpc.unary_stream_rpc_method_handler(server_stream, response_serializer=serialize)
 
-    async def bidi(it, ctx):
+    async def bidi(it, ctx) -> None:
         async def requests():
             async for d in it:
                 yield parse(d)
 
         try:
-            async for item in fn(requests(), ctx):
-                yield item
+            await stream(fn(requests(), ctx), ctx)
         except Abort as a:
             await _abort(ctx, a)
 

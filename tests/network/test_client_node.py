@@ -22,7 +22,10 @@ def test_submit_then_evaluate_and_history(running):
     assert got["version"] == 2 and got["value"] == {"dose_mg": 80}
     hist = c.evaluate_json("History", "alice", "a1")
     assert [h["value"]["version"] for h in hist] == [1, 2]
-    # every peer committed the same state: evaluate on each organisation's peer
+    # every peer committed the same state (the commit status came from the creator's peer; the
+    # others commit the same block a moment later): evaluate on each organisation's peer
+    for p in running.node.peers.values():
+        assert p.wait_for_height(running.node.orderer.height, 5)
     for org in ("LothianMSP", "ZmcMSP", "FcrbMSP"):
         raw = c.evaluate("Get", "alice", "a1", target_organizations=[org])
         assert json.loads(raw)["version"] == 2

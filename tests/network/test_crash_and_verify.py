@@ -103,9 +103,10 @@ def test_verify_passes_on_an_honest_ledger_and_reports_it(tmp_path):
     cfg = _ledger_with_transactions(tmp_path)
     report = verify_ledger(cfg)
     assert report.ok, [str(p) for p in report.problems]
-    assert report.orderer_height == 7
-    assert {s.height for s in report.peers.values()} == {7}
-    assert all(s.valid == 6 and s.state_keys == 5 for s in report.peers.values())
+    # genesis, the chaincode's definition (_lifecycle), 6 transactions
+    assert report.orderer_height == 8
+    assert {s.height for s in report.peers.values()} == {8}
+    assert all(s.valid == 7 and s.state_keys == 5 + 5 for s in report.peers.values())
 
 
 def test_one_flipped_byte_in_a_stored_block_is_found(tmp_path):
