@@ -17,6 +17,10 @@ def register(sub) -> None:
     p = sub.add_parser("node", help="run the embedded node (one peer per hospital, orderer, committers)")
     p.add_argument("--listen", type=host_port, help="host:port to serve the Gateway API on (default: the network's endpoint)")
     p.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)  # serums up's data-directory lock, inherited
+    p.add_argument("--tls", action="store_true",
+                   help="serve TLS with a certificate from the network's TLS CA (orgs/<orderer>/node/tls)")
+    p.add_argument("--mutual-tls", action="store_true",
+                   help="TLS that also requires a client certificate from a channel organisation's TLS CA")
     p.set_defaults(handler=_node)
 
     led = sub.add_parser("ledger", help="inspect and verify the ledger")
@@ -45,7 +49,7 @@ def load_network(settings) -> NetworkConfig:
 
 
 def run_node(settings, listen: str | None = None, *, ready=None, stop_event: threading.Event | None = None,
-             lock_fd: int | None = None) -> int:
+             lock_fd: int | None = None, tls: bool = False, mutual_tls: bool = False) -> int:
     """Run the node until SIGINT/SIGTERM (or ``stop_event``), owning the data directory (its lock,
     or ``lock_fd``: the lock of the ``serums up`` that started it). Writes ``node.json`` (pid,
     address) in the data directory so that other processes find the endpoint."""
@@ -65,17 +69,19 @@ def run_node(settings, listen: str | None = None, *, ready=None, stop_event: thr
         raise CommandError(f"cannot serve on {listen or cfg.endpoint}: that port is already in use")
     node = EmbeddedNode(cfg, passphrase=settings.key_passphrase, max_proposal_skew_s=settings.max_proposal_skew_s)
     try:
-        address = node.start(listen)
+        address = node.start(listen, tls=tls, mutual_tls=mutual_tls)
     except OSError as exc:
         node.stop()
         raise CommandError(f"cannot serve on {listen or cfg.endpoint}: {exc}") from None
     info = settings.data_dir / "node.json"
-    info.write_text(json.dumps({"pid": os.getpid(), "address": address, "channel": cfg.channel}))
+    info.write_text(json.dumps({"pid": os.getpid(), "address": address, "channel": cfg.channel,
+                                "tls": "mutual" if mutual_tls else bool(tls)}))
     stop = stop_event or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
-    print(f"embedded node: channel {cfg.channel}, {len(node.peers)} peers, serving on {address}", flush=True)
+    over = " over mutual TLS" if mutual_tls else " over TLS" if tls else ""
+    print(f"embedded node: channel {cfg.channel}, {len(node.peers)} peers, serving on {address}{over}", flush=True)
     if ready is not None:
         ready(address)
     try:
@@ -91,7 +97,7 @@ def run_node(settings, listen: str | None = None, *, ready=None, stop_event: thr
 
 
 def _node(args) -> int:
-    return run_node(args.settings, args.listen, lock_fd=args.lock_fd)
+    return run_node(args.settings, args.listen, lock_fd=args.lock_fd, tls=args.tls, mutual_tls=args.mutual_tls)
 
 
 def _verify(args) -> int:

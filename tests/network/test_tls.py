@@ -81,3 +81,31 @@ def test_client_refuses_half_a_client_certificate(tmp_path):
         connect(ident, signer, "127.0.0.1:1", tls_root_certs=b"x", tls_client_cert=b"x")
     with pytest.raises(ValueError, match="tls_root_certs"):
         connect(ident, signer, "127.0.0.1:1", tls_client_cert=b"x", tls_client_key=b"y")
+
+
+def test_serums_node_mutual_tls_from_the_command_line(tmp_path):
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    from serums.supervisor import free_port
+
+    cfg = make_network(tmp_path / "network")
+    address = f"127.0.0.1:{free_port()}"
+    proc = subprocess.Popen([sys.executable, "-m", "serums", "--data-dir", str(tmp_path), "node", "--listen", address,
+                             "--mutual-tls"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = ""
+        while "serving on" not in line:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, "serums node exited"
+        assert "over mutual TLS" in line
+        assert json.loads((tmp_path / "node.json").read_text())["tls"] == "mutual"
+        client = client_tls(cfg, "fcrb")
+        c = _contract(cfg, address, tls_root_certs=node_tls(cfg).ca, tls_client_cert=client.cert,
+                      tls_client_key=client.key)
+        assert c.submit_json("Put", "cli", "a", {"v": 3})["version"] == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
