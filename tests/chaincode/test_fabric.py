@@ -1,0 +1,139 @@
+"""Real Hyperledger Fabric only (the session's network, reused): 32 concurrent submits through our
+chaincode shim, every one accounted for and every event delivered; what runs, as `serums network
+status` tells it; a killed peer catches up after its restart."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from fabric_protos.common import ledger_pb2
+
+from network import EndorseError, GatewayError, connect
+from network.protocol import VALID, TxValidationCode
+
+from .conftest import CC, HOSPITALS, Cast, World, uid
+
+pytestmark = [pytest.mark.fabric, pytest.mark.parametrize("world", ["fabric"], indirect=True)]
+MVCC = TxValidationCode.Value("MVCC_READ_CONFLICT")
+
+
+def _concurrently(jobs) -> list:
+    barrier = threading.Barrier(len(jobs))
+
+    def run(job):
+        barrier.wait()
+        return job()
+
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        return list(pool.map(run, jobs))
+
+
+def _submit(actor, cname: str, fn: str, args: list):
+    """Endorse, submit, and return the commit status. An endorsement refused because the endorsers
+    simulated on different block heights (a block committed on one peer a moment before another:
+    "ProposalResponsePayloads do not match") is endorsed again, as a Fabric application does."""
+    for attempt in range(10):
+        try:
+            tx = actor.proposal(cname, fn, args).endorse()
+        except EndorseError as exc:
+            if "do not match" not in str(exc) or attempt == 9:
+                raise
+            time.sleep(0.02)
+            continue
+        return tx.submit().status()
+
+
+def _height(world: World, org: str, default: int | None = None) -> int:
+    """The block height of ``org``'s peer (``default`` while it does not answer)."""
+    assert world.fabric is not None
+    ident, signer = world.cfg.load_user(org)
+    try:
+        with connect(ident, signer, world.fabric.peer_address(org), tls_root_certs=world.fabric.tls_ca(org),
+                     evaluate_timeout=5) as gw:
+            raw = gw.network(world.cfg.channel).contract("qscc").evaluate("GetChainInfo", world.cfg.channel)
+    except GatewayError:
+        if default is None:
+            raise
+        return default
+    return ledger_pb2.BlockchainInfo.FromString(raw).height
+
+
+def test_32_concurrent_submits_all_accounted_for_and_every_event_delivered(world: World, cast: Cast):
+    admins = [world.admins[o] for o in HOSPITALS]
+    target = world.user("lothian", "nurse")
+    jobs = []
+    # 24 registrations (disjoint keys) and 8 updates of one user (the same key: MVCC conflicts expected)
+    for i in range(24):
+        admin = admins[i % 3]
+        fp = world.identity(admin.org, "gp")[0].fingerprint
+        jobs.append(lambda a=admin, fp=fp: _submit(a, "UserContract", "RegisterUser", [uid("c"), "gp", fp]))
+    for i in range(8):
+        role = "gp" if i % 2 else "nurse"
+        jobs.append(lambda r=role: _submit(world.admins["lothian"], "UserContract", "UpdateUser",
+                                           [target.name, {"role": r}]))
+    statuses = _concurrently(jobs)
+    assert len(statuses) == 32 and len({s.transaction_id for s in statuses}) == 32  # none lost
+    codes = [s.code for s in statuses]
+    assert set(codes) <= {VALID, MVCC}, [s.code_name for s in statuses]
+    assert codes[:24] == [VALID] * 24
+    assert VALID in codes[24:]  # at least the first writer of the shared key wins
+    valid = {s.transaction_id for s in statuses if s.code == VALID}
+    first, last = min(s.block_number for s in statuses), max(s.block_number for s in statuses)
+    # one more transaction after them, so that the event stream shows a block past the last one
+    end = world.admins["zmc"].tx("UserContract", "RegisterUser", uid("c"), "gp",
+                                 world.identity("zmc", "gp")[0].fingerprint).status
+    assert end.block_number > last
+    seen: dict[str, str] = {}
+    with cast.auditor.gw.network(world.cfg.channel).chaincode_events(CC, start_block=first) as events:
+        for ev in events:
+            if ev.block_number > last:
+                break
+            seen[ev.transaction_id] = ev.event_name
+    assert set(seen) == valid  # every valid transaction's event, and none of a refused one
+    assert sorted(seen[s.transaction_id] for s in statuses[:24]) == ["UserRegistered"] * 24
+
+
+def test_network_status_tells_what_runs(world: World):
+    assert world.fabric is not None
+    out = subprocess.run([sys.executable, "-m", "serums", "--data-dir", str(world.cfg.root.parent), "network",
+                          "status", "--json"], capture_output=True, text=True, timeout=60, check=True)
+    report = json.loads(out.stdout)
+    names = {p["name"]: p["running"] for p in report["processes"]}
+    assert names == {"orderer": True, **{f"peer0.{o}": True for o in HOSPITALS},
+                     **{f"chaincode.{o}": True for o in HOSPITALS}}
+    profile = json.loads((world.fabric.root / "connection.json").read_text())
+    assert set(profile["organizations"]) == {"LothianMSP", "ZmcMSP", "FcrbMSP"}
+    assert all(p["url"].startswith("grpcs://127.0.0.1:") for p in profile["peers"].values())
+
+
+def test_a_killed_peer_catches_up_after_its_restart(world: World, cast: Cast):
+    net = world.fabric
+    assert net is not None
+    assert net.stop_process("peer0.fcrb", kill=True)
+    assert not net.running("peer0.fcrb")
+    # MAJORITY (2 of 3) still holds: the gateway endorses with the two live hospitals
+    done = []
+    deadline = time.monotonic() + 60
+    while len(done) < 5 and time.monotonic() < deadline:
+        try:
+            done.append(world.admins["lothian"].proposal(
+                "UserContract", "RegisterUser", [uid("k"), "gp", world.identity("lothian", "gp")[0].fingerprint])
+                .endorse().submit().status())
+        except GatewayError:  # until the gateway notices the dead peer
+            time.sleep(1)
+    assert len(done) == 5 and all(s.successful for s in done)
+    target = max(s.block_number for s in done) + 1
+    assert _height(world, "lothian") >= target
+    net.start_peer("fcrb")
+    deadline = time.monotonic() + 60
+    while _height(world, "fcrb", default=0) < target:
+        assert time.monotonic() < deadline, "the restarted peer did not catch up"
+        time.sleep(0.5)
+    # and it endorses again: a transaction that needs all three hospitals' peers up to date
+    world.synced(target - 1)
