@@ -192,6 +192,11 @@ class Services:
                 self._channel = grpc.insecure_channel(self.address, options=[
                     ("grpc.max_receive_message_length", 100 * 1024 * 1024),
                     ("grpc.max_send_message_length", 100 * 1024 * 1024),
+                    # a node restarted by its supervisor is reached again within 2 s (gRPC's default
+                    # back-off grows to 2 min); meanwhile calls fail fast: 503 ledger-unavailable
+                    ("grpc.initial_reconnect_backoff_ms", 250),
+                    ("grpc.min_reconnect_backoff_ms", 250),
+                    ("grpc.max_reconnect_backoff_ms", 2000),
                 ])
                 self._channel_pid = os.getpid()
             return self._channel

@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -241,7 +242,8 @@ class Supervisor:
         def _stop(*_):
             stopping["flag"] = True
 
-        old = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        main = threading.current_thread() is threading.main_thread()
+        old = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
         try:
             while not stopping["flag"] and not (stop_event is not None and stop_event.is_set()):
                 for c in self.children:

@@ -1,0 +1,133 @@
+"""Staying up: ``serums up`` under HTTP load, its node killed with SIGKILL mid-load.
+
+The supervisor restarts the node while the gateway keeps serving: requests that need the ledger
+answer 503 ``ledger-unavailable`` with Retry-After meanwhile (never another 5xx), service resumes
+by itself, every 201 answer's transaction is on every peer's ledger, and the ledger verifies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pyotp
+import pytest
+
+from network import NetworkConfig
+from network.node.store import PeerStore
+from serums.supervisor import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+THREADS = 4
+
+
+def _login(base: str, user: dict) -> str:
+    with httpx.Client(base_url=base, timeout=60) as c:
+        r = c.post("/auth/login", json={"username": user["username"], "method": "text", "text_key": user["text_key"]})
+        assert r.status_code == 200, r.text
+        r = c.post("/auth/login/complete", json={"challenge": r.json()["challenge"],
+                                                 "totp_code": pyotp.TOTP(user["totp_secret"]).now()})
+        assert r.status_code == 200, r.text
+        return r.json()["access_token"]
+
+
+@pytest.mark.slow
+def test_the_node_is_restarted_under_load_and_nothing_acknowledged_is_lost(tmp_path):
+    env = {**os.environ, "SERUMS_DATA_DIR": str(tmp_path)}
+    for var in ("SERUMS_DATABASE_URL", "SERUMS_AUTH_DATABASE_URL", "SERUMS_NODE_ADDRESS", "SERUMS_KEY_PASSPHRASE"):
+        env.pop(var, None)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    up = subprocess.Popen(
+        [sys.executable, "-m", "serums", "up", "--patients", "30", "--listen", f"127.0.0.1:{port}",
+         "--node-listen", f"127.0.0.1:{free_port()}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
+    )
+    out: list[str] = []
+    ready = threading.Event()
+
+    def drain() -> None:
+        for line in up.stdout:
+            out.append(line)
+            if "Ctrl-C stops everything" in line:
+                ready.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    try:
+        assert ready.wait(240), "".join(out)
+        users = {u["username"]: u for u in json.loads((tmp_path / "demo-users.json").read_text())["users"]}
+        token = _login(base, users["dr.hughes"])
+        patient = users["patient.lothian1"]["user_id"]
+        answers: list[tuple[float, int, str | None, str | None, str | None]] = []  # (t, status, type, tx, retry)
+        stop = threading.Event()
+        lock = threading.Lock()
+
+        def load() -> None:
+            with httpx.Client(base_url=base, timeout=90, headers={"Authorization": f"Bearer {token}"}) as c:
+                while not stop.is_set():
+                    r = c.post("/doctors/requests", json={"patient_id": patient, "sections": ["oncology.treatment"],
+                                                          "purpose": "treatment"})
+                    body = r.json() if r.headers.get("content-type", "").endswith("json") else {}
+                    with lock:
+                        answers.append((time.monotonic(), r.status_code, body.get("type"), body.get("transaction_id"),
+                                        r.headers.get("Retry-After")))
+                    if r.status_code == 503:
+                        time.sleep(0.1)
+
+        workers = [threading.Thread(target=load) for _ in range(THREADS)]
+        for w in workers:
+            w.start()
+        time.sleep(3)
+        node_pid = json.loads((tmp_path / "node.json").read_text())["pid"]
+        os.kill(node_pid, signal.SIGKILL)
+        killed = time.monotonic()
+        deadline = killed + 120
+        while time.monotonic() < deadline:  # until service has resumed for a while
+            with lock:
+                resumed = [a for a in answers if a[0] > killed and a[1] == 201]
+            if len(resumed) >= 10:
+                break
+            time.sleep(0.5)
+        stop.set()
+        for w in workers:
+            w.join(120)
+        assert up.poll() is None, "".join(out)  # serums up (and its gateway) stayed up
+
+        statuses = {a[1] for a in answers}
+        assert all(s in (201, 503) or 400 <= s < 500 for s in statuses), statuses
+        unavailable = [a for a in answers if a[1] == 503]
+        assert unavailable and all(a[2] == "/problems/ledger-unavailable" and a[4] for a in unavailable)
+        acked = [a[3] for a in answers if a[1] == 201]
+        assert len([a for a in answers if a[1] == 201 and a[0] > killed]) >= 10, "service did not resume"
+        assert all(acked)
+        new_pid = json.loads((tmp_path / "node.json").read_text())["pid"]
+        assert new_pid != node_pid
+        text = "".join(out)
+        assert "node was killed by SIGKILL" in text and "node: restart #1" in text, text
+        assert "serving again after restart #1" in text
+        assert "[supervisor] node: restart #1" in (tmp_path / "logs" / "node.log").read_text()
+    finally:
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(90)
+        except subprocess.TimeoutExpired:
+            up.kill()
+            up.wait(10)
+    cfg = NetworkConfig.load(tmp_path / "network")
+    for h in cfg.hospitals:
+        store = PeerStore(cfg.ledger_dir() / f"peer0.{h.name}.db")
+        try:
+            missing = [tx for tx in acked if (store.tx_status(tx) or (None, -1))[1] != 0]
+        finally:
+            store.close()
+        assert missing == [], f"{h.name}: {len(missing)} acknowledged transactions not VALID on the ledger"
+    verify = subprocess.run([sys.executable, "-m", "serums", "ledger", "verify"], env=env, capture_output=True,
+                            text=True, timeout=300, cwd=ROOT)
+    assert verify.returncode == 0 and "ledger verified: OK" in verify.stdout, verify.stdout + verify.stderr
