@@ -9,6 +9,8 @@ Public API:
 - ``TrainConfig``, ``Client`` (one hospital: DP-SGD with Opacus, or the privacy wall),
   ``federated_average``, ``train_federated`` / ``train_centralised``, ``evaluate`` — ``learning``.
 - ``analytics.flower``: the Flower ClientApp/ServerApp and ``Federation`` (SuperLink + SuperNodes on loopback).
+- ``analytics.jobs`` / ``analytics.chain``: jobs gated by a research cohort, budgets checked before
+  training, the release spending and logging its SHA-256 on chain (``BudgetContract.SpendRelease``).
 - ``analytics.fhe``: TenSEAL CKKS study keys, encrypted cross-hospital statistics, encrypted inference.
 """
 

@@ -19,8 +19,11 @@ import numpy as np
 
 from .wall import ColumnBounds
 
-#: Sections the toxicity task reads (what a job must be granted).
-TOXICITY_SECTIONS: tuple[str, ...] = ("demographics", "comorbidities", "oncology.treatment", "oncology.toxicity")
+#: Sections the toxicity task reads. Hospitals' research rules never release demographics to
+#: researchers, so a research job reads these; the operator's own training may add demographics
+#: (age at the cycle, sex: ``DEMOGRAPHIC_SECTION``).
+TOXICITY_SECTIONS: tuple[str, ...] = ("comorbidities", "oncology.treatment", "oncology.toxicity")
+DEMOGRAPHIC_SECTION = "demographics"
 
 REGIMENS: tuple[str, ...] = ("FEC-T", "EC-T", "TC", "AC", "FEC", "DOC-TRAS", "PAC-W", "CAPE")
 GRADES: tuple[str, ...] = ("nausea_grade", "vomiting_grade", "diarrhoea_grade", "fatigue_grade",
@@ -41,6 +44,9 @@ TOXICITY_BOUNDS: tuple[ColumnBounds, ...] = (
     *(ColumnBounds(f"regimen_{r}", 0, 1) for r in REGIMENS),
 )
 FEATURES: tuple[str, ...] = tuple(b.name for b in TOXICITY_BOUNDS)
+#: The columns without demographics (what a research job learns from).
+RESEARCH_BOUNDS: tuple[ColumnBounds, ...] = TOXICITY_BOUNDS[2:]
+RESEARCH_FEATURES: tuple[str, ...] = FEATURES[2:]
 LABEL = ColumnBounds("toxicity_grade3", 0, 1)
 
 
@@ -86,8 +92,9 @@ def _years(start: _dt.date, end: _dt.date) -> float:
     return (end - start).days / 365.25
 
 
-def record_rows(record: Any) -> list[tuple[list[float], int]]:
-    """Feature rows and labels of one patient's record (a ``vault.PatientRecord``)."""
+def record_rows(record: Any, *, demographics: bool = True) -> list[tuple[list[float], int]]:
+    """Feature rows and labels of one patient's record (a ``vault.PatientRecord``); without
+    ``demographics`` the rows have ``RESEARCH_FEATURES`` (no age, no sex)."""
     demo = next((e.attributes for e in record.entries("demographics") if "date_of_birth" in e.attributes), {})
     born = _date(demo.get("date_of_birth"))
     female = 1.0 if demo.get("sex") == "F" else 0.0
@@ -110,12 +117,13 @@ def record_rows(record: Any) -> list[tuple[list[float], int]]:
         a = e.attributes
         key = (str(a.get("treatment_id")), int(a.get("cycle_number") or 0))
         cycle = cycles.get(key)
-        if cycle is None or born is None:
+        if cycle is None or (demographics and born is None):
             continue  # an assessment of a cycle this record does not show: nothing to learn from
-        start = _date(cycle.get("cycle_start_date")) or born
+        start = _date(cycle.get("cycle_start_date")) or born or _dt.date.max
         index = next((c for d, c in reversed(charlson) if d is None or d <= start), 0) or 0
         given = doses.get(key, [(1.0, False)])
-        x = [_years(born, start), female, float(index), float(key[1]),
+        person = [_years(born, start), female] if demographics and born is not None else []
+        x = [*person, float(index), float(key[1]),
              float(cycle.get("body_surface_area") or 1.8), float(cycle.get("performance_status") or 0),
              1.0 if cycle.get("cycle_delayed") else 0.0, float(np.mean([r for r, _ in given])),
              1.0 if any(red for _, red in given) else 0.0,
@@ -125,16 +133,20 @@ def record_rows(record: Any) -> list[tuple[list[float], int]]:
     return rows
 
 
-def toxicity_dataset(vault: Any, patients: Iterable[str] | None = None, *, source: str = "") -> Dataset:
-    """The toxicity matrix of ``patients`` (default: all) read from ``vault`` (a ``vault.Vault``)."""
+def toxicity_dataset(vault: Any, patients: Iterable[str] | None = None, *, source: str = "",
+                     demographics: bool = True) -> Dataset:
+    """The toxicity matrix of ``patients`` (default: all) read from ``vault`` (a ``vault.Vault``):
+    ``FEATURES`` with demographics, ``RESEARCH_FEATURES`` without (demographics is then not read)."""
+    sections = (*TOXICITY_SECTIONS, DEMOGRAPHIC_SECTION) if demographics else TOXICITY_SECTIONS
+    names = FEATURES if demographics else RESEARCH_FEATURES
     xs: list[list[float]] = []
     ys: list[int] = []
     for patient in (vault.patients() if patients is None else patients):
-        for x, y in record_rows(vault.read_record(patient, sections=TOXICITY_SECTIONS)):
+        for x, y in record_rows(vault.read_record(patient, sections=sections), demographics=demographics):
             xs.append(x)
             ys.append(y)
-    x = np.asarray(xs, dtype=float).reshape(-1, len(FEATURES))
-    return Dataset(x, np.asarray(ys, dtype=float), FEATURES, source)
+    x = np.asarray(xs, dtype=float).reshape(-1, len(names))
+    return Dataset(x, np.asarray(ys, dtype=float), names, source)
 
 
 def breast_cancer_dataset() -> tuple[Dataset, tuple[ColumnBounds, ...]]:

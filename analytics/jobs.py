@@ -1,0 +1,268 @@
+"""Analytics jobs: released only against the chain, paid from an on-chain ε budget.
+
+A job names a study, purpose ``research``, the record sections it needs, the research cohort the
+chain granted (``TransportContract.RequestCohort``, submitted by the researcher), the dataset whose
+budget pays and the (ε, δ) it will spend. ``run_job``:
+
+1. refuses unless the cohort is live, for ``research``, and covers the sections the task reads;
+2. refuses *before any training* when ε or δ exceeds what ``GetBudget`` says remains;
+3. reads at each hospital only the cohort's active members (withdrawn patients are never read),
+   only the sections research may read (no demographics: hospitals' rules deny them to research);
+4. trains (DP-SGD with its accountant, or the privacy wall) with FedAvg across the hospitals,
+   checking after every round that the cohort is still live (a revoked cohort stops the job);
+5. releases: the model document's SHA-256 is logged on chain by ``SpendRelease`` in the same
+   transaction that spends the budget. The document is returned only after that commit.
+
+``JobStore`` keeps jobs as JSON files (one per job) so any gateway worker can report progress.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import re
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .chain import AnalyticsLedger
+from .errors import AnalyticsError, BudgetExceeded, CohortRefused, InvalidParameters, JobNotFound
+from .features import RESEARCH_BOUNDS, RESEARCH_FEATURES, TOXICITY_SECTIONS, toxicity_dataset
+from .learning import RoundLog, TrainConfig, train_federated
+from .wall import check_privacy
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    study: str
+    cohort_id: str
+    dataset: str
+    epsilon: float
+    delta: float
+    sections: tuple[str, ...] = TOXICITY_SECTIONS
+    purpose: str = "research"
+    method: str = "dpsgd"
+    rounds: int = 3
+    local_epochs: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("study", "cohort_id", "dataset"):
+            if not isinstance(getattr(self, name), str) or not _ID.match(getattr(self, name)):
+                raise InvalidParameters(f"{name}: letters, digits and . _ : - (at most 128), not "
+                                        f"{getattr(self, name)!r}")
+        if self.purpose != "research":
+            raise InvalidParameters(f"purpose: analytics jobs are for 'research' only, not {self.purpose!r}")
+        missing = sorted(set(TOXICITY_SECTIONS) - set(self.sections))
+        if missing:
+            raise InvalidParameters(f"sections: the toxicity task also reads {', '.join(missing)}")
+        if self.method not in ("dpsgd", "wall"):
+            raise InvalidParameters(f"method: a released job is private: 'dpsgd' or 'wall', not {self.method!r}")
+        check_privacy(self.epsilon, self.delta, allow_zero_delta=self.method == "wall")
+        self.train_config()  # rounds, epochs
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(method=self.method, epsilon=float(self.epsilon), delta=float(self.delta),
+                           rounds=int(self.rounds), local_epochs=int(self.local_epochs))
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> JobSpec:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(doc) - known)
+        if unknown:
+            raise InvalidParameters(f"unknown job fields: {', '.join(unknown)}")
+        kw = dict(doc)
+        if "sections" in kw:
+            if not isinstance(kw["sections"], list | tuple) or not all(isinstance(s, str) for s in kw["sections"]):
+                raise InvalidParameters("sections: a list of section names")
+            kw["sections"] = tuple(kw["sections"])
+        try:
+            return cls(**kw)
+        except TypeError as exc:
+            raise InvalidParameters(f"job: {exc}") from None
+
+
+@dataclass
+class Release:
+    release_id: str
+    sha256: str
+    document: dict[str, Any]
+    spend: dict[str, Any]
+
+
+def canonical(doc: Any) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _check_cohort(ledger: AnalyticsLedger, spec: JobSpec) -> dict[str, Any]:
+    cohort = ledger.cohort(spec.cohort_id)
+    if not cohort.get("live"):
+        raise CohortRefused(f"cohort {spec.cohort_id} is {cohort.get('status', 'not live')}: the job stops",
+                            reason=cohort.get("status") or "not-live")
+    if cohort.get("purpose") != "research":
+        raise CohortRefused(f"cohort {spec.cohort_id} was granted for {cohort.get('purpose')!r}, not research",
+                            reason="purpose")
+    missing = sorted(set(spec.sections) - set(cohort.get("sections") or ()))
+    if missing:
+        raise CohortRefused(f"cohort {spec.cohort_id} does not cover {', '.join(missing)}", reason="sections")
+    return cohort
+
+
+def check_budget(ledger: AnalyticsLedger, spec: JobSpec) -> dict[str, Any]:
+    """Refuse (``BudgetExceeded``) when the job's (ε, δ) exceeds what the dataset has left."""
+    budget = ledger.budget(spec.dataset)
+    eps_left, delta_left = float(budget["epsilon_remaining"]), float(budget["delta_remaining"])
+    if spec.epsilon > eps_left + 1e-12 or spec.delta > delta_left + 1e-15:
+        raise BudgetExceeded(
+            f"job needs ε={spec.epsilon:g}, δ={spec.delta:g}; dataset {spec.dataset} has ε={eps_left:g}, "
+            f"δ={delta_left:g} left", epsilon_remaining=eps_left, delta_remaining=delta_left)
+    return budget
+
+
+def run_job(spec: JobSpec, ledger: AnalyticsLedger, vaults: Mapping[str, Any], *,
+            on_round: Callable[[RoundLog], None] | None = None, release_id: str | None = None) -> Release:
+    """Run ``spec`` over the hospitals' ``vaults`` ({hospital: vault.Vault}) and release the model."""
+    _check_cohort(ledger, spec)
+    check_budget(ledger, spec)
+    members = set(ledger.cohort_members(spec.cohort_id))
+    shards = []
+    for hospital, v in sorted(vaults.items()):
+        mine = [p for p in v.patients() if p in members]
+        if mine:
+            data = toxicity_dataset(v, mine, source=hospital, demographics=False)
+            if len(data) >= 2:
+                shards.append(data)
+    if not shards:
+        raise CohortRefused(f"cohort {spec.cohort_id} has no rows to learn from at these hospitals",
+                            reason="empty")
+
+    def each_round(entry: RoundLog) -> None:
+        _check_cohort(ledger, spec)  # a revoked cohort stops the job between rounds
+        if on_round:
+            on_round(entry)
+
+    result = train_federated(shards, RESEARCH_BOUNDS, spec.train_config(), on_round=each_round)
+    spent = min(float(spec.epsilon), result.epsilon_spent) if spec.method == "dpsgd" else float(spec.epsilon)
+    release_id = release_id or f"rel-{uuid.uuid4().hex[:16]}"
+    document = {
+        "release_id": release_id, "study": spec.study, "cohort_id": spec.cohort_id, "dataset": spec.dataset,
+        "method": spec.method, "epsilon": float(spec.epsilon), "epsilon_accountant": spent, "delta": float(spec.delta),
+        "rounds": spec.rounds, "hospitals": len(shards),
+        "model": {"kind": "logistic-regression", "features": list(RESEARCH_FEATURES),
+                  "bounds": [[b.low, b.high] for b in RESEARCH_BOUNDS],
+                  "weight": [float(w) for w in result.parameters["weight"].reshape(-1)],
+                  "bias": float(result.parameters["bias"].reshape(-1)[0])},
+    }
+    digest = hashlib.sha256(canonical(document)).hexdigest()
+    # the budget pays the job's declared ε (the accountant's ε never exceeds it)
+    spend = ledger.spend_release(spec.dataset, float(spec.epsilon), float(spec.delta), release_id, spec.cohort_id,
+                                 digest)
+    return Release(release_id, digest, document, spend)
+
+
+# --------------------------------------------------------------------------- job store
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Job:
+    job_id: str
+    owner: str
+    spec: dict[str, Any]
+    status: str = "queued"  # queued, running, released, refused, failed
+    round: int = 0
+    epsilon_spent: float = 0.0
+    created_at: str = field(default_factory=_now)
+    updated_at: str = field(default_factory=_now)
+    problem: dict[str, Any] | None = None
+    release: dict[str, Any] | None = None
+
+    def view(self, *, with_release: bool = False) -> dict[str, Any]:
+        doc = asdict(self)
+        if not with_release:
+            doc["release"] = {k: v for k, v in (self.release or {}).items() if k != "document"} or None
+        return doc
+
+
+class JobStore:
+    """Jobs as JSON files under ``directory`` (written atomically); jobs run in background threads."""
+
+    def __init__(self, directory: Path):
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def _path(self, job_id: str) -> Path:
+        if not re.fullmatch(r"job-[0-9a-f]{16}", job_id or ""):
+            raise JobNotFound(f"no job {job_id!r}")
+        return self.dir / f"{job_id}.json"
+
+    def save(self, job: Job) -> None:
+        job.updated_at = _now()
+        path = self._path(job.job_id)
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps(asdict(job)))
+        os.replace(tmp, path)
+
+    def get(self, job_id: str) -> Job:
+        try:
+            return Job(**json.loads(self._path(job_id).read_text()))
+        except FileNotFoundError:
+            raise JobNotFound(f"no job {job_id!r}") from None
+
+    def list(self, owner: str | None = None) -> list[Job]:
+        jobs = [Job(**json.loads(p.read_text())) for p in sorted(self.dir.glob("job-*.json"))]
+        return [j for j in jobs if owner is None or j.owner == owner]
+
+    def submit(self, owner: str, spec: JobSpec, ledger: AnalyticsLedger, vaults: Mapping[str, Any], *,
+               wait: bool = False) -> Job:
+        """Record the job, check the budget now (refused jobs are recorded too), run it in a thread."""
+        job = Job(f"job-{uuid.uuid4().hex[:16]}", owner, {k: v for k, v in asdict(spec).items()})
+        job.spec["sections"] = list(spec.sections)
+        try:
+            _check_cohort(ledger, spec)
+            check_budget(ledger, spec)
+        except AnalyticsError as exc:
+            job.status, job.problem = "refused", exc.to_problem()
+            self.save(job)
+            raise
+        self.save(job)
+        thread = threading.Thread(target=self._run, args=(job, spec, ledger, vaults), daemon=True,
+                                  name=f"analytics-{job.job_id}")
+        thread.start()
+        if wait:
+            thread.join()
+            return self.get(job.job_id)
+        return job
+
+    def _run(self, job: Job, spec: JobSpec, ledger: AnalyticsLedger, vaults: Mapping[str, Any]) -> None:
+        job.status = "running"
+        self.save(job)
+
+        def progress(entry: RoundLog) -> None:
+            job.round, job.epsilon_spent = entry.round, entry.epsilon_spent
+            self.save(job)
+
+        try:
+            rel = run_job(spec, ledger, vaults, on_round=progress)
+            job.status = "released"
+            job.epsilon_spent = float(spec.epsilon) if math.isfinite(spec.epsilon) else job.epsilon_spent
+            job.release = {"release_id": rel.release_id, "sha256": rel.sha256, "tx_id": rel.spend.get("tx_id"),
+                           "epsilon_remaining": rel.spend.get("epsilon_remaining"), "document": rel.document}
+        except AnalyticsError as exc:
+            job.status, job.problem = "refused", exc.to_problem()
+        except Exception as exc:  # noqa: BLE001 - a job's failure is recorded, never lost in a thread
+            job.status = "failed"
+            job.problem = {"type": "analytics-job-failed", "title": "analytics job failed", "status": 500,
+                           "detail": f"{type(exc).__name__}: {exc}"}
+        self.save(job)

@@ -1,0 +1,143 @@
+"""Analytics jobs against the chain (embedded node): cohort-gated reads, budgets enforced before
+training, the release spending and logging its SHA-256 in one transaction, revocation stops a job."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from analytics import BudgetExceeded, CohortRefused, InvalidParameters
+from analytics.chain import ChainAnalyticsLedger, DatasetNotFound
+from analytics.features import TOXICITY_SECTIONS
+from analytics.jobs import JobSpec, JobStore, canonical, run_job
+from serums.bootstrap import DEFAULT_RULES, DEFAULT_SETTINGS
+from tests.chaincode.conftest import HOSPITALS, World, uid
+from tests.chaincode.test_serums_transport import allow
+
+
+class RecordingVault:
+    """A vault whose reads are recorded (the real vault underneath)."""
+
+    def __init__(self, vault):
+        self.vault, self.read, self.sections = vault, [], set()
+
+    def patients(self):
+        return self.vault.patients()
+
+    def read_record(self, patient, **kw):
+        self.read.append(patient)
+        self.sections |= set(kw["sections"])
+        return self.vault.read_record(patient, **kw)
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory, edinburgh):
+    _, vaults = edinburgh
+    w = World(tmp_path_factory.mktemp("analytics-chain") / "network")
+    try:
+        for org in HOSPITALS:
+            w.admins[org].submit("UserContract", "RegisterHospital", org.upper())
+            for rule in DEFAULT_RULES:  # the rules `serums up` publishes
+                w.admins[org].submit("PolicyContract", "PutRule", rule)
+            w.admins[org].submit("PolicyContract", "SetPolicySettings", DEFAULT_SETTINGS)
+        consenting, refusing = set(), set()
+        for hospital, v in vaults.items():
+            for i, ref in enumerate(v.patients()):
+                p = w.user(hospital, "patient", ref)
+                if i % 3:  # two in three allow research by researchers
+                    p.submit("PreferenceContract", "AddPreference", ref,
+                             allow("role", "researcher", purposes=["research"]))
+                    consenting.add(ref)
+                else:
+                    refusing.add(ref)
+        researcher = w.user("lothian", "researcher")
+        analytics = w.user("lothian", "analytics")
+        ledger = ChainAnalyticsLedger.of(analytics.gw.network(w.cfg.channel))
+        yield w, researcher, analytics, ledger, consenting, refusing
+    finally:
+        w.close()
+
+
+def _cohort(w, researcher, consenting, refusing) -> str:
+    c = researcher.submit("TransportContract", "RequestCohort", sorted(consenting | refusing),
+                          list(TOXICITY_SECTIONS), "research", "research-protocol")
+    assert sorted(c["included"]) == sorted(consenting)
+    return c["cohort_id"]
+
+
+def _dataset(w, epsilon: float) -> str:
+    ds = uid("ds")
+    w.admins["lothian"].submit("BudgetContract", "CreateDataset", ds, epsilon, 1e-4)
+    return ds
+
+
+def test_a_job_reads_only_the_cohort_and_its_release_spends_and_logs_the_digest(chain, edinburgh):
+    w, researcher, analytics, ledger, consenting, refusing = chain
+    cid, ds = _cohort(w, researcher, consenting, refusing), _dataset(w, 1.5)
+    vaults = {h: RecordingVault(v) for h, v in edinburgh[1].items()}
+    spec = JobSpec(study="tox-2026", cohort_id=cid, dataset=ds, epsilon=1.0, delta=1e-5, rounds=2, local_epochs=1)
+    rounds = []
+    rel = run_job(spec, ledger, vaults, on_round=rounds.append)
+    read = {p for v in vaults.values() for p in v.read}
+    assert read and read <= consenting and not read & refusing
+    assert set().union(*(v.sections for v in vaults.values())) == set(TOXICITY_SECTIONS)  # never demographics
+    assert [r.round for r in rounds] == [1, 2]
+    assert rel.sha256 == hashlib.sha256(canonical(rel.document)).hexdigest()
+    assert rel.document["epsilon_accountant"] <= 1.0 and rel.document["hospitals"] == 3
+    history = analytics.evaluate("BudgetContract", "SpendHistory", ds, 10, "")["records"]
+    assert [(h["release_id"], h["sha256"], h["cohort_id"]) for h in history] == [(rel.release_id, rel.sha256, cid)]
+    assert ledger.budget(ds)["epsilon_remaining"] == "0.5"
+    # the next job would overspend: refused before any record is read
+    for v in vaults.values():
+        v.read.clear()
+    with pytest.raises(BudgetExceeded) as e:
+        run_job(JobSpec(study="tox-2026", cohort_id=cid, dataset=ds, epsilon=1.0, delta=1e-5), ledger, vaults)
+    assert e.value.status == 409 and e.value.extra["epsilon_remaining"] == 0.5
+    assert not any(v.read for v in vaults.values())
+    assert ledger.budget(ds)["spends"] == 1
+
+
+def test_a_revoked_cohort_stops_the_job_and_spends_nothing(chain, edinburgh):
+    w, researcher, analytics, ledger, consenting, refusing = chain
+    cid, ds = _cohort(w, researcher, consenting, refusing), _dataset(w, 5.0)
+    spec = JobSpec(study="tox-2026", cohort_id=cid, dataset=ds, epsilon=1.0, delta=1e-5, rounds=3, local_epochs=1)
+
+    def revoke_after_first(entry):
+        if entry.round == 1:
+            researcher.submit("TransportContract", "RevokeCohort", cid, "relinquished")
+
+    with pytest.raises(CohortRefused) as e:
+        run_job(spec, ledger, edinburgh[1], on_round=revoke_after_first)
+    assert e.value.extra["reason"] == "revoked"
+    assert ledger.budget(ds)["spends"] == 0
+    with pytest.raises(CohortRefused):  # and no new job starts on it
+        run_job(spec, ledger, edinburgh[1])
+
+
+def test_job_store_records_progress_refusals_and_the_release(chain, edinburgh, tmp_path):
+    w, researcher, _, ledger, consenting, refusing = chain
+    cid, ds = _cohort(w, researcher, consenting, refusing), _dataset(w, 1.0)
+    store = JobStore(tmp_path / "jobs")
+    with pytest.raises(BudgetExceeded):
+        store.submit(researcher.name, JobSpec(study="s", cohort_id=cid, dataset=ds, epsilon=2.0, delta=1e-5),
+                     ledger, edinburgh[1])
+    assert [j.status for j in store.list()] == ["refused"]
+    job = store.submit(researcher.name, JobSpec(study="s", cohort_id=cid, dataset=ds, epsilon=1.0, delta=1e-5,
+                                                method="wall", rounds=2, local_epochs=1), ledger, edinburgh[1],
+                       wait=True)
+    assert job.status == "released" and job.round == 2 and job.epsilon_spent == 1.0
+    assert job.release["sha256"] == hashlib.sha256(canonical(job.release["document"])).hexdigest()
+    assert "document" not in job.view()["release"]
+    with pytest.raises(DatasetNotFound):
+        ledger.budget("ds-missing")
+
+
+@pytest.mark.parametrize("kw", [dict(purpose="treatment"), dict(method="none"), dict(epsilon=0.0),
+                                dict(sections=("demographics",)), dict(dataset="bad id"), dict(rounds=0)])
+def test_bad_jobs_are_refused(kw):
+    base = dict(study="s", cohort_id="c1", dataset="d1", epsilon=1.0, delta=1e-5)
+    with pytest.raises(InvalidParameters):
+        JobSpec(**{**base, **kw})
+    with pytest.raises(InvalidParameters):
+        JobSpec.from_dict({**base, "colour": "blue"})
