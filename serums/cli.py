@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import pkgutil
 import sys
 
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from .datadir import private_umask
 
-    private_umask()  # what serums creates (data directory, stores, keys, logs) is 0600 in 0700
+    previous = private_umask()  # what serums creates (data directory, stores, keys, logs) is 0600 in 0700
     try:
         args.settings = Settings.from_env(data_dir=args.data_dir)
         return int(args.handler(args) or 0)
@@ -88,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     except _user_errors() as exc:
         print(f"serums: {exc}", file=sys.stderr)
         return getattr(exc, "code", 1)
+    finally:
+        os.umask(previous)  # main() called in-process (tests) leaves the caller's umask as it was
 
 
 if __name__ == "__main__":  # run as `python -m serums`, so that exception classes have one identity

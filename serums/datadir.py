@@ -29,9 +29,10 @@ LOCK_NAME = "serums.lock"
 RUNTIME_FILES = ("node.json", "up.json")
 
 
-def private_umask() -> None:
-    """Files 0600 and directories 0700 from now on, in this process and its children."""
-    os.umask(0o077)
+def private_umask() -> int:
+    """Files 0600 and directories 0700 from now on, in this process and its children; returns the
+    previous umask."""
+    return os.umask(0o077)
 
 
 def ensure_private_dir(path: Path) -> Path:

@@ -162,3 +162,15 @@ def test_an_existing_loose_data_directory_is_tightened_by_its_owner(data):
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(30)
+
+
+def test_main_in_process_creates_private_files_and_restores_the_callers_umask(tmp_path, capsys):
+    from serums.cli import main
+
+    old = os.umask(0o022)
+    try:
+        assert main(["--data-dir", str(tmp_path / "d"), "vault", "init", "--hospital", "lothian"]) == 0
+        assert os.umask(0o022) == 0o022
+    finally:
+        os.umask(old)
+    assert _loose(tmp_path / "d") == []
