@@ -1,11 +1,19 @@
-"""Ledger benchmark: read-write transactions through the Gateway API of the embedded node.
+"""Ledger benchmark: read-write transactions through the Gateway API of the embedded node, of real
+Hyperledger Fabric, or of both side by side in one run (same workload).
 
 Three hospitals, MAJORITY (2-of-3) endorsement, the node in its own process (``serums node``)
 and the clients in others, all over gRPC on loopback, as gunicorn workers would reach it. Each
 client runs closed-loop: propose → endorse → sign → submit → wait for commit, on its own keys
 (every transaction reads and writes one key). Prints one JSON object.
 
-    .venv/bin/python bench/ledger.py [--quick] [--seconds S]
+With ``--engine fabric`` the same clients drive a native Fabric network (``network.fabric``: a Raft
+orderer, a peer per hospital, the chaincode on our CCaaS shim, TLS everywhere; each client talks
+to its own hospital's peer), figures prefixed ``fabric_``, with the CPU each process spent per
+transaction and the share of committed transactions whose chaincode event was delivered.
+``--engine both`` prefixes the embedded node's figures ``embedded_`` and adds
+``embedded_over_fabric_tx`` (the ratio of 32-client throughputs).
+
+    .venv/bin/python bench/ledger.py [--quick] [--seconds S] [--engine embedded|fabric|both]
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import proctime  # noqa: E402  (also when imported as bench.ledger, by bench/chaincode.py)
 from network import ChaincodeDefinition, NetworkConfig, init_network  # noqa: E402
-from network.client import GatewayError, connect  # noqa: E402
+from network.client import CommitError, GatewayError, connect  # noqa: E402
 from serums.supervisor import free_port, start_node_process  # noqa: E402
 
 
@@ -35,20 +43,25 @@ def start_node(data_dir: Path, address: str) -> subprocess.Popen:
     return start_node_process(data_dir, address)
 
 
-def _client_proc(data_dir: str, address: str, threads: int, seconds: float, tag: str, mode: str, out) -> None:
-    """One client process running ``threads`` closed-loop clients; reports latencies and counts."""
+def _client_proc(data_dir: str, address: str | dict, threads: int, seconds: float, tag: str, mode: str, out,
+                 chaincode: str = "assets") -> None:
+    """One client process running ``threads`` closed-loop clients; reports latencies and counts.
+    ``address`` is one endpoint, or per hospital ``(address, TLS CA PEM)`` (each client its own)."""
     import threading
 
     cfg = NetworkConfig.load(Path(data_dir) / "network")
     orgs = [h.name for h in cfg.hospitals]
     lat: list[float] = []
-    errors = [0]
+    errors, retries = [0], [0]
     lock = threading.Lock()
     barrier = threading.Barrier(threads)
 
     def run(i: int) -> None:
-        ident, signer = cfg.load_user(orgs[i % len(orgs)])
-        contract = connect(ident, signer, address).network(cfg.channel).contract("assets", "AssetContract")
+        org = orgs[i % len(orgs)]
+        ident, signer = cfg.load_user(org)
+        where, tls = address[org] if isinstance(address, dict) else (address, None)
+        contract = connect(ident, signer, where, tls_root_certs=tls).network(cfg.channel).contract(
+            chaincode, "AssetContract")
         mine, n = [], 0
         barrier.wait()
         end = time.monotonic() + seconds
@@ -59,7 +72,14 @@ def _client_proc(data_dir: str, address: str, threads: int, seconds: float, tag:
                     contract.submit("Put", f"{tag}-{i}", f"a{n % 50}", '{"dose_mg":120,"unit":"mg/m2"}')
                 else:
                     contract.evaluate("Get", "seed", f"a{n % 50}")
-            except GatewayError:
+            except GatewayError as exc:
+                with lock:
+                    if "do not match" in str(exc):  # endorsers a block apart (real Fabric): endorse again
+                        retries[0] += 1
+                    else:
+                        errors[0] += 1
+                continue
+            except CommitError:
                 with lock:
                     errors[0] += 1
                 continue
@@ -73,23 +93,27 @@ def _client_proc(data_dir: str, address: str, threads: int, seconds: float, tag:
         t.start()
     for t in ts:
         t.join()
-    out.put({"lat": lat, "errors": errors[0]})
+    out.put({"lat": lat, "errors": errors[0], "retries": retries[0]})
 
 
-def measure(data_dir: Path, address: str, clients: int, seconds: float, mode: str, tag: str,
-            node_pid: int | None = None) -> dict:
+def measure(data_dir: Path, address: str | dict, clients: int, seconds: float, mode: str, tag: str,
+            node_pid: int | None = None, pids: dict[str, int] | None = None, chaincode: str = "assets") -> dict:
+    """Closed-loop clients for ``seconds``; with ``pids`` (name → pid) also the CPU milliseconds each of
+    those processes spent per operation (``cpu_ms``)."""
     procs_n = min(clients, max(1, (os.cpu_count() or 2) // 2 + 1), 4) if clients > 1 else 1
     per = [clients // procs_n + (1 if i < clients % procs_n else 0) for i in range(procs_n)]
     q: mp.Queue = mp.Queue()
-    ps = [mp.Process(target=_client_proc, args=(str(data_dir), address, n, seconds, f"{tag}{k}", mode, q))
+    ps = [mp.Process(target=_client_proc, args=(str(data_dir), address, n, seconds, f"{tag}{k}", mode, q, chaincode))
           for k, n in enumerate(per)]
     node0, clients0 = proctime.cpu_s(node_pid) if node_pid else 0.0, proctime.children_cpu_s()
+    procs0 = {name: proctime.cpu_s(pid) for name, pid in (pids or {}).items()}
     for p in ps:
         p.start()
     results = [q.get(timeout=seconds + 120) for _ in ps]
     for p in ps:
         p.join()
     node_cpu = proctime.cpu_s(node_pid) - node0 if node_pid else 0.0
+    procs_cpu = {name: proctime.cpu_s(pid) - procs0[name] for name, pid in (pids or {}).items()}
     client_cpu = proctime.children_cpu_s() - clients0  # includes the client processes' start-up
     lat = sorted(x for r in results for x in r["lat"])
     done = len(lat)
@@ -100,9 +124,11 @@ def measure(data_dir: Path, address: str, clients: int, seconds: float, mode: st
         "p99_ms": q[98] * 1000,
         "n": done,
         "errors": sum(r["errors"] for r in results),
+        "retries": sum(r["retries"] for r in results),
         # where the CPU went: the node process and the client processes, per operation
         "node_cpu_ms": node_cpu / max(done, 1) * 1000,
         "client_cpu_ms": client_cpu / max(done, 1) * 1000,
+        "cpu_ms": {name: cpu / max(done, 1) * 1000 for name, cpu in procs_cpu.items()},
     }
 
 
@@ -167,23 +193,95 @@ def transport_ceiling(clients: int, seconds: float) -> dict:
             "client_cpu_us": client_cpu / max(total, 1) * 1e6}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="short runs (under a minute in all)")
-    ap.add_argument("--smoke", action="store_true", help="tiny sizes: proves the benchmark runs (CI); figures meaningless")
-    ap.add_argument("--seconds", type=float, help="seconds per measurement")
-    ap.add_argument("--batch-timeout-ms", type=float, default=None, help="orderer batch timeout (default: config)")
-    args = ap.parse_args()
-    args.quick = args.quick or args.smoke
-    seconds = args.seconds or (0.5 if args.smoke else 4.0 if args.quick else 15.0)
+def _asset_network(data: Path, batch_timeout_ms: float | None) -> NetworkConfig:
+    cfg = init_network(data / "network", ["lothian", "zmc", "fcrb"])
+    cfg.chaincodes = [ChaincodeDefinition("assets", "chaincode.samples:assets_chaincode", "1.0", "MAJORITY")]
+    if batch_timeout_ms is not None:
+        cfg.batch.timeout_ms = batch_timeout_ms
+    cfg.save()
+    return cfg
 
+
+def _workload(data: Path, address: str | dict, seconds: float, pids: dict[str, int], node_pid: int | None = None,
+              chaincode: str = "assets") -> tuple[dict, int]:
+    """The same runs on either engine: 1, 8 and 32 submitting clients, then 8 evaluating ones.
+    Returns the figures and how many transactions committed."""
+    out: dict = {}
+    committed = 0
+    for n in (1, 8, 32):
+        m = measure(data, address, n, seconds, "submit", f"c{n}", node_pid, pids, chaincode)
+        committed += m["n"]
+        out[f"committed_tx_per_s_c{n}"] = round(m["per_s"], 1)
+        out[f"p50_ms_c{n}"] = round(m["p50_ms"], 2)
+        out[f"p99_ms_c{n}"] = round(m["p99_ms"], 2)
+        out[f"errors_c{n}"] = m["errors"]
+        out[f"endorse_retries_c{n}"] = m["retries"]
+    out["client_cpu_ms_per_tx_c32"] = round(m["client_cpu_ms"], 3)
+    for name, ms in m["cpu_ms"].items():
+        out[f"cpu_ms_per_tx_c32_{name}"] = round(ms, 3)
+    if node_pid:
+        out["node_cpu_ms_per_tx_c32"] = round(m["node_cpu_ms"], 3)
+    ev = measure(data, address, 8, seconds, "evaluate", "ev", node_pid, pids, chaincode)
+    out["evaluate_q_per_s"] = round(ev["per_s"], 1)
+    out["evaluate_p99_ms"] = round(ev["p99_ms"], 2)
+    out["client_cpu_ms_per_evaluate"] = round(ev["client_cpu_ms"], 3)
+    if node_pid:
+        out["node_cpu_ms_per_evaluate"] = round(ev["node_cpu_ms"], 3)
+    return out, committed
+
+
+def run_fabric(args, seconds: float) -> dict:
+    """The workload on a native Fabric network (3 hospitals, MAJORITY, our CCaaS shim, TLS)."""
+    from network.fabric import FabricNetwork, find_fabric_bin
+
+    bin_dir = find_fabric_bin(os.environ.get("FABRIC_BIN"), (ROOT.parent / "shared" / "fabric" / "bin",))
+    with tempfile.TemporaryDirectory(prefix="serums-bench-fabric-") as tmp:
+        data = Path(tmp)
+        cfg = _asset_network(data, None)
+        net = FabricNetwork(cfg, bin_dir=bin_dir, chaincode="assets", chaincode_module="chaincode.samples:assets_chaincode",
+                            batch_timeout_ms=args.batch_timeout_ms or 10.0)
+        t0 = time.monotonic()
+        try:
+            net.up(timeout=300)
+            up_s = time.monotonic() - t0
+            endpoints = {h.name: (net.peer_address(h.name), net.tls_ca(h.name)) for h in cfg.hospitals}
+            ident, signer = cfg.load_user("lothian")
+            gw = connect(ident, signer, endpoints["lothian"][0], tls_root_certs=endpoints["lothian"][1])
+            c = gw.network(cfg.channel).contract("assets", "AssetContract")
+            for i in range(50):
+                c.submit("Put", "seed", f"a{i}", '{"dose_mg":120}')
+            first = c.submit_async("Put", "seed", "a0", '{"dose_mg":120}')[1].status().block_number
+            pids = {name: info["pid"] for name, info in net.state["processes"].items()}
+            out, committed = _workload(data, endpoints, seconds, pids)
+            out["events_delivered_ratio"] = round(_events_delivered(gw, cfg.channel, first) / max(committed, 1), 4)
+            out["network_up_s"] = round(up_s, 1)
+            gw.close()
+        finally:
+            net.down()
+        out["batch_timeout_ms"] = net.batch_timeout_ms
+        return out
+
+
+def _events_delivered(gw, channel: str, start_block: int) -> int:
+    """How many of the benchmark clients' AssetPut events the peer delivers, read from ``start_block``
+    up to a sentinel transaction committed after the runs."""
+    sentinel = gw.network(channel).contract("assets", "AssetContract").submit_async(
+        "Put", "sentinel", "end", "{}")[1].status()
+    n = 0
+    with gw.network(channel).chaincode_events("assets", start_block=start_block) as events:
+        for ev in events:
+            if ev.transaction_id == sentinel.transaction_id:
+                break
+            if ev.event_name == "AssetPut" and ev.json()["owner"] not in ("seed", "sentinel"):
+                n += 1
+    return n
+
+
+def run_embedded(args, seconds: float) -> dict:
+    """The workload on the embedded node, and what gRPC and the CPU allow here."""
     with tempfile.TemporaryDirectory(prefix="serums-bench-") as tmp:
         data = Path(tmp)
-        cfg = init_network(data / "network", ["lothian", "zmc", "fcrb"])
-        cfg.chaincodes = [ChaincodeDefinition("assets", "chaincode.samples:assets_chaincode", "1.0", "MAJORITY")]
-        if args.batch_timeout_ms is not None:
-            cfg.batch.timeout_ms = args.batch_timeout_ms
-        cfg.save()
+        cfg = _asset_network(data, args.batch_timeout_ms)
         address = f"127.0.0.1:{free_port()}"
         node = start_node(data, address)
         try:
@@ -191,20 +289,7 @@ def main() -> None:
             c = connect(ident, signer, address).network(cfg.channel).contract("assets", "AssetContract")
             for i in range(50):
                 c.submit("Put", "seed", f"a{i}", '{"dose_mg":120}')
-            out: dict = {}
-            for n in (1, 8, 32):
-                m = measure(data, address, n, seconds, "submit", f"c{n}", node.pid)
-                out[f"committed_tx_per_s_c{n}"] = round(m["per_s"], 1)
-                out[f"p50_ms_c{n}"] = round(m["p50_ms"], 2)
-                out[f"p99_ms_c{n}"] = round(m["p99_ms"], 2)
-                out[f"errors_c{n}"] = m["errors"]
-            out["node_cpu_ms_per_tx_c32"] = round(m["node_cpu_ms"], 3)
-            out["client_cpu_ms_per_tx_c32"] = round(m["client_cpu_ms"], 3)
-            ev = measure(data, address, 8, seconds, "evaluate", "ev", node.pid)
-            out["evaluate_q_per_s"] = round(ev["per_s"], 1)
-            out["evaluate_p99_ms"] = round(ev["p99_ms"], 2)
-            out["node_cpu_ms_per_evaluate"] = round(ev["node_cpu_ms"], 3)
-            out["client_cpu_ms_per_evaluate"] = round(ev["client_cpu_ms"], 3)
+            out, _ = _workload(data, address, seconds, {}, node.pid)
         finally:
             node.send_signal(signal.SIGTERM)
             node.wait(timeout=60)
@@ -225,8 +310,32 @@ def main() -> None:
         per_ev = out["node_cpu_ms_per_evaluate"] + out["client_cpu_ms_per_evaluate"]
         out["cpu_ceiling_evaluate_q_per_s"] = round(cores * 1000 / per_ev, 1) if per_ev else 0.0
         out["batch_timeout_ms"] = cfg.batch.timeout_ms
-        out["quick"] = bool(args.quick)
-        print(json.dumps(out))
+        return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="short runs (under a minute in all)")
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes: proves the benchmark runs (CI); figures meaningless")
+    ap.add_argument("--seconds", type=float, help="seconds per measurement")
+    ap.add_argument("--batch-timeout-ms", type=float, default=None,
+                    help="orderer batch timeout (default: the config's for the embedded node, 10 for Fabric)")
+    ap.add_argument("--engine", choices=["embedded", "fabric", "both"], default="embedded",
+                    help="which ledger to measure (both: side by side, figures prefixed embedded_ and fabric_)")
+    args = ap.parse_args()
+    args.quick = args.quick or args.smoke
+    seconds = args.seconds or (0.5 if args.smoke else 4.0 if args.quick else 15.0)
+    out: dict = {}
+    if args.engine in ("embedded", "both"):
+        emb = run_embedded(args, seconds)
+        out.update(emb if args.engine == "embedded" else {f"embedded_{k}": v for k, v in emb.items()})
+    if args.engine in ("fabric", "both"):
+        out.update({f"fabric_{k}": v for k, v in run_fabric(args, seconds).items()})
+    if args.engine == "both":
+        fab = out["fabric_committed_tx_per_s_c32"]
+        out["embedded_over_fabric_tx"] = round(out["embedded_committed_tx_per_s_c32"] / fab, 2) if fab else 0.0
+    out["quick"] = bool(args.quick)
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":
