@@ -29,3 +29,16 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{1,127}$"
 MAX_PAGE_SIZE = 200
 MAX_GRANT_SECONDS = 90 * 24 * 3600
 MAX_BREAK_GLASS_SECONDS = 24 * 3600
+
+# What people read: the words the web pages and notifications use for the codes above.
+SECTION_LABELS = {
+    "demographics": "Personal details", "contact": "Contact details", "admissions": "Hospital admissions",
+    "conditions": "Diagnoses", "procedures": "Procedures", "oncology.diagnosis": "Cancer diagnosis",
+    "oncology.treatment": "Cancer treatment", "oncology.toxicity": "Treatment side effects",
+    "comorbidities": "Other conditions", "imaging": "Scans and images", "documents": "Documents",
+}
+PURPOSE_LABELS = {"treatment": "Treatment", "emergency": "Emergency", "research": "Research",
+                  "insurance": "Insurance", "audit": "Audit"}
+ROLE_LABELS = {"patient": "patient", "gp": "GP", "specialist": "specialist", "nurse": "nurse", "insurer": "insurer",
+               "researcher": "researcher", "auditor": "auditor", "hospital_admin": "hospital administrator",
+               "vault": "hospital records service"}

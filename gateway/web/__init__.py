@@ -29,6 +29,7 @@ from werkzeug.exceptions import HTTPException
 
 from .. import problems as P
 from ..errors import problem_of
+from ..notifications import NotificationStore
 from . import admin, auditor, clinician, pages, patient
 from .session import AREAS, CookieSessions, guard_area
 
@@ -56,6 +57,9 @@ def register_web(app: Flask) -> None:
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # the token lives as long as the session
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False  # the JSON API uses bearer tokens: forms only
     csrf.init_app(app)
+    store = NotificationStore(app.extensions["serums_services"].auth.engine)
+    store.create_tables()
+    app.extensions["serums_notifications"] = store
     for bp in BLUEPRINTS:
         app.register_blueprint(bp)
     app.register_error_handler(CSRFError, _error_page)

@@ -13,20 +13,10 @@ from .. import problems as P
 from .. import vocab as V
 from ..errors import problem_of
 from ..security import services
+from ..vocab import PURPOSE_LABELS, ROLE_LABELS, SECTION_LABELS
 
 T = TypeVar("T")
 
-SECTION_LABELS = {
-    "demographics": "Personal details", "contact": "Contact details", "admissions": "Hospital admissions",
-    "conditions": "Diagnoses", "procedures": "Procedures", "oncology.diagnosis": "Cancer diagnosis",
-    "oncology.treatment": "Cancer treatment", "oncology.toxicity": "Treatment side effects",
-    "comorbidities": "Other conditions", "imaging": "Scans and images", "documents": "Documents",
-}
-PURPOSE_LABELS = {"treatment": "Treatment", "emergency": "Emergency", "research": "Research",
-                  "insurance": "Insurance", "audit": "Audit"}
-ROLE_LABELS = {"patient": "patient", "gp": "GP", "specialist": "specialist", "nurse": "nurse", "insurer": "insurer",
-               "researcher": "researcher", "auditor": "auditor", "hospital_admin": "hospital administrator",
-               "vault": "hospital records service"}
 REASON_LABELS = {
     "own-record": "your own record", "requester-suspended": "the requester's account is suspended",
     "hospital-rule-deny": "the hospital's rules forbid this", "patient-deny": "the patient does not allow this",

@@ -3,10 +3,11 @@ front page. The same FlexPass calls as ``/auth/login`` and ``/auth/login/complet
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
 
 from auth import LoginRequest
 
+from ..notifications import KINDS
 from ..security import services
 from . import session as S
 from .common import attempt, install_filters, status_of
@@ -96,3 +97,47 @@ def sign_out():
 @bp.get("/signed-out")
 def signed_out():
     return render_template("web/signed_out.html")
+
+
+# ----------------------------------------------------------------------------- notifications (everyone)
+
+
+def notifications_store():
+    return current_app.extensions["serums_notifications"]
+
+
+@bp.app_context_processor
+def _unread():
+    """The unread count in every signed-in page's navigation."""
+    actor = g.get("web_actor")
+    return {"unread": notifications_store().unread_count(actor.user_id) if actor else 0}
+
+
+def _notifications_page(done=None, problem=None, status: int = 200):
+    actor = S.current()
+    store = notifications_store()
+    return render_template("web/notifications.html", notes=store.list(actor.user_id), kinds=KINDS,
+                           chosen=store.kinds(actor.user_id), done=done, problem=problem), status
+
+
+@bp.get("/notifications")
+@S.signed_in
+def notifications():
+    return _notifications_page()
+
+
+@bp.post("/notifications/read")
+@S.signed_in
+def mark_read():
+    which = request.form.get("id", "")
+    n = notifications_store().mark_read(S.current().user_id, int(which) if which.isdigit() else None)
+    return _notifications_page(done=f"{n} marked as read.")
+
+
+@bp.post("/notifications/kinds")
+@S.signed_in
+def choose_kinds():
+    _, problem = attempt(lambda: notifications_store().set_kinds(S.current().user_id, request.form.getlist("kinds")))
+    if problem is not None:
+        return _notifications_page(problem=problem, status=status_of(problem))
+    return _notifications_page(done="Saved: you will be told about the kinds you ticked.")

@@ -17,6 +17,7 @@ from werkzeug.serving import make_server
 
 from auth import Argon2Params, AuthConfig
 from gateway.app import create_app
+from gateway.notifications import NotificationService
 from gateway.services import GatewaySettings, Services
 from network.node import EmbeddedNode
 from tests.gateway.stack import Account, World, enrol, init_data_dir, provision
@@ -56,6 +57,7 @@ class Site:
     url: str
     clock: Clock
     app: object
+    notifier: NotificationService
 
 
 @pytest.fixture(scope="session")
@@ -80,12 +82,14 @@ def site(tmp_path_factory) -> Iterator[Site]:
             patient_chi=chi,
         )
         app = create_app({"TESTING": True}, services=services)
+        notifier = NotificationService(services, app.extensions["serums_notifications"], retry_seconds=0.2).start()
         server = make_server("127.0.0.1", 0, app, threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        yield Site(world, people, f"http://127.0.0.1:{server.server_port}", clock, app)
+        yield Site(world, people, f"http://127.0.0.1:{server.server_port}", clock, app, notifier)
     finally:
         if server is not None:
             server.shutdown()
+            notifier.stop()
         services.close()
         node.stop()
 
@@ -125,3 +129,13 @@ def shot(page, name: str) -> Path:
     path = SHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def actor_of(services, account: Account):
+    """The application layer's actor for an account (its wallet opened with its key), to cause
+    ledger events without a browser."""
+    from gateway.flow import Actor
+
+    user = account.reg.user
+    signer = services.auth.open_wallet_with_key(account.username, account.key)
+    return Actor(user.user_id, user.role, user.hospital, user.msp_id, "", lambda: signer)

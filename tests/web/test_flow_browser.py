@@ -107,10 +107,22 @@ def test_the_ten_step_flow_by_clicking(site, new_page):
     contact = nurse.locator("section", has=nurse.get_by_role("heading", name=re.compile("Contact details")))
     assert "withheld" not in contact.inner_text()
 
-    # the patient is told
+    # the patient is told: on their overview, and by a notification (from the chain's events)
     patient.get_by_role("link", name="Overview").click()
     assert patient.get_by_role("alert").filter(has_text="Emergency access to your record").count() == 1
     shot(patient, "patient-home-break-glass")
+    for _ in range(50):  # the notification service follows the chain's events in its own thread
+        patient.get_by_role("link", name=re.compile("^Notifications")).click()
+        if patient.get_by_text("broke the glass").count():
+            break
+        patient.wait_for_timeout(200)
+    notes = patient.locator("ul.notes").inner_text()
+    assert f"{people.nurse.username} (nurse, lothian) broke the glass" in notes
+    assert f"{people.gp.username} (GP, lothian) opened your record" in notes
+    assert "unread" in patient.get_by_role("link", name=re.compile("^Notifications")).inner_text()
+    shot(patient, "patient-notifications")
+    patient.get_by_role("button", name="Mark all as read").click()
+    assert "unread" not in patient.get_by_role("link", name=re.compile("^Notifications")).inner_text()
 
     # the auditor marks it unjustified, which revokes the grant
     auditor = new_page()
