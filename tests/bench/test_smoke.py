@@ -22,6 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench"
 
 FIGURES: dict[str, set[str]] = {
+    "analytics": {"dp_accuracy_eps1", "nonprivate_accuracy", "wall_accuracy_eps1", "fl_seconds_per_round",
+                  "fhe_predict_ms", "fhe_predictions_per_s_batched", "fhe_stats_100k_s", "fhe_accuracy_gap",
+                  "r_delta_max_rel_error"},
     "auth": {"login_p50_ms", "login_p99_ms", "text_login_p50_ms", "graphical_login_p50_ms", "argon2_hash_ms"},
     "chaincode": {"request_access_tx_per_s_c32", "plain_tx_per_s_c32", "ratio_to_plain", "p99_ms_c8"},
     "fabrication": {"rows_per_s_w1", "rows_per_s_w2", "seconds_1m_rows", "rule_validity", "sdv_rows_per_s"},
