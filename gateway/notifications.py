@@ -26,7 +26,6 @@ notification (``id``, ``kind``, ``text``, ``at``, ``ref``); a phone app subscrib
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import threading
@@ -357,36 +356,6 @@ class NotificationService:
             self.publisher.close()
 
 
-def main() -> None:
-    """``python -m gateway.notifications``: run the service for the gateway's data directory
-    (``SERUMS_*`` as the gunicorn workers read them; ``SERUMS_MQTT`` = ``host:port``, default
-    127.0.0.1:1883, ``-`` for none) until interrupted. One per deployment (not one per worker)."""
-    import os
-    import signal
-
-    from .services import Services
-
-    logging.basicConfig(level=logging.INFO)
-    services = Services.from_env()
-    store = NotificationStore(services.auth.engine)
-    store.create_tables()
-    mqtt = os.environ.get("SERUMS_MQTT", "127.0.0.1:1883")
-    publisher = None
-    if mqtt != "-":
-        host, _, port = mqtt.rpartition(":")
-        publisher = MqttPublisher(host or "127.0.0.1", int(port or 1883))
-    service = NotificationService(services, store, publisher).start()
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    with contextlib.suppress(KeyboardInterrupt):
-        done.wait()
-    service.stop()
-    services.close()
-
-
 __all__ = ["KINDS", "Draft", "MqttPublisher", "Notification", "NotificationService", "NotificationStore",
            "drafts_for"]
 
-
-if __name__ == "__main__":
-    main()

@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Blueprint, request
+from flask import Blueprint, g, request
 
 from .. import problems as P
 from .. import vocab as V
@@ -58,9 +58,17 @@ def when(value: Any) -> str:
 
 
 def person(user_id: str | None) -> dict[str, str]:
-    """A pseudonymous id as a person the page can name: username, role, hospital."""
+    """A pseudonymous id as a person the page can name: username, role, hospital (looked up once
+    per request: a trail names the same few people many times)."""
     if not user_id:
         return {"name": "", "role": "", "hospital": ""}
+    seen = g.setdefault("web_people", {})
+    if user_id not in seen:
+        seen[user_id] = _person(user_id)
+    return seen[user_id]
+
+
+def _person(user_id: str) -> dict[str, str]:
     user = services().auth.get_user(user_id)
     if user is None:
         role = "vault" if user_id.startswith("vault-") else ""
