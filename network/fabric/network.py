@@ -304,9 +304,15 @@ class FabricNetwork:
         running = [n for n in self.state.get("processes", {}) if self.running(n)]
         if running:
             raise FabricError(f"the Fabric network in {self.root} is already running ({', '.join(running)})")
-        if self.state.get("committed"):
-            return self._restart(timeout, progress)
-        return self._create(home, timeout, progress)
+        restart = bool(self.state.get("committed"))
+        try:
+            return self._restart(timeout, progress) if restart else self._create(home, timeout, progress)
+        except BaseException:
+            self.down()  # nothing half-started keeps running; the logs stay for the reason
+            if not restart:  # a half-made channel: the next `up` starts the ledgers afresh
+                for org in [*(h.name for h in self.cfg.hospitals), self.cfg.orderer.name]:
+                    shutil.rmtree(self.node_dir(org) / "data", ignore_errors=True)
+            raise
 
     def _create(self, home: Path, timeout: float, progress: Callable[[str], None]) -> dict:
         started = time.monotonic()

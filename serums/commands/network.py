@@ -100,6 +100,11 @@ def _up(args) -> int:
         raise CommandError("the embedded engine runs inside `serums node` (or `serums up`); "
                            "`network up` starts real Fabric: --engine fabric")
     s = args.settings
+    import os
+
+    from network.fabric import find_fabric_bin
+
+    find_fabric_bin(os.environ.get("FABRIC_BIN"))  # before anything is written
     wanted = parse_hospitals(args.hospitals) if args.hospitals else None
     if (s.network_dir / "network.json").exists():
         cfg = NetworkConfig.load(s.network_dir)
