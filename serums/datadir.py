@@ -5,7 +5,7 @@
   is 0600 in 0700 directories; the owner tightens a looser data directory to 0700.
 - **One owner.** ``serums up`` and ``serums node`` hold an exclusive ``flock`` on
   ``<data dir>/serums.lock`` for their whole life (the node that ``serums up`` starts inherits its
-  parent's lock, so a node left running by a killed ``up`` still owns the directory). The kernel
+  parent's lock; it and the gateway stop when their ``serums up`` is gone, even after ``kill -9``). The kernel
   releases the lock when the process ends, even on ``kill -9``: a free lock means nobody runs
   here, and ``node.json``/``up.json`` found then are stale leftovers. A second owner exits at once
   with one line naming the running one's PID.

@@ -84,9 +84,12 @@ def run_node(settings, listen: str | None = None, *, ready=None, stop_event: thr
     print(f"embedded node: channel {cfg.channel}, {len(node.peers)} peers, serving on {address}{over}", flush=True)
     if ready is not None:
         ready(address)
+    parent = os.getppid()
     try:
         while not stop.wait(0.5):
-            pass
+            if lock_fd is not None and os.getppid() != parent:  # our serums up is gone (kill -9)
+                print(f"serums up (pid {parent}) is gone; the node stops", flush=True)
+                break
     finally:
         node.stop()
         info.unlink(missing_ok=True)

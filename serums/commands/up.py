@@ -274,8 +274,9 @@ def _up(args) -> int:
             return sup.wait()
         step(8, total, f"gateway: gunicorn with {args.workers} workers × {args.threads} threads on {args.listen}")
         env = {"SERUMS_DATA_DIR": str(data), "SERUMS_NODE_ADDRESS": node_address}
-        sup.spawn("gateway", [sys.executable, "-m", "gunicorn", "-w", str(args.workers), "--threads",
-                              str(args.threads), "-b", args.listen, "--access-logfile", "-", "serums.wsgi:app"],
+        sup.spawn("gateway", [sys.executable, "-m", "gunicorn", "-c", "python:serums.gunicorn_conf", "-w",
+                              str(args.workers), "--threads", str(args.threads), "-b", args.listen,
+                              "--access-logfile", "-", "serums.wsgi:app"],
                   env=env, ready=lambda: _http_ready(f"http://{args.listen}/healthz"), timeout=90)
         (data / "up.json").write_text(json.dumps({"url": f"http://{args.listen}", "node": node_address}))
         _print_logins(demo, f"http://{args.listen}")

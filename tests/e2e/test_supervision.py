@@ -131,3 +131,40 @@ def test_the_node_is_restarted_under_load_and_nothing_acknowledged_is_lost(tmp_p
     verify = subprocess.run([sys.executable, "-m", "serums", "ledger", "verify"], env=env, capture_output=True,
                             text=True, timeout=300, cwd=ROOT)
     assert verify.returncode == 0 and "ledger verified: OK" in verify.stdout, verify.stdout + verify.stderr
+
+
+@pytest.mark.slow
+def test_after_kill_9_of_serums_up_its_children_stop_and_the_data_directory_is_free(tmp_path):
+    from serums.datadir import running_owner
+    from serums.supervisor import port_in_use
+
+    env = {**os.environ, "SERUMS_DATA_DIR": str(tmp_path)}
+    for var in ("SERUMS_DATABASE_URL", "SERUMS_AUTH_DATABASE_URL", "SERUMS_NODE_ADDRESS", "SERUMS_KEY_PASSPHRASE"):
+        env.pop(var, None)
+    port, node_port = free_port(), free_port()
+    up = subprocess.Popen(
+        [sys.executable, "-m", "serums", "up", "--patients", "20", "--listen", f"127.0.0.1:{port}",
+         "--node-listen", f"127.0.0.1:{node_port}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
+    )
+    lines = []
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        line = up.stdout.readline()
+        lines.append(line)
+        if not line or "Ctrl-C stops everything" in line:
+            break
+    assert "SERUMS is up" in "".join(lines), "".join(lines)
+    owner = running_owner(tmp_path)
+    assert owner is not None and owner.pid == up.pid and owner.node_pid
+    up.kill()
+    up.wait(10)
+    deadline = time.monotonic() + 45
+    while time.monotonic() < deadline and (running_owner(tmp_path) is not None or port_in_use("127.0.0.1", port)):
+        time.sleep(0.5)
+    assert running_owner(tmp_path) is None, "the node outlived its serums up"
+    assert not port_in_use("127.0.0.1", port) and not port_in_use("127.0.0.1", node_port)
+    assert (tmp_path / "up.json").exists()  # left behind by kill -9: stale, and known to be
+    demo = subprocess.run([sys.executable, "-m", "serums", "demo"], env=env, capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    assert demo.returncode == 1 and "SERUMS is not running" in demo.stderr
