@@ -1,6 +1,6 @@
 """The vault: ingest, read, release against tokens, blobs, erasure and key rotation.
 
-``Vault.open(config)`` (or ``open_vault(settings)``) connects to the database, creates the
+``Vault.open(config)`` (or ``open_vault(settings, hospital)``) connects to the database, creates the
 tables, and unlocks the key hierarchy: KEK (file or passphrase) -> index key and per-patient
 data keys. All writes of one operation happen in one transaction; writers serialise on the
 KEK id row (``FOR SHARE``/``FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite) so that
