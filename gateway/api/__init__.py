@@ -8,6 +8,7 @@ the OpenAPI document at ``/openapi.json``.
 ``/admin``                a hospital admin's users, treating relationships, rules
 ``/audit``                auditors: the trail, reviews, ledger verification, exports
 ``/hospitals``            the network's hospitals and their rules
+``/analytics``            research jobs gated by cohorts and ε budgets, dataset budgets, releases
 ========================  ==========================================================
 """
 
@@ -20,9 +21,9 @@ from auth import configure_flask
 from .. import schemas as S
 from ..errors import install_error_mappers
 from ..security import SECURITY_SCHEME
-from . import admin, audit, auth, common, doctors, patients
+from . import admin, analytics, audit, auth, common, doctors, patients
 
-BLUEPRINTS = (auth.bp, patients.bp, doctors.bp, admin.bp, audit.bp, common.bp)
+BLUEPRINTS = (auth.bp, patients.bp, doctors.bp, admin.bp, audit.bp, common.bp, analytics.bp)
 
 
 def register_api(app: Flask, services) -> None:

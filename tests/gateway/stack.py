@@ -6,9 +6,11 @@ hospital admins — and a small HTTP helper that works with Flask's test client 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,24 @@ def init_data_dir(data_dir: Path, batch_timeout_ms: float = 2.0):
     cfg.batch.timeout_ms = batch_timeout_ms
     cfg.save()
     return cfg
+
+
+@contextlib.contextmanager
+def running_services(data_dir: Path, argon2) -> Iterator[Services]:
+    """An embedded node on loopback and ``Services`` over it (``argon2``: cheap parameters), stopped after."""
+    from auth import AuthConfig
+    from gateway.services import GatewaySettings
+    from network.node import EmbeddedNode
+
+    node = EmbeddedNode(init_data_dir(data_dir))
+    address = node.start("127.0.0.1:0")
+    services = Services.open(GatewaySettings(data_dir, node_address=address),
+                             auth_config=AuthConfig.ephemeral(argon2=argon2, wallet_kdf=argon2))
+    try:
+        yield services
+    finally:
+        services.close()
+        node.stop()
 
 
 def split_fixtures() -> dict[str, dict[str, list[dict[str, str]]]]:

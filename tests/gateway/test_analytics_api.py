@@ -1,0 +1,99 @@
+"""``/analytics``: researchers' jobs gated by a research cohort and an on-chain ε budget.
+
+Its own world (embedded node, three vaults with the fixture patients), with the research rule
+``serums up`` publishes (treatment and toxicity sections with consent). Six of the eight patients
+consent to research by researchers through their own API; the researcher's cohort holds them.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from gateway import ledger as L
+from gateway.app import create_app
+from serums.bootstrap import DEFAULT_RULES
+
+from .conftest import FAST
+from .stack import HOSPITALS, Http, enrol, provision, running_services
+
+RESEARCH_RULE = next(r for r in DEFAULT_RULES if r["rule_id"] == "research-with-consent")
+CONSENT = {"effect": "allow", "grantee": {"kind": "role", "id": "researcher"}, "sections": ["*"],
+           "purposes": ["research"]}
+
+
+@pytest.fixture(scope="module")
+def aw(tmp_path_factory):
+    with running_services(tmp_path_factory.mktemp("analytics-gateway"), FAST) as services:
+        world = provision(services)
+        for h in HOSPITALS:
+            L.submit(services.admin_contract(h, "PolicyContract"), "PutRule", RESEARCH_RULE)
+        http = Http(create_app({"TESTING": True}, services=services).test_client())
+        refs = sorted(ref for _, ref in world.patients.values())
+        consenting = refs[:6]
+        for ref in refs:
+            hospital = next(h for h, r in world.patients.values() if r == ref)
+            account = enrol(services, hospital, "patient", user_id=ref)
+            if ref in consenting:
+                r = http.post("/patients/me/preferences", token=http.login(account), json=CONSENT)
+                assert r.status == 201, r
+        researcher = http.login(enrol(services, "lothian", "researcher"))
+        admin = http.login(enrol(services, "lothian", "hospital_admin"))
+        auditor = http.login(enrol(services, "fcrb", "auditor"))
+        yield http, refs, set(consenting), researcher, admin, auditor
+
+
+def _wait(http, token, job_id, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = http.get(f"/analytics/jobs/{job_id}", token=token)
+        assert r.status == 200, r
+        if r.json["status"] not in ("queued", "running"):
+            return r.json
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def test_a_researchers_job_from_cohort_to_release(aw):
+    http, refs, consenting, researcher, admin, auditor = aw
+    r = http.post("/analytics/cohorts", token=researcher, json={"patients": refs})
+    assert r.status == 201 and r.json["size"] == len(consenting) and r.json["excluded"] == len(refs) - 6, r
+    cohort = r.json["cohort_id"]
+    assert http.post("/analytics/datasets", token=researcher,
+                     json={"dataset": "tox-ds", "epsilon": 1.5, "delta": 1e-4}).status == 403
+    r = http.post("/analytics/datasets", token=admin, json={"dataset": "tox-ds", "epsilon": 1.5, "delta": 1e-4})
+    assert r.status == 201 and r.json["epsilon_remaining"] == "1.5", r
+    job = {"study": "tox", "cohort_id": cohort, "dataset": "tox-ds", "delta": 1e-5, "rounds": 2, "local_epochs": 1}
+    # more ε than the budget holds: refused before anything runs, as problem+json
+    r = http.post("/analytics/jobs", token=researcher, json={**job, "epsilon": 2.0})
+    assert r.status == 409 and r.json["type"].endswith("/privacy-budget-exceeded"), r
+    assert r.headers["Content-Type"].startswith("application/problem+json")
+    r = http.post("/analytics/jobs", token=researcher, json={**job, "epsilon": 1.0})
+    assert r.status == 202 and r.json["status"] in ("queued", "running"), r
+    done = _wait(http, researcher, r.json["job_id"])
+    assert done["status"] == "released" and done["round"] == 2 and done["epsilon_spent"] == 1.0, done
+    rel = http.get(f"/analytics/jobs/{done['job_id']}/release", token=researcher)
+    assert rel.status == 200 and len(rel.json["document"]["model"]["weight"]) == 15
+    spends = http.get("/analytics/datasets/tox-ds/spends", token=auditor)
+    assert spends.status == 200
+    assert [(s["sha256"], s["cohort_id"]) for s in spends.json["records"]] == [(rel.json["sha256"], cohort)]
+    budget = http.get("/analytics/datasets/tox-ds", token=researcher).json
+    assert budget["epsilon_remaining"] == "0.5"
+    # auditors see every job; other roles see none of these
+    assert http.get("/analytics/jobs", token=auditor).json["count"] == 2
+    assert http.get(f"/analytics/jobs/{done['job_id']}/release", token=auditor).status == 403
+    assert http.get("/analytics/jobs", token=admin).status == 403
+
+
+def test_bad_jobs_are_4xx_problems(aw):
+    http, _, _, researcher, _, _ = aw
+    base = {"study": "tox", "cohort_id": "nope", "dataset": "tox-ds", "epsilon": 0.1, "delta": 1e-5}
+    r = http.post("/analytics/jobs", token=researcher, json={**base, "purpose": "insurance"})
+    assert r.status == 400 and r.json["type"].endswith("/analytics-invalid"), r
+    r = http.post("/analytics/jobs", token=researcher, json={**base, "epsilon": -1})
+    assert r.status == 422, r
+    r = http.post("/analytics/jobs", token=researcher, json=base)
+    assert r.status in (403, 404) and r.json["type"].endswith(("/cohort-refused", "/not-found")), r
+    assert http.get("/analytics/jobs/job-0000000000000000", token=researcher).status == 404
+    assert http.get("/analytics/jobs/../../etc", token=researcher).status == 404
