@@ -90,3 +90,37 @@ def remove_rule(rule_id: str):
     if problem is not None:
         return _rules(problem, status=status_of(problem))
     return _rules(done=f"Removed in transaction {tx.transaction_id[:16]}…")
+
+
+# ----------------------------------------------------------------------------- invitations
+
+
+@bp.get("/invitations")
+def invitations():
+    return render_template("web_admin/invitations.html", invitation=None, problem=None, form={})
+
+
+@bp.post("/invitations")
+def invite():
+    """An invitation code for a new user of this hospital (a patient is found in our vault by their
+    CHI; treating relationships name existing users by username)."""
+    a = actor()
+    svc = services()
+    form = request.form
+
+    def run():
+        chi = form.get("chi", "").strip()
+        user_id = svc.vault(a.hospital).find_patient(chi) if chi else None
+        treating = []
+        for name in filter(None, (n.strip() for n in form.get("treating", "").split(","))):
+            user = svc.auth.find_user(name)
+            if user is None:
+                raise P.Problem(P.NOT_FOUND, f"treating: nobody is called {name!r}")
+            treating.append(user.user_id)
+        hours = form.get("hours", "72")
+        return svc.invite(a.hospital, form.get("username", "").strip(), form.get("role", ""), user_id=user_id,
+                          treating=treating, ttl=3600.0 * (int(hours) if hours.isdigit() else 72))
+
+    invitation, problem = attempt(run)
+    return render_template("web_admin/invitations.html", invitation=invitation, problem=problem,
+                           form=form), status_of(problem) if problem else 200

@@ -3,10 +3,13 @@ front page. The same FlexPass calls as ``/auth/login`` and ``/auth/login/complet
 
 from __future__ import annotations
 
+import base64
+
 from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
 
 from auth import LoginRequest
 
+from .. import problems as P
 from ..notifications import KINDS
 from ..security import services
 from . import session as S
@@ -141,3 +144,45 @@ def choose_kinds():
     if problem is not None:
         return _notifications_page(problem=problem, status=status_of(problem))
     return _notifications_page(done="Saved: you will be told about the kinds you ticked.")
+
+
+# ----------------------------------------------------------------------------- enrolment from an invitation
+
+
+def _enrol_form(problem=None, status: int = 200, **values):
+    cfg = services().auth.config
+    return render_template("web/enrol.html", library=services().auth.image_library(), problem=problem,
+                           min_images=cfg.graphical_min_images, max_images=cfg.graphical_max_images,
+                           values=values), status
+
+
+@bp.get("/enrol")
+def enrol():
+    return _enrol_form(code=request.args.get("code", ""))
+
+
+@bp.post("/enrol/strength")
+def key_strength():
+    """Live feedback on the textual key being typed (htmx); nothing is stored."""
+    report = services().auth.assess_key(request.form.get("text_key", ""), username=request.form.get("username", ""),
+                                        images=request.form.getlist("images"))
+    return render_template("web/_strength.html", report=report,
+                           explanation=report.explain(services().auth.config.min_key_length))
+
+
+@bp.post("/enrol")
+def enrol_submit():
+    """Accept the invitation: the chosen textual key and pictures become the FlexPass secret; the
+    TOTP set-up (QR code) and the recovery codes are shown once, on this answer only."""
+    code = request.form.get("code", "").strip()
+    text_key = request.form.get("text_key", "")
+    images = request.form.getlist("images")
+    if text_key != request.form.get("text_key_again", ""):
+        return _enrol_form(P.Problem(P.VALIDATION, "The two textual keys differ: type the same sentence twice."),
+                           422, code=code, images=images)
+    reg, problem = attempt(lambda: services().accept_invitation(code, text_key, images))
+    if problem is not None or reg is None:
+        return _enrol_form(problem, status_of(problem), code=code, images=images)
+    qr = "data:image/png;base64," + base64.b64encode(reg.totp.qr_png).decode()
+    return render_template("web/enrolled.html", reg=reg, text_key=text_key, qr=qr,
+                           images=[i for i in services().auth.image_library() if i.id in images])

@@ -139,9 +139,9 @@ def test_pages_send_a_strict_csp_and_a_hardened_cookie(site, new_page):
 MAIN_PAGES = {
     "patient": ["/patient/", "/patient/record", "/patient/preferences", "/patient/share", "/patient/access-log",
                 "/patient/grants"],
-    "gp": ["/clinician/", "/clinician/request", "/clinician/requests", "/clinician/break-glass"],
+    "gp": ["/clinician/", "/clinician/request", "/clinician/requests", "/clinician/break-glass", "/notifications"],
     "auditor": ["/auditor/trail", "/auditor/break-glass", "/auditor/ledger"],
-    "admin": ["/hospital-admin/users", "/hospital-admin/rules"],
+    "admin": ["/hospital-admin/users", "/hospital-admin/rules", "/hospital-admin/invitations"],
 }
 
 
@@ -156,9 +156,11 @@ def test_axe_finds_no_serious_or_critical_violation(site, browser, who):
         page = ctx.new_page()
         page.set_content("<!doctype html><html lang=en><title>t</title><body><main><input></main></body></html>")
         assert any(v["id"] == "label" for v in _axe(page, source)), "axe must flag an unlabelled field"
-        paths = ["/sign-in"] + MAIN_PAGES[who]
-        page.goto("/sign-in")
-        found = _axe(page, source)
+        paths = ["/sign-in", "/enrol"] + MAIN_PAGES[who]
+        found = []
+        for path in ("/sign-in", "/enrol"):
+            page.goto(path)
+            found += _axe(page, source)
         sign_in(page, getattr(site.people, who))
         for path in MAIN_PAGES[who]:
             page.goto(path)
