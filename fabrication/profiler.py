@@ -338,12 +338,16 @@ def _value_condition(col: str, f: dict, codes: list) -> str:
 def profile(df: pd.DataFrame, name: str = "profiled", table: str | None = None, bins: int = 20,
             max_order_rules: int = 20, seed: int = 0, components: int | str = "auto",
             min_support: int = MIN_SUPPORT, bin_support: int = BIN_SUPPORT, progress: Progress | None = None,
-            check: bool = True) -> dict:
+            check: bool = True, conditional: tuple[str, ...] | set[str] = (),
+            leaf_support: dict[str, int] | None = None) -> dict:
     """A data project (as a mapping, ready for YAML) describing ``df`` without its rows.
 
     ``components``: the number of mixture components, or ``"auto"`` (held-out likelihood); always
     capped so that every component is supported by ≥ ``min_support`` real rows. ``progress(stage,
-    done, total)`` is called as the work advances. With ``check`` the project is compiled and a
+    done, total)`` is called as the work advances. Refinements (``iterate`` sets them): continuous
+    columns in ``conditional`` leave the copula and draw from the leaves of a regression tree over
+    the component and the copula's columns; ``leaf_support`` gives some columns' trees smaller leaves
+    (never below ``bin_support`` rows × 2). With ``check`` the project is compiled and a
     sample fabricated before it is returned: a profile that does not fabricate is a
     :class:`ProfileError` naming the cause, never a file that fails later."""
     tick = progress or (lambda stage, done, total: None)
@@ -391,19 +395,28 @@ def profile(df: pd.DataFrame, name: str = "profiled", table: str | None = None, 
         continuous = [c for c in corr_cols if c not in discrete]
         if not continuous:  # nothing to condition on: every column in the copula(s)
             discrete, continuous = [], corr_cols
+        cond_cols = [c for c in continuous if c in set(conditional)]
+        if len(cond_cols) == len(continuous):
+            cond_cols = cond_cols[1:]  # one column stays in the copula to condition on
+        copula_cols = [c for c in continuous if c not in cond_cols]
+        leaves = {c: max(2 * bin_support, int(v)) for c, v in (leaf_support or {}).items()}
         comp = None
         tick("marginals and copulas", df.shape[1] + 2, total)
         if k_used > 1:
-            comp, mixture_rules = _mixture(df, table, cols, facts, continuous, labels, bin_support, rng)
+            comp, mixture_rules = _mixture(df, table, cols, facts, copula_cols, labels, bin_support, rng)
             rules.extend(mixture_rules)
-        elif len(continuous) >= 2:
-            idx = [corr_cols.index(c) for c in continuous]
+        elif len(copula_cols) >= 2:
+            idx = [corr_cols.index(c) for c in copula_cols]
             m = _shrunk_correlation(z[:, idx])
             rules.append({"name": f"{table}_copula", "correlation": {
-                "columns": continuous, "method": "copula", "tolerance": 0.15, "matrix": _matrix(m)}})
+                "columns": copula_cols, "method": "copula", "tolerance": 0.15, "matrix": _matrix(m)}})
         tick("decision trees", df.shape[1] + 3, total)
+        if cond_cols:
+            _conditional_continuous(cols, facts, cond_cols, copula_cols, comp, labels, min_support, leaves, seed,
+                                    bin_support)
         if discrete:
-            _conditional_discrete(df, cols, facts, discrete, continuous, comp, labels, min_support, seed, bin_support)
+            _conditional_discrete(df, cols, facts, discrete, continuous, comp, labels, min_support, seed, bin_support,
+                                  leaves)
     rules.extend(_order_rules(facts, max_order_rules))
     desc = f"profiled from a table of {len(df)} rows and {df.shape[1]} columns (no values copied)"
     if k_used > 1:
@@ -787,7 +800,7 @@ def _literal(v) -> str:
 
 def _conditional_discrete(df: pd.DataFrame, cols: dict[str, dict], facts: dict[str, dict], discrete: list[str],
                           continuous: list[str], comp: str | None, labels: np.ndarray, min_support: int,
-                          seed: int, bin_support: int = BIN_SUPPORT) -> None:
+                          seed: int, bin_support: int = BIN_SUPPORT, leaf_min: dict[str, int] | None = None) -> None:
     """Each discrete column becomes ``cases``: the leaves of a classification tree (scikit-learn,
     every leaf ≥ ``min_support`` real rows) over the mixture component, the continuous columns and
     the complete discrete columns before it; a leaf's condition is its path, its distribution the
@@ -809,7 +822,7 @@ def _conditional_discrete(df: pd.DataFrame, cols: dict[str, dict], facts: dict[s
             y = y.astype(bool).astype(np.int64)
         if feats:
             x = np.column_stack([v for _, _, v, _ in feats])
-            tree = DecisionTreeClassifier(criterion="entropy", min_samples_leaf=min_support,
+            tree = DecisionTreeClassifier(criterion="entropy", min_samples_leaf=(leaf_min or {}).get(c, min_support),
                                           random_state=seed).fit(x[known], y)
             leaves = _leaves(tree, feats)
         else:
@@ -834,6 +847,42 @@ def _conditional_discrete(df: pd.DataFrame, cols: dict[str, dict], facts: dict[s
         if known.all():  # a column with missing values is no condition for the others
             order_labels = [_clean(v) for v in f["dist"].values] if f["kind"] == "cat" else []
             feats.append((c, "code" if f["kind"] == "cat" else "bool", y.astype(float), order_labels))
+
+
+def _conditional_continuous(cols: dict[str, dict], facts: dict[str, dict], targets: list[str], copula: list[str],
+                            comp: str | None, labels: np.ndarray, min_support: int, leaves: dict[str, int], seed: int,
+                            bin_support: int) -> None:
+    """A continuous column taken out of the copula (an ``iterate`` refinement) becomes ``cases``: the
+    leaves of a regression tree (every leaf ≥ its support) over the component and the copula's
+    columns, each leaf drawing from a support histogram of its own known values."""
+    from sklearn.tree import DecisionTreeRegressor
+
+    feats: list[tuple[str, str, np.ndarray, list]] = []
+    if comp is not None:
+        feats.append((comp, "code", labels.astype(float), [f"c{j + 1}" for j in range(int(labels.max()) + 1)]))
+    for c in copula:
+        feats.append((c, facts[c]["kind"], np.asarray(facts[c].get("filled", facts[c]["codes"]), dtype=float), []))
+    x = np.column_stack([v for _, _, v, _ in feats])
+    for c in targets:
+        f = facts[c]
+        known = ~f["null"]
+        y = np.asarray(f["codes"], dtype=float)[known]
+        tree = DecisionTreeRegressor(min_samples_leaf=leaves.get(c, min_support), random_state=seed).fit(x[known], y)
+        leaf_of = tree.apply(x[known])
+        integer = f["kind"] == "date" or bool(f.get("integer"))
+        cases = []
+        paths = _leaves(tree, feats)
+        for i, (conds, node) in enumerate(paths):
+            edges, weights = support_histogram(y[leaf_of == node], integer, bin_support, step=f.get("step", 1.0))
+            dist = {"kind": "histogram", "edges": edges, "weights": weights}
+            case: dict = {"distribution": dist}
+            if conds and i < len(paths) - 1:
+                case = {"when": " and ".join(conds), **case}
+            cases.append(case)
+        cols[c].pop("distribution", None)
+        cols[c]["cases"] = cases
+        cols[c]["description"] = (cols[c].get("description", "") + "; drawn from regression-tree leaves over the "
+                                  "other columns (refined by iterate)").lstrip("; ")
 
 
 def _leaves(tree, feats) -> list[tuple[list[str], int]]:

@@ -108,6 +108,7 @@ class VerifyReport:
     columns: dict[str, str] = field(default_factory=dict)  # original real name → compared name
     left_out: dict[str, list[str]] = field(default_factory=dict)  # {"real": [...], "fabricated": [...]}
     privacy: PrivacyReport | None = None
+    summary: str = ""  # iterate: whether refinement helped, in one sentence
 
     def margin(self) -> float:
         return max(self.accuracy[c] - self.baseline[c] for c in self.accuracy)
@@ -241,70 +242,6 @@ def align_columns(real: pd.DataFrame, fake: pd.DataFrame
 # ---------------------------------------------------------------------------- iterate
 
 
-def refine(spec: dict, table: str, real: pd.DataFrame, features: list[tuple[str, float]], top: int = 3,
-           relational: bool = True) -> list[str]:
-    """Refine the rules of the most distinguishing columns; returns what changed.
-
-    A parametric fit becomes an empirical histogram; a histogram gets twice the bins; a column whose
-    strongest copula partner explains it well (|r| ≥ 0.8) becomes a relational rule
-    ``col = a + b·partner + noise`` with a fitted residual spread. ``iterate`` keeps the best
-    project seen and, when a refinement makes the distinguisher *more* accurate, reverts it and
-    continues with distribution refinements only."""
-    from .distributions import histogram
-
-    cols = spec["tables"][table]["columns"]
-    rules = spec["tables"][table]["rules"]
-    corr = next((r for r in rules if "correlation" in r), None)
-    changes = []
-    for fname, _ in features[:top]:
-        c = fname.removesuffix("__null")
-        cs = cols.get(c)
-        if cs is None or "distribution" not in cs and "formula" not in cs:
-            continue
-        x = real[c]
-        if cs.get("type") not in ("int", "decimal") or x.isna().any():
-            continue
-        xv = x.to_numpy(dtype=float)
-        partner = None
-        if relational and corr is not None and c in corr["correlation"]["columns"] and "distribution" in cs:
-            names = corr["correlation"]["columns"]
-            m = np.asarray(corr["correlation"]["matrix"])
-            i = names.index(c)
-            order = [j for j in np.argsort(-np.abs(m[i])) if j != i and cols[names[j]].get("type") in ("int", "decimal")
-                     and "distribution" in cols[names[j]]]
-            if order and abs(m[i, order[0]]) >= 0.8:
-                partner = names[order[0]]
-        if partner is not None:
-            pv = real[partner].to_numpy(dtype=float)
-            coef = np.polyfit(pv, xv, 1)
-            resid = xv - np.polyval(coef, pv)
-            sd = float(resid.std()) or 1e-6
-            prec = cs.get("precision", 2)
-            rname = f"{c}__resid"
-            cols[rname] = {"type": "decimal", "precision": prec, "output": False,
-                           "distribution": {"kind": "normal", "mean": 0, "sd": round(sd, 6)}}
-            # linear, so the solver can keep it exact (the stored value is rounded to the column's precision)
-            expr = f"{coef[1]:.6g} + {coef[0]:.6g} * {partner} + {rname}"
-            for k in ("distribution",):
-                cs.pop(k, None)
-            cs["formula"] = expr
-            # leave the copula: a formula column is derived, not drawn
-            names = corr["correlation"]["columns"]
-            i = names.index(c)
-            keep = [j for j in range(len(names)) if j != i]
-            m = np.asarray(corr["correlation"]["matrix"])[np.ix_(keep, keep)]
-            corr["correlation"]["columns"] = [names[j] for j in keep]
-            corr["correlation"]["matrix"] = [[round(float(v), 4) for v in row] for row in m]
-            changes.append(f"{c}: relational rule {c} = a + b·{partner} + noise (residual sd {sd:.4g})")
-        elif "distribution" in cs:
-            d = cs["distribution"]
-            integer = cs["type"] == "int"
-            bins = 40 if d.get("kind") != "histogram" else min(2 * (len(d["weights"])), 200)
-            cs["distribution"] = histogram(xv, bins, integer=integer).to_spec()
-            changes.append(f"{c}: {d.get('kind')} → histogram with {len(cs['distribution']['weights'])} bins")
-    return changes
-
-
 def mixture_size(spec: dict, table: str) -> int:
     """Number of mixture components in a profiled table (1: a single copula)."""
     cols = spec["tables"][table]["columns"]
@@ -318,63 +255,131 @@ def next_components(k: int, kmax: int) -> int:
     return int(min(kmax, max(k + 2, round(1.5 * k))))
 
 
+def _column_kinds(spec: dict, table: str) -> dict[str, str]:
+    """Each column of a profiled table: ``discrete`` (drawn from classification-tree leaves) or
+    ``continuous`` (copula or regression-tree leaves)."""
+    out = {}
+    for c, cs in spec["tables"][table]["columns"].items():
+        dist = cs.get("distribution") or (cs.get("cases") or [{}])[0].get("distribution") or {}
+        out[c] = "discrete" if cs.get("type") in ("bool", "categorical") or dist.get("kind") in (
+            "categorical", "bernoulli") else "continuous"
+    return out
+
+
+def _target(spec: dict, table: str, feature: str) -> str | None:
+    """The column to refine for a distinguishing feature: the column itself, or for its null
+    indicator (``x__null``) the hidden column that decides x's nulls."""
+    cols = spec["tables"][table]["columns"]
+    c = feature.removesuffix("__null")
+    if c not in cols:
+        return None
+    if feature.endswith("__null"):
+        nulls = cols[c].get("nulls")
+        cond = nulls.get("iff") if isinstance(nulls, dict) else None
+        return cond if cond in cols else None  # an exact rule (iff on values) needs no refinement
+    return c
+
+
+def plan_refinement(spec: dict, table: str, features: list[tuple[str, float]], settings: dict, tried: set,
+                    top: int = 2) -> list[str]:
+    """Change ``settings`` (profile's refinement knobs) for the most distinguishing columns of any
+    kind, in order of the distinguisher's importances; returns the changes, named. A discrete column
+    gets a tree with half-size leaves; a continuous column leaves the copula for regression-tree
+    leaves over the other columns, then gets half-size leaves. Changes already tried are skipped."""
+    from .profiler import MIN_SUPPORT
+
+    kinds = _column_kinds(spec, table)
+    changes: list[str] = []
+    for fname, weight in features:
+        if len(changes) >= top:
+            break
+        col = _target(spec, table, fname)
+        if col is None or kinds.get(col) is None:
+            continue
+        why = f"(importance {weight:.2f} of {fname})"
+        if kinds[col] == "continuous" and col not in settings["conditional"]:
+            if ("cond", col) in tried:
+                continue
+            tried.add(("cond", col))
+            settings["conditional"].add(col)
+            changes.append(f"{col}: leaves the copula, drawn from regression-tree leaves over the other columns {why}")
+            continue
+        cur = settings["leaf_support"].get(col, MIN_SUPPORT)
+        new = max(10, cur // 2)
+        if new >= cur or ("leaf", col, new) in tried:
+            continue
+        tried.add(("leaf", col, new))
+        settings["leaf_support"][col] = new
+        kind = "decision" if kinds[col] == "discrete" else "regression"
+        changes.append(f"{col}: {kind}-tree leaves of ≥ {new} rows (were ≥ {cur}) {why}")
+    return changes
+
+
 def iterate(real: pd.DataFrame, name: str = "profiled", *, rounds: int = 3, margin: float = 0.05, seed: int = 0,
             rows: int | None = None, folds: int = 5, repeats: int = 2, workers: int = 1,
             classifiers: tuple[str, ...] = CLASSIFIERS) -> tuple[dict, VerifyReport, pd.DataFrame]:
     """Profile → fabricate → verify, refining until every classifier is within ``margin`` of its
-    baseline or ``rounds`` refinements are done. Returns (project, report, data) of the best round.
+    baseline or ``rounds`` refinements are done. Returns (project, report, data) of the best round;
+    ``report.iterations`` names each round's changes and ``report.summary`` says plainly whether any
+    refinement helped.
 
-    Refinement: while the distinguisher still separates the tables, the joint distribution is not
-    captured finely enough, so the mixture of copulas is re-fitted with more components (each still
-    supported by ≥ ``MIN_SUPPORT`` real rows); at the bound — or for a table the mixture cannot
-    model — the most distinguishing columns (the forest's importances) get finer marginals or
-    relational rules (:func:`refine`). The best project seen is kept."""
+    Each round refines what the distinguisher found (the forest's importances), for every kind of
+    column (:func:`plan_refinement`), and while below the support bound re-fits the mixture of copulas
+    with about 1.5× more components (each still supported by ≥ ``MIN_SUPPORT`` real rows). A round
+    that makes the distinguisher more accurate is reverted: the next one starts from the best
+    project with the next columns."""
     from .engine import fabricate
     from .model import compile_project
     from .profiler import max_components, profile, sanitize_columns
 
     real = sanitize_columns(real)
+    settings: dict[str, Any] = {"components": "auto", "conditional": set(), "leaf_support": {}}
     spec = profile(real, name=name, seed=seed)
     table = next(iter(spec["tables"]))
     kmax = max_components(len(real))
-    tried_k = mixture_size(spec, table)
-    history = []
-    report = None
-    fake = None
-    best: tuple[float, dict, VerifyReport, pd.DataFrame] | None = None
-    relational = True
+    tried: set = set()
+    history: list[dict[str, Any]] = []
+    best: tuple[float, dict, VerifyReport, pd.DataFrame, dict] | None = None
     for rnd in range(rounds + 1):
         project = compile_project(spec, source=f"{name} (iteration {rnd})")
-        res = fabricate(project, rows=rows or len(real), workers=workers)
-        fake = res.frame(table)
+        fake = fabricate(project, rows=rows or len(real), workers=workers, seed=seed).frame(table)
         report = verify(real, fake, seed=seed, folds=folds, repeats=repeats, classifiers=classifiers, project=project)
         entry: dict[str, Any] = {"round": rnd, "components": mixture_size(spec, table), "accuracy": report.accuracy,
                                  "baseline": report.baseline, "margin": report.margin()}
         log.info("iteration %d: %d component(s), margin %.3f", rnd, entry["components"], report.margin())
         if best is None or report.margin() < best[0]:
-            best = (report.margin(), copy.deepcopy(spec), report, fake)
+            best = (report.margin(), copy.deepcopy(spec), report, fake, copy.deepcopy(settings))
         else:
-            entry["reverted"] = True  # worse than the best so far: refine from the best project
+            entry["reverted"] = True  # no better than the best so far: refine from the best project
+            settings = copy.deepcopy(best[4])
             spec = copy.deepcopy(best[1])
         if best[0] <= margin or rnd == rounds:
             history.append(entry)
             break
-        changes: list[str] = []
-        if tried_k < kmax:
-            # a finer mixture (components too small for the support bound are merged, so it may
-            # end up with fewer than asked — still a different fit)
-            tried_k = next_components(tried_k, kmax)
-            spec = profile(real, name=name, seed=seed, components=tried_k)
-            changes.append(f"mixture of copulas: {tried_k} components asked, {mixture_size(spec, table)} supported")
-        if not changes:
-            changes = refine(spec, table, real, best[2].features, top=max(3, real.shape[1] // 5), relational=relational)
-            relational = False if entry.get("reverted") else relational
+        changes = plan_refinement(spec, table, best[2].features, settings, tried)
+        k = mixture_size(spec, table)
+        if k < kmax and ("components", k) not in tried:
+            tried.add(("components", k))
+            settings["components"] = next_components(k, kmax)
+            changes.append(f"mixture of copulas: {settings['components']} components asked (was {k})")
         entry["changes"] = changes
         history.append(entry)
         if not changes:
             break
+        spec = profile(real, name=name, seed=seed, components=settings["components"],
+                       conditional=settings["conditional"], leaf_support=settings["leaf_support"])
     assert best is not None
-    _, spec, report, fake = best
-    assert report is not None and fake is not None
+    margin_best, spec, report, fake, _ = best
+    best_round = next(h["round"] for h in history if h["margin"] == margin_best)
     report.iterations = history
+    tried_rounds = len(history) - 1
+    if margin_best <= margin:
+        report.summary = f"within {margin:+.2f} of the baseline after round {best_round} (margin {margin_best:+.3f})"
+    elif best_round == 0 and tried_rounds:
+        report.summary = (f"no refinement helped: {tried_rounds} round(s) tried, none beat the first profile "
+                          f"(margin {margin_best:+.3f}, goal ≤ {margin:+.2f}); kept round 0")
+    else:
+        stuck = ", ".join(f for f, _ in report.features[:3])
+        report.summary = (f"best margin {margin_best:+.3f} at round {best_round}, above the goal ≤ {margin:+.2f}; "
+                          f"the distinguisher still uses {stuck}")
     return spec, report, fake

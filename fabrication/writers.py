@@ -77,6 +77,27 @@ class JsonWriter:
 
 
 @dataclass
+class XmlWriter:
+    """XML, one file per table (``<dir>/<table>.xml``, or ``x.xml`` for a single table; more tables
+    beside it as ``x.<table>.xml``): ``<table><row><column>value</column>…</row>…</table>``, an empty
+    element for a null. ``fabrication.sources`` reads it back."""
+
+    path: Path
+
+    def write(self, frames):
+        if self.path.suffix.lower() == ".xml":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            targets = {n: self.path if len(frames) == 1 else self.path.with_suffix(f".{n}.xml") for n in frames}
+        else:
+            self.path.mkdir(parents=True, exist_ok=True)
+            targets = {n: self.path / f"{n}.xml" for n in frames}
+        for name, df in frames.items():
+            plain = pd.DataFrame(list(records(df)), columns=list(df.columns))
+            plain.to_xml(targets[name], index=False, root_name=name, row_name="row", parser="etree")
+        return f"{len(frames)} XML file(s): {', '.join(str(t) for t in targets.values())}"
+
+
+@dataclass
 class XlsxWriter:
     path: Path
 
@@ -103,10 +124,9 @@ class SqlWriter:
     def write(self, frames):
         import sqlalchemy as sa
 
-        try:
-            engine = sa.create_engine(self.url)
-        except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises several types for a bad URL
-            raise OutputError(f"bad database URL {self.url!r}: {exc}") from None
+        from .sources import sql_engine
+
+        engine = sql_engine(self.url, OutputError)
         try:
             with engine.begin() as conn:
                 if self.schema:
@@ -204,6 +224,15 @@ def open_target(out: str, fmt: str | None = None, schema: str | None = None, if_
         return VaultWriter(sink)
     if low.startswith(("postgresql", "postgres://", "sqlite:")) or fmt in ("postgresql", "sqlite") and "://" in out:
         return SqlWriter(out.replace("postgres://", "postgresql+psycopg://", 1), schema=schema, if_exists=if_exists)
+    if fmt == "xml" or low.endswith(".xml"):
+        return XmlWriter(Path(out))
+    if "://" in out and not low.startswith("mqtt://") and fmt in (None, "sql"):
+        # any other SQLAlchemy URL (oracle+oracledb://, db2+ibm_db://, mysql+pymysql://, …): written by
+        # SQLAlchemy when its driver is installed, otherwise a clear error — never a directory of CSV
+        from .sources import sql_engine
+
+        sql_engine(out, OutputError).dispose()
+        return SqlWriter(out, schema=schema, if_exists=if_exists)
     if low.startswith("mqtt://") or fmt == "mqtt":
         from urllib.parse import urlparse
 
@@ -218,9 +247,9 @@ def open_target(out: str, fmt: str | None = None, schema: str | None = None, if_
     if fmt == "json" or p.suffix.lower() == ".json":
         return JsonWriter(p)
     if fmt not in (None, "csv"):
-        raise OutputError(f"unknown output format {fmt!r} (csv, json, xlsx, sqlite, postgresql, mqtt)")
+        raise OutputError(f"unknown output format {fmt!r} (csv, json, xml, xlsx, sqlite, postgresql, mqtt)")
     if p.suffix and p.suffix.lower() != ".csv" and not p.is_dir():
-        raise OutputError(f"cannot tell the format of {out!r}: give a directory (CSV), .json, .xlsx, .sqlite, "
+        raise OutputError(f"cannot tell the format of {out!r}: give a directory (CSV), .json, .xml, .xlsx, .sqlite, "
                           "a postgresql:// URL or mqtt://host:port/topic")
     return CsvWriter(p)
 

@@ -3,7 +3,8 @@
     serums fabricate PROJECT [--rows N | --rows table=N …] [--out TARGET] [--format F] [--workers W] [--seed S]
     serums fabricate sample RULE [--project PROJECT] [-n 10]
     serums fabricate profile DATA [--out project.yaml] [--name NAME]
-    serums fabricate verify REAL FABRICATED [--project P] [--iterate] [--rounds 3] [--json]
+    serums fabricate verify REAL FABRICATED [--project P] [--holdout H] [--iterate] [--rounds 3] [--json]
+    serums fabricate privacy DATA [--seed S] [--json]
     serums fabricate validate PROJECT
 
 PROJECT is a YAML file or a packaged project name (``edinburgh``). A first argument that is not one
@@ -17,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-ACTIONS = ("sample", "profile", "verify", "validate", "run")
+ACTIONS = ("sample", "profile", "verify", "validate", "privacy", "run")
 
 
 def register(sub) -> None:
@@ -27,7 +28,8 @@ def register(sub) -> None:
     p.add_argument("args", nargs="*", help="the action's arguments")
     p.add_argument("--rows", action="append", help="root-table rows: N, or TABLE=N (repeatable)")
     p.add_argument("--out", help="directory (CSV), .json, .xlsx, .sqlite, postgresql+psycopg://…, mqtt://host:port/topic")
-    p.add_argument("--format", choices=["csv", "json", "xlsx", "sqlite", "postgresql", "mqtt"])
+    p.add_argument("--format", choices=["csv", "json", "xml", "xlsx", "sqlite", "postgresql", "mqtt"])
+    p.add_argument("--table", help="(profile, verify, privacy) the table to read from a database URL")
     p.add_argument("--schema", help="PostgreSQL schema for the tables")
     p.add_argument("--if-exists", default="replace", choices=["replace", "append", "fail"])
     p.add_argument("--workers", type=int, default=1, help="worker processes (output is the same for any count)")
@@ -39,6 +41,8 @@ def register(sub) -> None:
     p.add_argument("--name", help="(profile) project and table name")
     p.add_argument("--iterate", action="store_true", help="(verify) refine the implicated rules and repeat")
     p.add_argument("--rounds", type=int, default=3, help="(verify --iterate) at most this many refinements")
+    p.add_argument("--holdout", help="(verify) real rows the project was NOT made from: adds the privacy report "
+                   "(DCR against them, membership-inference AUC)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar or report tables")
     p.set_defaults(handler=_dispatch)
@@ -49,7 +53,8 @@ def _dispatch(args) -> int:
         action, rest = args.target, args.args
     else:
         action, rest = "run", [args.target, *args.args]
-    handler = {"run": _run, "sample": _sample, "profile": _profile, "verify": _verify, "validate": _validate}[action]
+    handler = {"run": _run, "sample": _sample, "profile": _profile, "verify": _verify, "validate": _validate,
+               "privacy": _privacy}[action]
     from fabrication import USER_ERRORS
     from serums.cli import CommandError
 
@@ -162,27 +167,10 @@ def _sample(args, rest) -> int:
     return 0
 
 
-def _read_table(path: str):
-    import pandas as pd
+def _read_table(path: str, table: str | None = None):
+    from fabrication.sources import read_table
 
-    from serums.cli import CommandError
-
-    p = Path(path)
-    if path in ("sklearn:breast_cancer", "breast_cancer"):
-        from sklearn.datasets import load_breast_cancer
-
-        return load_breast_cancer(as_frame=True).frame
-    if path in ("lifelines:gbsg2", "gbsg2"):
-        from lifelines.datasets import load_gbsg2
-
-        return load_gbsg2()
-    if not p.exists():
-        raise CommandError(f"no such file: {path} (CSV, JSON, XLSX, or sklearn:breast_cancer / lifelines:gbsg2)")
-    if p.suffix.lower() == ".xlsx":
-        return pd.read_excel(p)
-    if p.suffix.lower() == ".json":
-        return pd.read_json(p)
-    return pd.read_csv(p)
+    return read_table(path, table)
 
 
 def _profile(args, rest) -> int:
@@ -193,7 +181,7 @@ def _profile(args, rest) -> int:
     from fabrication.profiler import project_yaml
 
     (data,) = _need(rest, 1, "profile DATA [--out project.yaml] [--name NAME] [--seed S]")
-    df = _read_table(data)
+    df = _read_table(data, args.table)
     name = args.name or Path(data).stem.replace(":", "_")
     progress = None if args.quiet else Progress(TextColumn("profiling {task.description:<28}"), BarColumn(),
                                                 TimeElapsedColumn(), console=Console(stderr=True), transient=True)
@@ -224,31 +212,50 @@ def _profile(args, rest) -> int:
 
 
 def _verify(args, rest) -> int:
-    import yaml
-
     from fabrication import iterate, load_project, verify
+    from fabrication.profiler import project_yaml
 
     real_path, fake_path = _need(rest, 2, "verify REAL FABRICATED [--iterate] [--project P]")
-    real = _read_table(real_path)
+    real = _read_table(real_path, args.table)
     project = load_project(args.project) if args.project else None
     if args.iterate:
         spec, report, _ = iterate(real, name=args.name or Path(real_path).stem.replace(":", "_"), rounds=args.rounds,
                                   seed=args.seed or 0, workers=args.workers)
         if fake_path not in ("-", ""):
-            Path(fake_path).write_text(yaml.safe_dump(spec, sort_keys=False, width=110))
+            Path(fake_path).write_text(project_yaml(spec))
     else:
         fake = _read_table(fake_path)
-        report = verify(real, fake, seed=args.seed or 0, project=project)
+        holdout = _read_table(args.holdout) if args.holdout else None
+        report = verify(real, fake, seed=args.seed or 0, project=project, holdout=holdout)
     if args.json:
         print(json.dumps(report.to_dict(), default=str))
     else:
         report.render()
         if args.iterate:
             for h in report.iterations:
-                print(f"round {h['round']}: margin {h['margin']:+.3f}" + (
-                    f"; refined: {'; '.join(h['changes'])}" if h.get("changes") else ""))
+                print(f"round {h['round']}: margin {h['margin']:+.3f}"
+                      + (" (no better: the previous round's changes are undone)" if h.get("reverted") else ""))
+                for ch in h.get("changes") or []:
+                    print(f"  refine {ch}")
+            print(report.summary)
             if fake_path not in ("-", ""):
                 print(f"refined data project written to {fake_path}")
+    return 0
+
+
+def _privacy(args, rest) -> int:
+    from rich.console import Console
+
+    from fabrication import privacy_evaluation
+
+    (data,) = _need(rest, 1, "privacy DATA [--seed S] [--json]")
+    report = privacy_evaluation(_read_table(data, args.table), seed=args.seed or 0, name=args.name or "privacy")
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        Console().print(f"profiled a random half ({report.rows_train} rows), fabricated {report.rows_fabricated}, "
+                        f"attacked with the other half ({report.rows_holdout} rows) as non-members")
+        report.render(Console())
     return 0
 
 
