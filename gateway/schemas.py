@@ -200,7 +200,7 @@ class ChallengeOut(Schema):
     challenge = fields.String()
     method = fields.String()
     factors = fields.List(fields.String())
-    expires_at = fields.Integer()
+    expires_at = fields.String(metadata={"description": "ISO 8601, UTC"})
 
 
 class LoginCompleteIn(Schema):
@@ -220,8 +220,8 @@ class TokensOut(Schema):
     access_token = fields.String()
     refresh_token = fields.String()
     token_type = fields.String()
-    access_expires_at = fields.Integer()
-    refresh_expires_at = fields.Integer()
+    access_expires_at = fields.String(metadata={"description": "ISO 8601, UTC"})
+    refresh_expires_at = fields.String(metadata={"description": "ISO 8601, UTC"})
     session_id = fields.String()
     user_id = fields.String()
     role = fields.String()
@@ -235,13 +235,13 @@ class PushIn(Schema):
 class PushOut(Schema):
     approval_id = fields.String()
     match_code = fields.String()
-    expires_at = fields.Integer()
+    expires_at = fields.String(metadata={"description": "ISO 8601, UTC"})
 
 
 class ApprovalOut(Schema):
     approval_id = fields.String()
-    created_at = fields.Integer()
-    expires_at = fields.Integer()
+    created_at = fields.String(metadata={"description": "ISO 8601, UTC"})
+    expires_at = fields.String(metadata={"description": "ISO 8601, UTC"})
     client_addr = fields.String(allow_none=True)
     method = fields.String()
 
@@ -305,10 +305,30 @@ class GranteeSchema(Schema):
             raise ValidationError(f"role must be one of {', '.join(V.ROLES)}", "id")
 
 
+GRANTEE_SHAPE = ('expected "anyone" or an object {"kind": "user"|"role"|"hospital", "id": "…"} '
+                 '(or {"kind": "anyone"})')
+
+
+class Grantee(fields.Nested):
+    """Whom a preference is about: ``"anyone"`` (short for ``{"kind": "anyone"}``) or an object of
+    :class:`GranteeSchema`; any other shape is refused saying which shapes are expected."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("metadata", {"description": GRANTEE_SHAPE})
+        super().__init__(GranteeSchema, **kwargs)
+
+    def _deserialize(self, value, attr, data, partial=None, **kwargs):
+        if value == "anyone":
+            value = {"kind": "anyone"}
+        elif not isinstance(value, dict):
+            raise ValidationError(GRANTEE_SHAPE)
+        return super()._deserialize(value, attr, data, partial=partial, **kwargs)
+
+
 class PreferenceIn(Schema):
     pref_id = Id(metadata={"description": "replace this preference (new id when absent)"})
     effect = Choice(V.EFFECTS, required=True)
-    grantee = fields.Nested(GranteeSchema, required=True)
+    grantee = Grantee(required=True)
     sections = Sections(required=True)
     purposes = fields.List(Choice((*V.PURPOSES, V.WILDCARD)), required=True, validate=validate.Length(1, 6))
     valid_from = fields.AwareDateTime()
@@ -358,7 +378,7 @@ class ShareCodeIn(Schema):
 
 class ShareCodeOut(Schema):
     code = fields.String()
-    expires_at = fields.Integer()
+    expires_at = fields.String(metadata={"description": "ISO 8601, UTC"})
 
 
 class TrailQuery(Schema):
@@ -527,7 +547,7 @@ class InvitationOut(Schema):
     username = fields.String()
     role = fields.String()
     hospital = fields.String()
-    expires_at = fields.Integer()
+    expires_at = fields.String(metadata={"description": "ISO 8601, UTC"})
 
 
 class UsersQuery(Schema):

@@ -14,7 +14,7 @@ from .. import problems as P
 from .. import schemas as S
 from ..security import actor, my_contract, principal, roles_required, services, signer
 from .auth import registration_json
-from .common import iso, tx_json
+from .common import iso, tx_json, when
 
 bp = Blueprint("admin", __name__, url_prefix="/admin",
                description="Hospital admins: users, treating relationships, generic rules (step 1)")
@@ -79,7 +79,7 @@ def invite(body):
     inv = services().invite(p.hospital, body["username"], body["role"], user_id=_patient_ref(body.get("chi")),
                             treating=body["treating"], ttl=body["ttl_hours"] * 3600.0)
     return {"code": inv.code, "username": inv.username, "role": inv.role, "hospital": inv.hospital,
-            "expires_at": int(inv.expires_at)}
+            "expires_at": when(inv.expires_at)}
 
 
 @bp.route("/users/<string:user_id>", methods=["GET"])

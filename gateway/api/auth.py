@@ -15,8 +15,15 @@ from auth.images import render_png
 from .. import problems as P
 from .. import schemas as S
 from ..security import flask_auth, login_required, principal, services
+from .common import when
 
 bp = Blueprint("auth", __name__, url_prefix="/auth", description="Enrolment, login, second factors, sessions")
+
+
+def _tokens(pair) -> dict:
+    """An access/refresh token pair as the API answers it (expiry times in ISO 8601)."""
+    return {**pair.to_json(), "access_expires_at": when(pair.access_expires_at),
+            "refresh_expires_at": when(pair.refresh_expires_at)}
 
 
 def _image(i) -> dict:
@@ -98,7 +105,7 @@ def login(body):
     ch = services().auth.begin_login(LoginRequest(
         body["username"], body["method"], text_key=body.get("text_key"), selection=body.get("selection"),
         client_addr=request.remote_addr, attempt_id=body.get("attempt_id")))
-    return {"challenge": ch.token, "method": ch.method, "factors": list(ch.factors), "expires_at": int(ch.expires_at)}
+    return {"challenge": ch.token, "method": ch.method, "factors": list(ch.factors), "expires_at": when(ch.expires_at)}
 
 
 @bp.route("/login/complete", methods=["POST"])
@@ -110,7 +117,7 @@ def login_complete(body):
                                             recovery_code=body.get("recovery_code"),
                                             approval_id=body.get("approval_id"))
     pair = flask_auth().issue_tokens(result)
-    return {**pair.to_json(), "user_id": result.user.user_id, "role": result.user.role,
+    return {**_tokens(pair), "user_id": result.user.user_id, "role": result.user.role,
             "hospital": result.user.hospital}
 
 
@@ -120,7 +127,7 @@ def login_complete(body):
 def login_push(body):
     """Ask the user's other logged-in sessions to approve this login; show ``match_code`` here."""
     push = services().auth.request_approval(body["challenge"])
-    return {"approval_id": push.approval_id, "match_code": push.match_code, "expires_at": int(push.expires_at)}
+    return {"approval_id": push.approval_id, "match_code": push.match_code, "expires_at": when(push.expires_at)}
 
 
 @bp.route("/approvals", methods=["GET"])
@@ -129,8 +136,8 @@ def login_push(body):
 def approvals():
     """Logins of this user waiting for an approval from this session."""
     pending = services().auth.pending_approvals(principal().session_id)
-    return {"approvals": [{"approval_id": a.approval_id, "created_at": int(a.created_at),
-                           "expires_at": int(a.expires_at), "client_addr": a.client_addr, "method": a.method}
+    return {"approvals": [{"approval_id": a.approval_id, "created_at": when(a.created_at),
+                           "expires_at": when(a.expires_at), "client_addr": a.client_addr, "method": a.method}
                           for a in pending]}
 
 
@@ -153,7 +160,7 @@ def refresh():
     pair = flask_auth().refresh()
     claims = get_jwt()
     user = services().auth.get_user(claims["sub"])
-    return {**pair.to_json(), "user_id": claims["sub"], "role": user.role if user else None,
+    return {**_tokens(pair), "user_id": claims["sub"], "role": user.role if user else None,
             "hospital": user.hospital if user else None}
 
 

@@ -4,6 +4,7 @@ the hospitals list."""
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 from typing import Any
 
 from flask_smorest import Blueprint
@@ -12,6 +13,11 @@ from .. import ledger as L
 from .. import problems as P
 from .. import schemas as S
 from ..security import login_required, services
+
+
+def when(epoch: float) -> str:
+    """A Unix time as the ISO 8601 UTC timestamp every answer uses (``2026-01-31T09:30:00+00:00``)."""
+    return _dt.datetime.fromtimestamp(epoch, _dt.UTC).isoformat(timespec="seconds")
 
 
 def iso(value) -> str:

@@ -8,16 +8,16 @@ from flask_smorest import Blueprint
 
 from .. import flow
 from .. import ledger as L
-from .. import problems as P
 from .. import schemas as S
+from ..people import with_who
 from ..security import actor, my_contract, principal, roles_required, services
-from .common import preference_arg, trail_args, tx_json
+from .common import preference_arg, trail_args, tx_json, when
 
 bp = Blueprint("patients", __name__, url_prefix="/patients/me",
                description="A patient's own record, preferences, share codes and access log")
 
 patient_only = roles_required("patient")
-OFFLINE_FUNCTIONS = ("PreferenceContract:AddPreference", "PreferenceContract:WithdrawPreference")
+OFFLINE_FUNCTIONS = flow.OFFLINE_FUNCTIONS
 OWN_RECORD = flow.OWN_RECORD
 
 
@@ -84,29 +84,8 @@ def preference_history(query):
 def prepare_preference(body):
     """Offline signing, 1/3: the proposal for my device to sign (the server never needs my key).
     Sign ``digest`` and send the proposal with the signature to ``/preferences/endorse``."""
-    p = principal()
-    svc = services()
-    contract = svc.user_contract(p.user_id, None, "PreferenceContract")
-    if body["action"] == "add":
-        proposal = contract.new_proposal("AddPreference", [p.user_id, L.encode_arg(preference_arg(body["preference"]))])
-    else:
-        proposal = contract.new_proposal("WithdrawPreference", [p.user_id, body["pref_id"]])
-    return {"transaction_id": proposal.transaction_id, "proposal": L.b64(proposal.bytes()),
-            "digest": L.b64(proposal.digest())}
-
-
-def _check_proposal(proposal_bytes: bytes):
-    p = principal()
-    svc = services()
-    ident = svc.user_identity(p.user_id)
-    info = L.inspect_proposal(proposal_bytes)
-    if info.creator != ident.serialize():
-        raise P.Problem(L.OFFLINE_INVALID, "proposal: it was not made for your identity")
-    if info.chaincode != L.CHAINCODE or info.channel != svc.network.channel or info.function not in OFFLINE_FUNCTIONS:
-        raise P.Problem(L.OFFLINE_INVALID, f"proposal: only {', '.join(OFFLINE_FUNCTIONS)} are signed offline here")
-    if not info.args or info.args[0] != p.user_id.encode():
-        raise P.Problem(L.OFFLINE_INVALID, "proposal: it is not about your own preferences")
-    return ident
+    pref = preference_arg(body["preference"]) if body["action"] == "add" else None
+    return flow.prepare_offline(services(), actor(), body["action"], pref, body.get("pref_id"))
 
 
 @bp.route("/preferences/endorse", methods=["POST"])
@@ -116,17 +95,8 @@ def _check_proposal(proposal_bytes: bytes):
 def endorse_preference(body):
     """Offline signing, 2/3: the signed proposal is endorsed by the peers; sign the transaction's
     ``digest`` and send it to ``/preferences/submit``."""
-    svc = services()
-    data = L.unb64(body["proposal"], "proposal")
-    signature = L.unb64(body["signature"], "signature")
-    ident = _check_proposal(data)
-    gw = svc.gateway(ident, None)
-    proposal = gw.new_proposal(data)
-    L.check_signature(ident, proposal.proposal_bytes, signature, "signature")
-    proposal.set_signature(signature)
-    tx = proposal.endorse()
-    return {"transaction_id": tx.transaction_id, "transaction": L.b64(tx.bytes()), "digest": L.b64(tx.digest()),
-            "result": L.decode_result(tx.result)}
+    return flow.endorse_offline(services(), actor(), L.unb64(body["proposal"], "proposal"),
+                                L.unb64(body["signature"], "signature"))
 
 
 @bp.route("/preferences/submit", methods=["POST"])
@@ -135,25 +105,8 @@ def endorse_preference(body):
 @bp.response(200, S.TxOut)
 def submit_preference(body):
     """Offline signing, 3/3: the signed transaction is ordered; answers once it is committed."""
-    p = principal()
-    svc = services()
-    data = L.unb64(body["transaction"], "transaction")
-    signature = L.unb64(body["signature"], "signature")
-    ident = svc.user_identity(p.user_id)
-    creator, tx_id, payload = L.transaction_creator(data)
-    if creator != ident.serialize():
-        raise P.Problem(L.OFFLINE_INVALID, "transaction: it was not made for your identity")
-    L.check_signature(ident, payload, signature, "signature")
-    gw = svc.gateway(ident, None)
-    tx = gw.new_transaction(data, signature)
-    result = L.decode_result(tx.result)
-    tx.submit()
-    status = L.wait_for_commit(svc.service_gateway(p.hospital), svc.network.channel, tx_id)
-    if not status.successful:
-        from network import CommitError
-
-        raise CommitError(status.transaction_id, status.code, status.block_number)
-    return {"transaction_id": tx_id, "block": status.block_number, "result": result}
+    return flow.submit_offline(services(), actor(), L.unb64(body["transaction"], "transaction"),
+                               L.unb64(body["signature"], "signature"))
 
 
 # --------------------------------------------------------------------------- share codes (step 3)
@@ -167,7 +120,7 @@ def share_code(body):
     """A short-lived, single-use code to tell a doctor (step 3): they exchange it for my id."""
     p = principal()
     code = services().store.create_share_code(p.user_id, p.hospital, body["ttl_seconds"])
-    return {"code": code.code, "expires_at": int(code.expires_at)}
+    return {"code": code.code, "expires_at": when(code.expires_at)}
 
 
 # --------------------------------------------------------------------------- the trail
@@ -179,8 +132,10 @@ def share_code(body):
 @bp.response(200, S.PageOut)
 def access_log(query):
     """Who saw what, when and why: my trail on chain (``kind``: access — what was released —,
-    decision, grant, refusal, revocation, break-glass, cohort)."""
-    return L.page(L.evaluate(_contract("AuditContract"), "AuditByPatient", principal().user_id, *trail_args(query)))
+    decision, grant, refusal, revocation, break-glass, cohort); each entry's ``who`` names the
+    person (display name, role, hospital) from the hospital's directory."""
+    page = L.page(L.evaluate(_contract("AuditContract"), "AuditByPatient", principal().user_id, *trail_args(query)))
+    return {**page, "records": with_who(services(), page.get("records") or [])}
 
 
 @bp.route("/break-glass", methods=["GET"])
@@ -216,8 +171,9 @@ def revoke_grant(body, grant_id: str):
 @patient_only
 @bp.response(200, S.RecordsOut)
 def my_treatments():
-    """The clinicians recorded as treating me."""
-    return {"records": L.evaluate(_contract("UserContract"), "ListTreatments", principal().user_id)}
+    """The clinicians recorded as treating me, each with ``who`` (display name, role, hospital)."""
+    return {"records": with_who(services(), L.evaluate(_contract("UserContract"), "ListTreatments",
+                                                       principal().user_id))}
 
 
 __all__ = ["bp"]
