@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from network import Contract, Signer
+from network import CommitError, Contract, Signer
 from vault import Release, VaultError
 
 from . import ledger as L
@@ -164,6 +164,65 @@ def patient_trail(services, actor: Actor, patient_id: str, kind: str, page_size:
     """One page of a patient's trail (``kind``: access, decision, grant, refusal, revocation, break-glass, cohort)."""
     return L.page(L.evaluate(actor.contract(services, "AuditContract"), "AuditByPatient", patient_id, kind, start, end,
                              page_size, bookmark))
+
+
+# ----------------------------------------------------------------------------- offline signing (own key)
+
+OFFLINE_FUNCTIONS = ("PreferenceContract:AddPreference", "PreferenceContract:WithdrawPreference")
+
+
+def prepare_offline(services, actor: Actor, action: str, preference: dict[str, Any] | None = None,
+                    pref_id: str | None = None) -> dict[str, Any]:
+    """Offline signing, 1/3: the proposal of a preference change (``action`` add or withdraw) for
+    the patient's device to sign — the server never needs their key."""
+    contract = services.user_contract(actor.user_id, None, "PreferenceContract")
+    if action == "add":
+        proposal = contract.new_proposal("AddPreference", [actor.user_id, L.encode_arg(preference)])
+    else:
+        proposal = contract.new_proposal("WithdrawPreference", [actor.user_id, pref_id or ""])
+    return {"transaction_id": proposal.transaction_id, "proposal": L.b64(proposal.bytes()),
+            "digest": L.b64(proposal.digest())}
+
+
+def _check_proposal(services, actor: Actor, proposal_bytes: bytes):
+    ident = services.user_identity(actor.user_id)
+    info = L.inspect_proposal(proposal_bytes)
+    if info.creator != ident.serialize():
+        raise P.Problem(L.OFFLINE_INVALID, "proposal: it was not made for your identity")
+    if (info.chaincode != L.CHAINCODE or info.channel != services.network.channel
+            or info.function not in OFFLINE_FUNCTIONS):
+        raise P.Problem(L.OFFLINE_INVALID, f"proposal: only {', '.join(OFFLINE_FUNCTIONS)} are signed offline here")
+    if not info.args or info.args[0] != actor.user_id.encode():
+        raise P.Problem(L.OFFLINE_INVALID, "proposal: it is not about your own preferences")
+    return ident
+
+
+def endorse_offline(services, actor: Actor, proposal_bytes: bytes, signature: bytes) -> dict[str, Any]:
+    """Offline signing, 2/3: the signed proposal is endorsed by the peers; the device signs the
+    transaction's ``digest`` next."""
+    ident = _check_proposal(services, actor, proposal_bytes)
+    proposal = services.gateway(ident, None).new_proposal(proposal_bytes)
+    L.check_signature(ident, proposal.proposal_bytes, signature, "signature")
+    proposal.set_signature(signature)
+    tx = proposal.endorse()
+    return {"transaction_id": tx.transaction_id, "transaction": L.b64(tx.bytes()), "digest": L.b64(tx.digest()),
+            "result": L.decode_result(tx.result)}
+
+
+def submit_offline(services, actor: Actor, tx_bytes: bytes, signature: bytes) -> dict[str, Any]:
+    """Offline signing, 3/3: the signed transaction is ordered; answers once it is committed."""
+    ident = services.user_identity(actor.user_id)
+    creator, tx_id, payload = L.transaction_creator(tx_bytes)
+    if creator != ident.serialize():
+        raise P.Problem(L.OFFLINE_INVALID, "transaction: it was not made for your identity")
+    L.check_signature(ident, payload, signature, "signature")
+    tx = services.gateway(ident, None).new_transaction(tx_bytes, signature)
+    result = L.decode_result(tx.result)
+    tx.submit()
+    status = L.wait_for_commit(services.service_gateway(actor.hospital), services.network.channel, tx_id)
+    if not status.successful:
+        raise CommitError(status.transaction_id, status.code, status.block_number)
+    return {"transaction_id": tx_id, "block": status.block_number, "result": result}
 
 
 # ----------------------------------------------------------------------------- a hospital admin's actions
