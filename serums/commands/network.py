@@ -151,6 +151,14 @@ def _status(args) -> int:
     return 0 if all(r["running"] for r in rows) else 1
 
 
+@_one_line
+def verify_fabric_ledger(args):
+    """``serums ledger verify --engine fabric``: every peer's chain read through Deliver."""
+    from network.fabric import verify_fabric
+
+    return verify_fabric(_fabric(args), args.settings.key_passphrase)
+
+
 def register_chaincode_serve(csub) -> None:
     """``serums chaincode serve``: the chaincode-as-a-service server a Fabric peer connects to."""
     from network.fabric import CHAINCODE_MODULE

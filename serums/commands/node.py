@@ -27,6 +27,7 @@ def register(sub) -> None:
     lsub = led.add_subparsers(dest="ledger_command", metavar="ACTION", required=True)
     v = lsub.add_parser("verify", help="re-check every peer's whole chain and state from its blocks")
     v.add_argument("--json", action="store_true", help="print the report as JSON")
+    v.add_argument("--engine", choices=["embedded", "fabric"], help="which ledger (default: SERUMS_ENGINE)")
     v.set_defaults(handler=_verify)
 
     cc = sub.add_parser("chaincode", help="chaincodes deployed on the channel")
@@ -106,7 +107,12 @@ def _node(args) -> int:
 def _verify(args) -> int:
     from network import verify_ledger
 
-    report = verify_ledger(load_network(args.settings))
+    if (args.engine or getattr(args.settings, "engine", "embedded")) == "fabric":
+        from .network import verify_fabric_ledger
+
+        report = verify_fabric_ledger(args)
+    else:
+        report = verify_ledger(load_network(args.settings))
     if args.json:
         print(json.dumps({
             "ok": report.ok,

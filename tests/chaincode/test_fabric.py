@@ -112,6 +112,45 @@ def test_network_status_tells_what_runs(world: World):
     assert all(p["url"].startswith("grpcs://127.0.0.1:") for p in profile["peers"].values())
 
 
+def test_ledger_verify_reads_every_peers_chain_through_deliver(world: World, cast: Cast):
+    from network.fabric import verify_fabric
+    from network.fabric.audit import check_chain
+    from network.identity import MSP
+
+    net = world.fabric
+    assert net is not None
+    world.synced(world.admins["zmc"].tx("UserContract", "RegisterUser", uid("v"), "gp",
+                                        world.identity("zmc", "gp")[0].fingerprint).status.block_number)
+    report = verify_fabric(net)
+    assert report.ok, [str(p) for p in report.problems]
+    assert set(report.peers) == {f"peer0.{o}" for o in HOSPITALS}
+    assert len({s.last_hash for s in report.peers.values()}) == 1 and report.orderer_height > 5
+    assert all(s.valid > 0 for s in report.peers.values())
+    # the same check finds an altered transaction, a broken chain and a forged orderer signature
+    with cast.auditor.gw.network(world.cfg.channel).block_events(start_block=0, stop_block=4) as events:
+        blocks = list(events)
+    orderer = MSP(world.cfg.orderer.msp_id, world.cfg.root_certs()[world.cfg.orderer.msp_id])
+    tampered = [type(b).FromString(b.SerializeToString()) for b in blocks]
+    tampered[3].data.data[0] = tampered[3].data.data[0].replace(b"serums", b"SERUMS", 1)
+    from network.audit import VerifyReport
+
+    r = VerifyReport()
+    check_chain("peer0.x", tampered, orderer, r)
+    assert [(p.block, "data hash" in p.message) for p in r.problems] == [(3, True)]
+    r = VerifyReport()
+    check_chain("peer0.x", blocks[:2] + blocks[3:], orderer, r)
+    assert r.problems[0].block == 2 and "expected block 2" in r.problems[0].message
+    stranger = MSP("OrdererMSP", [world.cfg.load_ca("lothian").certificate])
+    r = VerifyReport()
+    check_chain("peer0.x", blocks, stranger, r)
+    assert r.problems[0].block == 1 and "signature" in r.problems[0].message
+    # and from the command line
+    out = subprocess.run([sys.executable, "-m", "serums", "--data-dir", str(world.cfg.root.parent), "ledger",
+                          "verify", "--engine", "fabric", "--json"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["ok"] is True
+
+
 def test_a_killed_peer_catches_up_after_its_restart(world: World, cast: Cast):
     net = world.fabric
     assert net is not None
