@@ -45,10 +45,12 @@ from .identity import Identity
 
 SignFn = Callable[[bytes], bytes]  # signs a SHA-256 digest
 _CC_RESPONSE = re.compile(r"chaincode response (\d+), (.*)", re.S)
-_CHANNEL_NOT_FOUND = re.compile(r"channel \[?\S+?\]? (is )?not found|channel not found|no such channel", re.I)
-_CHAINCODE_NOT_FOUND = re.compile(r"no peers available to \w+ chaincode|chaincode \S+ not found|"
+# Fabric v3.1.5's texts (tests/interop measures them against a native network)
+_CHANNEL_NOT_FOUND = re.compile(r"failed to get config for channel|failed to get policy manager for channel|"
+                                r"channel \[?\S+?\]? (is )?not found|channel not found", re.I)
+_CHAINCODE_NOT_FOUND = re.compile(r"no metadata was found for chaincode|no peers available to \w+ chaincode|"
                                   r"chaincode definition for \S+ not found", re.I)
-_ACCESS_DENIED = re.compile(r"access denied|status=FORBIDDEN", re.I)
+_ACCESS_DENIED = re.compile(r"access denied|status=FORBIDDEN|failed evaluating policy on signed data", re.I)
 
 # What a gateway error means, whichever engine answered (see GatewayError.kind).
 CHAINCODE_REFUSAL = "chaincode"            # the chaincode answered an error status (chaincode_status)

@@ -441,11 +441,12 @@ class Peer:
         committed = common_pb2.Block()
         committed.CopyFrom(block)
         flt = bytes(codes)
-        commit_hash = compute_commit_hash(self._last_commit_hash, num, flt, updates)
+        # the running commit hash starts after the genesis block, which has none (as in Fabric)
+        commit_hash = compute_commit_hash(self._last_commit_hash, num, flt, updates) if num else b""
         while len(committed.metadata.metadata) < P.METADATA_SLOTS:
             committed.metadata.metadata.append(b"")
         committed.metadata.metadata[P.METADATA_TRANSACTIONS_FILTER] = flt
-        committed.metadata.metadata[P.METADATA_COMMIT_HASH] = P.commit_hash_metadata(commit_hash)
+        committed.metadata.metadata[P.METADATA_COMMIT_HASH] = P.commit_hash_metadata(commit_hash) if num else b""
         txs = [(ptx.tx_id, i, codes[i]) for i, ptx in enumerate(parsed) if ptx is not None and ptx.tx_id]
         self.store.commit_block(
             num, header_hash or P.block_header_hash(block.header), committed.SerializeToString(), txs, updates

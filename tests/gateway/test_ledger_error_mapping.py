@@ -1,5 +1,6 @@
 """Ledger errors map to the same problem whichever engine answered: the gRPC codes and texts are
-those of Fabric v3.1's gateway (the embedded node answers the same; FABRIC_NOTES.md's table)."""
+those Fabric v3.1.5's gateway gave the official Node client (tests/interop, measured on a native
+network); the embedded node answers the same."""
 
 from __future__ import annotations
 
@@ -12,25 +13,35 @@ from network import GatewayError
 from network.client import deliver_error
 
 C = grpc.StatusCode
-DETAIL = [gateway_pb2.ErrorDetail(address="peer0:7051", msp_id="LothianMSP", message="access denied")]
+DENIED = "error validating proposal: access denied: channel [serums] creator org [LothianMSP]"
+DETAIL = [gateway_pb2.ErrorDetail(address="peer0:7051", msp_id="LothianMSP", message=DENIED)]
 ORDERER_FORBIDDEN = ("received unsuccessful response from orderer: status=FORBIDDEN, info=implicit policy "
-                     "evaluation failed - 0 sub-policies were satisfied")
+                     "evaluation failed - 0 sub-policies were satisfied, but this policy requires 1 of the "
+                     "'Writers' sub-policies to be satisfied: permission denied")
+READERS = ("Failed evaluating policy on signed data during check policy on channel [serums] with policy "
+           "[/Channel/Application/Readers]: [implicit policy evaluation failed - 0 sub-policies were satisfied, "
+           "but this policy requires 1 of the 'Readers' sub-policies to be satisfied]")
 
 CASES = [
     # (error, HTTP status, problem type)
     (GatewayError(C.UNAVAILABLE, "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:9: "
                                  "Failed to connect to remote host: Connection refused"), 503, "ledger-unavailable"),
     (GatewayError(C.DEADLINE_EXCEEDED, "Deadline Exceeded"), 503, "ledger-unavailable"),
-    (GatewayError(C.UNAVAILABLE, "channel nochannel not found"), 502, "ledger-not-configured"),
-    (GatewayError(C.PERMISSION_DENIED, "channel nochannel not found"), 502, "ledger-not-configured"),
+    (GatewayError(C.UNAVAILABLE, "failed to get config for channel [nochannel]: could not get last config for "
+                                 "channel nochannel"), 502, "ledger-not-configured"),
+    (GatewayError(C.PERMISSION_DENIED, "Failed to get policy manager for channel [nochannel]"),
+     502, "ledger-not-configured"),
     (GatewayError(C.FAILED_PRECONDITION, "no peers available to evaluate chaincode nope in channel serums"),
      502, "ledger-not-configured"),
-    (GatewayError(C.FAILED_PRECONDITION, "access denied"), 403, "chain-forbidden"),
+    (GatewayError(C.FAILED_PRECONDITION, "no combination of peers can be derived which satisfy the endorsement "
+                                         "policy: No metadata was found for chaincode nope in channel serums"),
+     502, "ledger-not-configured"),
+    (GatewayError(C.FAILED_PRECONDITION, f"evaluate call to endorser returned error: {DENIED}", DETAIL),
+     403, "chain-forbidden"),
     (GatewayError(C.ABORTED, "failed to endorse transaction, see attached details for more info", DETAIL),
      403, "chain-forbidden"),
     (GatewayError(C.ABORTED, ORDERER_FORBIDDEN), 403, "chain-forbidden"),
-    (GatewayError(C.PERMISSION_DENIED, "access denied: the signed commit status request does not satisfy the "
-                                       "channel's Readers policy"), 403, "chain-forbidden"),
+    (GatewayError(C.PERMISSION_DENIED, READERS), 403, "chain-forbidden"),
     (deliver_error(403), 403, "chain-forbidden"),  # common.Status FORBIDDEN
     (deliver_error(404), 502, "ledger-not-configured"),
     (GatewayError(C.INVALID_ARGUMENT, "failed to unpack transaction proposal: malformed proposal"),

@@ -1,6 +1,7 @@
 """Interoperability: the official Node Gateway client (``@hyperledger/fabric-gateway`` from npm,
-installed into tests/interop/node by scripts/setup.sh) drives the embedded node and every answer
-must be the one Fabric's own gateway gives (tests/interop/node/interop.js holds the checks)."""
+installed into tests/interop/node by scripts/setup.sh) drives both engines — the embedded node
+(plaintext and mutual TLS) and a native Fabric v3 network — with the same checks
+(tests/interop/node/interop.js), so every answer of the embedded node is the one Fabric gives."""
 
 from __future__ import annotations
 
@@ -101,3 +102,30 @@ def test_official_node_client_against_the_embedded_node(node_client, tmp_path, c
     # refusals are logged as warnings with their reason; closed streams log nothing at error level
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert "does not verify" in caplog.text
+
+
+@pytest.mark.fabric
+@pytest.mark.slow
+def test_official_node_client_against_real_fabric(node_client, tmp_path):
+    """The same checks against a native Fabric network (one orderer, a peer per hospital, the
+    assets chaincode served by our CCaaS shim): the reference the embedded node is held to."""
+    from network.fabric import FabricNetwork
+    from tests.conftest import fabric_bin
+
+    bin_dir = fabric_bin()
+    assert bin_dir is not None, "Fabric binaries not found (FABRIC_BIN, PATH, ../shared/fabric/bin)"
+    cfg = make_network(tmp_path / "net", batch_timeout_ms=10)
+    fab = FabricNetwork(cfg, bin_dir=bin_dir, chaincode="assets", chaincode_module="chaincode.samples:assets_chaincode",
+                        batch_timeout_ms=10)
+    try:
+        fab.up(timeout=300)
+        admin_tls = fab.org_dir("lothian") / "admin" / "tls"
+        report = run_interop(cfg, fab.peer_address("lothian"),
+                             tlsRootCertPath=str(fab.node_dir("lothian") / "tls" / "ca.crt"),
+                             tlsClientCertPath=str(admin_tls / "server.crt"),
+                             tlsClientKeyPath=str(admin_tls / "server.key"))
+    finally:
+        fab.down()
+    assert "fatal" not in report, report.get("fatal")
+    assert set(report["checks"]) == EXPECTED_CHECKS, set(report["checks"]) ^ EXPECTED_CHECKS
+    assert _failures(report) == {}

@@ -70,6 +70,8 @@ def test_commit_hash_is_wrapped_in_common_metadata(running):
     md = common_pb2.Metadata()
     md.ParseFromString(block.metadata.metadata[P.METADATA_COMMIT_HASH])
     assert len(md.value) == 32 and md.value == P.block_commit_hash(block)
+    # the genesis block has none, as in Fabric
+    assert P.parse_block(peer.store.block(0)).metadata.metadata[P.METADATA_COMMIT_HASH] == b""
     # the legacy bare form still reads
     block.metadata.metadata[P.METADATA_COMMIT_HASH] = md.value
     assert P.block_commit_hash(block) == md.value
