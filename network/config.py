@@ -146,7 +146,8 @@ class NetworkConfig:
         root = Path(root)
         path = root / "network.json"
         if not path.exists():
-            raise ConfigError(f"no network in {root}: run `serums network init` first")
+            raise ConfigError(f"no network in {root}: run `serums up` to create one and start the system "
+                              "(or `serums network init` for the network alone)")
         try:
             data = json.loads(path.read_text())
             return cls(

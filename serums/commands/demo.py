@@ -8,7 +8,16 @@ from ..cli import CommandError
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="demo users' second factor; the 10-step flow as a guided tour")
+    p = sub.add_parser(
+        "demo", help="demo users' second factor; the 10-step flow as a guided tour",
+        description="Plain `serums demo` runs the 10-step flow as a guided tour through the HTTP API of the "
+                    "running system: a demo patient shares a code, a demo doctor logs in, requests access, gets "
+                    "the chain's decision and a token, fetches the record (ungranted sections withheld), a stolen "
+                    "token is refused, and the patient's access log, an auditor's trail and a ledger verification "
+                    "follow, each step with its evidence (transaction ids, hashes). It finds the running system "
+                    "through <data dir>/up.json, which `serums up` writes: start `serums up` first (another "
+                    "terminal) with the same data directory (--data-dir, or SERUMS_DATA_DIR; default "
+                    "~/.local/share/serums).")
     dsub = p.add_subparsers(dest="demo_command", metavar="ACTION")
     t = dsub.add_parser("totp", help="the current TOTP code of a demo user (their authenticator app)")
     t.add_argument("username")

@@ -145,7 +145,7 @@ def test_altered_state_and_altered_validation_code_are_found(tmp_path):
 def test_cli_reports_bad_input_in_one_line(tmp_path):
     out = _serums(tmp_path, "ledger", "verify")
     assert out.returncode == 1 and out.stderr.strip().count("\n") == 0
-    assert "run `serums network init` first" in out.stderr
+    assert "run `serums up` to create one" in out.stderr and "serums network init" in out.stderr
     make_network(tmp_path / "network")
     out = _serums(tmp_path, "chaincode", "deploy", "x", "--module", "nope.nothing:here")
     assert out.returncode == 1 and "--module nope.nothing:here" in out.stderr and "Traceback" not in out.stderr
