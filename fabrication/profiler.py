@@ -90,7 +90,7 @@ def lattice(x: np.ndarray, share: float = LATTICE_SHARE) -> tuple[float, int]:
             if step >= 1000 or (m == 2.5 and e < -2):
                 continue
             q = x / step
-            on = np.abs(q - np.round(q)) <= 1e-6 * np.maximum(1.0, np.abs(q))
+            on = np.abs(q - np.round(q)) <= 1e-6 + 1e-12 * np.abs(q)
             if on.mean() >= share and (len(np.unique(np.round(q[on]))) >= 3 or step <= 1):
                 return float(f"{step:.10g}"), int((~on).sum())
     return 1e-6, 0
