@@ -74,6 +74,10 @@ def default_data_dir(env: Mapping[str, str]) -> Path:
 
 @dataclass(frozen=True)
 class Settings:
+    """Every ``SERUMS_*`` setting of one process (see :data:`VARIABLES`), read once by :meth:`from_env`
+    and passed down; the packages get theirs from :meth:`gateway_settings`, :meth:`auth_config`,
+    :meth:`vault_config` and plain fields (``max_proposal_skew_s`` for the node, ``engine``)."""
+
     data_dir: Path
     database_url: str | None = None
     auth_database_url: str | None = None
