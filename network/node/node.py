@@ -149,14 +149,15 @@ class EmbeddedNode:
         import grpc
 
         from .service import GrpcServer
-        from .tls import node_tls
+        from .tls import client_root_certs, node_tls
 
         credentials = None
         if tls or mutual_tls:
             files = node_tls(self.cfg)
+            # the channel's TLS roots; a channel configured before they were recorded: the network's
+            roots = b"".join(self.tls_client_roots) or client_root_certs(self.cfg)
             credentials = grpc.ssl_server_credentials(
-                [(files.key, files.cert)], root_certificates=b"".join(self.tls_client_roots) or None,
-                require_client_auth=mutual_tls,
+                [(files.key, files.cert)], root_certificates=roots, require_client_auth=mutual_tls,
             )
         self.tls = credentials is not None
         self._committer = threading.Thread(target=self._commit_loop, name="committer", daemon=True)
