@@ -92,7 +92,17 @@ def _years(start: _dt.date, end: _dt.date) -> float:
     return (end - start).days / 365.25
 
 
-def record_rows(record: Any, *, demographics: bool = True) -> list[tuple[list[float], int]]:
+@dataclass(frozen=True)
+class Row:
+    """One toxicity assessment as the task sees it."""
+
+    x: list[float]
+    label: int
+    regimen: str
+    worst_grade: int
+
+
+def record_rows(record: Any, *, demographics: bool = True) -> list[Row]:
     """Feature rows and labels of one patient's record (a ``vault.PatientRecord``); without
     ``demographics`` the rows have ``RESEARCH_FEATURES`` (no age, no sex)."""
     demo = next((e.attributes for e in record.entries("demographics") if "date_of_birth" in e.attributes), {})
@@ -128,8 +138,8 @@ def record_rows(record: Any, *, demographics: bool = True) -> list[tuple[list[fl
              1.0 if cycle.get("cycle_delayed") else 0.0, float(np.mean([r for r, _ in given])),
              1.0 if any(red for _, red in given) else 0.0,
              *(1.0 if cycle.get("regimen") == r else 0.0 for r in REGIMENS)]
-        label = int(any((a.get(g) or 0) >= 3 for g in GRADES))
-        rows.append((x, label))
+        worst = max(int(a.get(g) or 0) for g in GRADES)
+        rows.append(Row(x, int(worst >= 3), str(cycle.get("regimen")), worst))
     return rows
 
 
@@ -137,16 +147,17 @@ def toxicity_dataset(vault: Any, patients: Iterable[str] | None = None, *, sourc
                      demographics: bool = True) -> Dataset:
     """The toxicity matrix of ``patients`` (default: all) read from ``vault`` (a ``vault.Vault``):
     ``FEATURES`` with demographics, ``RESEARCH_FEATURES`` without (demographics is then not read)."""
-    sections = (*TOXICITY_SECTIONS, DEMOGRAPHIC_SECTION) if demographics else TOXICITY_SECTIONS
     names = FEATURES if demographics else RESEARCH_FEATURES
-    xs: list[list[float]] = []
-    ys: list[int] = []
-    for patient in (vault.patients() if patients is None else patients):
-        for x, y in record_rows(vault.read_record(patient, sections=sections), demographics=demographics):
-            xs.append(x)
-            ys.append(y)
-    x = np.asarray(xs, dtype=float).reshape(-1, len(names))
-    return Dataset(x, np.asarray(ys, dtype=float), names, source)
+    rows = site_rows(vault, patients, demographics=demographics)
+    x = np.asarray([r.x for r in rows], dtype=float).reshape(-1, len(names))
+    return Dataset(x, np.asarray([r.label for r in rows], dtype=float), names, source)
+
+
+def site_rows(vault: Any, patients: Iterable[str] | None = None, *, demographics: bool = True) -> list[Row]:
+    """Every toxicity row of ``patients`` (default: all) in ``vault``."""
+    sections = (*TOXICITY_SECTIONS, DEMOGRAPHIC_SECTION) if demographics else TOXICITY_SECTIONS
+    return [row for patient in (vault.patients() if patients is None else patients)
+            for row in record_rows(vault.read_record(patient, sections=sections), demographics=demographics)]
 
 
 def breast_cancer_dataset() -> tuple[Dataset, tuple[ColumnBounds, ...]]:

@@ -1,7 +1,7 @@
 """Homomorphic-encryption analytics with TenSEAL (CKKS on Microsoft SEAL).
 
 - ``StudyKeys.create()`` makes a study's CKKS context at 128-bit security (poly modulus degree 8192,
-  coefficient modulus 60+40+40+60 = 200 bits, within SEAL's 218-bit bound for 128-bit security at
+  coefficient modulus 60+40+60 = 160 bits, within SEAL's 218-bit bound for 128-bit security at
   that degree). ``public_bytes()`` is the context without the secret key (what hospitals and the
   aggregator get); ``secret_bytes()`` stays with the study's key holder.
 - Encrypted statistics: each hospital encrypts its aggregates (``StatsLayout``: count, sums and
@@ -22,9 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InvalidParameters
+from .wall import ColumnBounds, optimal_noise
 
 POLY_MODULUS_DEGREE = 8192
-COEFF_MOD_BIT_SIZES = (60, 40, 40, 60)
+COEFF_MOD_BIT_SIZES = (60, 40, 60)  # one multiplicative level: all a linear predictor needs
 GLOBAL_SCALE = 2**40
 #: SEAL's largest total coefficient modulus for 128-bit security at each degree (HomomorphicEncryption.org).
 MAX_BITS_128 = {4096: 109, 8192: 218, 16384: 438, 32768: 881}
@@ -106,19 +107,37 @@ def decrypt(keys: StudyKeys, ciphertext: bytes) -> np.ndarray:
 
 @dataclass(frozen=True)
 class StatsLayout:
-    """Slots of a hospital's aggregate vector: count, Σx, Σx² per feature, histogram regimen × grade."""
+    """Slots of a hospital's aggregate vector: count, Σx, Σx² per feature, histogram regimen × grade.
 
-    features: tuple[str, ...]
+    Features are clipped to their declared bounds, so one row's effect on each slot is bounded:
+    adding or removing a row changes the count by 1, Σx_j by at most max(|low_j|, |high_j|), Σx_j²
+    by at most max(low_j², high_j²) and one histogram bin by 1 (``sensitivity``).
+    """
+
+    bounds: tuple[ColumnBounds, ...]
     regimens: tuple[str, ...]
     grades: int = 6  # CTCAE 0..5
 
     @property
+    def features(self) -> tuple[str, ...]:
+        return tuple(b.name for b in self.bounds)
+
+    @property
     def size(self) -> int:
-        return 1 + 2 * len(self.features) + len(self.regimens) * self.grades
+        return 1 + 2 * len(self.bounds) + len(self.regimens) * self.grades
+
+    def sensitivity(self) -> np.ndarray:
+        """Per-slot d_k = K·Δ_k, K = 2 + 2F slots one row can change: the privacy loss is at most ε."""
+        lo = np.array([b.low for b in self.bounds])
+        hi = np.array([b.high for b in self.bounds])
+        reach = np.maximum(np.abs(lo), np.abs(hi))
+        delta = np.concatenate([[1.0], reach, reach**2, np.ones(len(self.regimens) * self.grades)])
+        return (2 + 2 * len(self.bounds)) * delta
 
     def vector(self, x: np.ndarray, regimen: Sequence[str], grade: Sequence[int]) -> np.ndarray:
-        """The plaintext aggregates of rows ``x`` (features), their regimens and worst grades."""
-        f = len(self.features)
+        """The plaintext aggregates of rows ``x`` (features, clipped), their regimens and worst grades."""
+        f = len(self.bounds)
+        x = np.clip(np.asarray(x, float), [b.low for b in self.bounds], [b.high for b in self.bounds])
         out = np.zeros(self.size)
         out[0] = len(x)
         out[1:1 + f] = x.sum(axis=0)
@@ -130,15 +149,20 @@ class StatsLayout:
                 out[base + index[r] * self.grades + int(g)] += 1
         return out
 
+    def noisy(self, vector: np.ndarray, *, epsilon: float, delta: float, rng: np.random.Generator) -> np.ndarray:
+        """The privacy wall on a decrypted aggregate: the optimal (ε, δ) noise, per-slot sensitivity."""
+        v = np.asarray(vector, float)[: self.size]
+        return v + optimal_noise(self.size, epsilon=epsilon, delta=delta, sensitivity=self.sensitivity(), rng=rng)
+
     def read(self, vector: np.ndarray) -> dict:
         """Named statistics of a (decrypted, summed) aggregate vector."""
         v = np.asarray(vector, float)
         f = len(self.features)
-        n = float(np.round(v[0]))
+        n = max(float(np.round(v[0])), 0.0)  # after the wall's noise, clamping is post-processing
         sums, squares = v[1:1 + f], v[1 + f:1 + 2 * f]
         mean = sums / n if n else np.full(f, np.nan)
         var = squares / n - mean**2 if n else np.full(f, np.nan)
-        hist = np.round(v[1 + 2 * f:]).reshape(len(self.regimens), self.grades)
+        hist = np.maximum(np.round(v[1 + 2 * f:self.size]), 0).reshape(len(self.regimens), self.grades)
         return {"count": n,
                 "mean": dict(zip(self.features, mean.tolist(), strict=True)),
                 "variance": dict(zip(self.features, np.maximum(var, 0).tolist(), strict=True)),

@@ -31,9 +31,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .chain import AnalyticsLedger
 from .errors import AnalyticsError, BudgetExceeded, CohortRefused, InvalidParameters, JobNotFound
-from .features import RESEARCH_BOUNDS, RESEARCH_FEATURES, TOXICITY_SECTIONS, toxicity_dataset
+from .features import (
+    REGIMENS,
+    RESEARCH_BOUNDS,
+    RESEARCH_FEATURES,
+    TOXICITY_SECTIONS,
+    site_rows,
+    toxicity_dataset,
+)
 from .learning import RoundLog, TrainConfig, train_federated
 from .wall import check_privacy
 
@@ -165,6 +174,46 @@ def run_job(spec: JobSpec, ledger: AnalyticsLedger, vaults: Mapping[str, Any], *
     spend = ledger.spend_release(spec.dataset, float(spec.epsilon), float(spec.delta), release_id, spec.cohort_id,
                                  digest)
     return Release(release_id, digest, document, spend)
+
+
+# --------------------------------------------------------------------------- encrypted statistics
+
+
+def research_layout() -> Any:
+    """The aggregate layout of a research statistics job: research features, regimens, grades 0..5."""
+    from .fhe import StatsLayout
+
+    return StatsLayout(RESEARCH_BOUNDS, REGIMENS)
+
+
+def encrypted_site_statistics(vault: Any, members: set[str], layout: Any, public: Any) -> bytes:
+    """A hospital's side: the aggregates of its cohort members' rows, encrypted under the study's
+    public context (research sections only: no demographics)."""
+    from .fhe import encrypt
+
+    rows = site_rows(vault, [p for p in vault.patients() if p in members], demographics=False)
+    x = np.asarray([r.x for r in rows], dtype=float).reshape(-1, len(layout.bounds))
+    return encrypt(public, layout.vector(x, [r.regimen for r in rows], [r.worst_grade for r in rows]))
+
+
+def release_statistics(ledger: AnalyticsLedger, keys: Any, ciphertext: bytes, layout: Any, *, study: str,
+                       cohort_id: str, dataset: str, epsilon: float, delta: float, rng: np.random.Generator,
+                       release_id: str | None = None) -> dict[str, Any]:
+    """The key holder's side: refused unless the cohort is live and the budget holds; the chain
+    records the release (SHA-256 of the summed ciphertext, the spend) *before* anything is decrypted;
+    the decrypted aggregates get the privacy wall's noise before they are returned."""
+    from .fhe import decrypt
+
+    spec = JobSpec(study=study, cohort_id=cohort_id, dataset=dataset, epsilon=epsilon, delta=delta, method="wall",
+                   rounds=1, local_epochs=1)
+    _check_cohort(ledger, spec)
+    check_budget(ledger, spec)
+    release_id = release_id or f"stats-{uuid.uuid4().hex[:16]}"
+    digest = hashlib.sha256(ciphertext).hexdigest()
+    spend = ledger.spend_release(dataset, float(epsilon), float(delta), release_id, cohort_id, digest)
+    noisy = layout.noisy(decrypt(keys, ciphertext), epsilon=epsilon, delta=delta, rng=rng)
+    return {"release_id": release_id, "sha256": digest, "tx_id": spend.get("tx_id"), "epsilon": float(epsilon),
+            "delta": float(delta), "statistics": layout.read(noisy)}
 
 
 # --------------------------------------------------------------------------- job store

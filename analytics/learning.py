@@ -22,6 +22,7 @@ import copy
 import math
 import time
 import warnings
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -142,7 +143,9 @@ class Client:
         self.epsilon_spent = 0.0
         if config.method == "wall" and config.private:
             wall = PrivacyWall([*self.bounds, LABEL], epsilon=config.epsilon, delta=config.delta)
-            noisy = wall.apply(np.column_stack([x, y]), rng=np.random.default_rng(config.seed))
+            # each hospital draws its own noise (independent across sites, reproducible per site)
+            rng = np.random.default_rng([config.seed, zlib.crc32(name.encode())])
+            noisy = wall.apply(np.column_stack([x, y]), rng=rng)
             x, y = noisy[:, :-1], (noisy[:, -1] >= 0.5).astype(float)  # thresholding is post-processing
             self.epsilon_spent = config.epsilon  # one release of the matrix; rounds are post-processing
         self.n = len(y)

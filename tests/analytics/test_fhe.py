@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analytics import InvalidParameters
+from analytics import ColumnBounds, InvalidParameters
 from analytics.features import REGIMENS, breast_cancer_dataset
 from analytics.fhe import (
     COEFF_MOD_BIT_SIZES,
@@ -45,7 +45,7 @@ def test_parameters_are_128_bit_and_the_public_context_has_no_secret(keys, publi
 
 def test_encrypted_statistics_across_hospitals(keys, public):
     rng = np.random.default_rng(0)
-    layout = StatsLayout(("age", "dose_ratio"), REGIMENS)
+    layout = StatsLayout((ColumnBounds("age", 18, 100), ColumnBounds("dose_ratio", 0.5, 1.2)), REGIMENS)
     sites = []
     for n in (40, 25, 60):
         x = np.column_stack([rng.uniform(18, 90, n), rng.uniform(0.8, 1.1, n)])

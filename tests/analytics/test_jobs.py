@@ -133,6 +133,38 @@ def test_job_store_records_progress_refusals_and_the_release(chain, edinburgh, t
         ledger.budget("ds-missing")
 
 
+def test_encrypted_statistics_are_released_only_against_the_chain(chain, edinburgh):
+    import numpy as np
+
+    from analytics import fhe
+    from analytics.features import site_rows
+    from analytics.jobs import encrypted_site_statistics, release_statistics, research_layout
+
+    w, researcher, analytics, ledger, consenting, refusing = chain
+    cid, ds = _cohort(w, researcher, consenting, refusing), _dataset(w, 1.0)
+    keys = fhe.StudyKeys.create()
+    public = fhe.StudyKeys.load(keys.public_bytes())
+    layout = research_layout()
+    members = set(ledger.cohort_members(cid))
+    vaults = {h: RecordingVault(v) for h, v in edinburgh[1].items()}
+    parts = [encrypted_site_statistics(v, members, layout, public) for v in vaults.values()]
+    assert {p for v in vaults.values() for p in v.read} <= consenting
+    total = fhe.add_encrypted(public, parts)  # the aggregator: public context only
+    args = dict(study="s", cohort_id=cid, dataset=ds, delta=1e-5, rng=np.random.default_rng(0))
+    with pytest.raises(BudgetExceeded):
+        release_statistics(ledger, keys, total, layout, epsilon=2.0, **args)
+    out = release_statistics(ledger, keys, total, layout, epsilon=1.0, **args)
+    history = analytics.evaluate("BudgetContract", "SpendHistory", ds, 10, "")["records"]
+    assert [h["sha256"] for h in history] == [out["sha256"]] == [hashlib.sha256(total).hexdigest()]
+    # the released count is noisy (Laplace with scale K/ε around the true count), never the exact one
+    exact = layout.read(fhe.decrypt(keys, total))
+    rows = sum(len(site_rows(v.vault, [p for p in v.patients() if p in members], demographics=False))
+               for v in vaults.values())
+    assert exact["count"] == rows > 0
+    assert out["statistics"]["count"] != exact["count"]
+    assert set(out["statistics"]["grade_histogram"]) == set(layout.regimens)
+
+
 @pytest.mark.parametrize("kw", [dict(purpose="treatment"), dict(method="none"), dict(epsilon=0.0),
                                 dict(sections=("demographics",)), dict(dataset="bad id"), dict(rounds=0)])
 def test_bad_jobs_are_refused(kw):
