@@ -61,6 +61,7 @@ def plot_utility(curves: Mapping[str, Sequence[tuple[float, float]]], path: str 
         ax.plot(xs, [v for _, v in pts], marker="o", label=name)
     ax.set_xscale("log")
     ax.set_xticks([*finite, right], [*(f"{e:g}" for e in finite), "∞"])
+    ax.minorticks_off()
     ax.set_xlabel("ε")
     ax.set_ylabel(ylabel)
     ax.set_title(title)

@@ -6,6 +6,7 @@ operator's and researcher's door to them.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from serums.cli import CommandError
@@ -96,40 +97,52 @@ def _train(args) -> int:
     import json
     import time
 
-    from analytics import FEATURES, TOXICITY_BOUNDS, TrainConfig, train_federated
+    from analytics import FEATURES, TrainConfig
 
     config = _run(lambda: TrainConfig(method=args.method, epsilon=args.epsilon, delta=args.delta,
                                       rounds=args.rounds, local_epochs=args.local_epochs))
     hospitals = _hospitals(args.settings, args.hospital)
     out = Path(args.out) if args.out else Path(args.settings.data_dir) / "analytics" / "toxicity-model.json"
 
+    from rich.progress import Progress
+
+    bar = Progress(disable=not sys.stdout.isatty(), transient=True)
+    task = bar.add_task("federated rounds", total=args.rounds)
+
     def show(entry) -> None:
-        print(f"  round {entry['round']}: {entry['hospitals']} hospitals, ε spent {entry['epsilon_spent']:.3f}, "
-              f"{entry['seconds']:.1f}s", flush=True)
+        bar.update(task, advance=1)
+        bar.console.print(f"  round {entry['round']}: {entry['hospitals']} hospitals, "
+                          f"ε spent {entry['epsilon_spent']:.3f}, {entry['seconds']:.1f}s")
 
     started = time.perf_counter()
     print(f"training the toxicity predictor at {', '.join(hospitals)} ({args.method}, ε={args.epsilon:g}, "
           f"δ={args.delta:g}, {args.rounds} rounds, engine {args.engine})", flush=True)
-    if args.engine == "inprocess":
-        shards = [site_dataset({"data-dir": str(args.settings.data_dir), "hospital": h})[0] for h in hospitals]
-        result = _run(lambda: train_federated(shards, TOXICITY_BOUNDS, config, on_round=lambda r: show(
-            {"round": r.round, "hospitals": len(shards), "epsilon_spent": r.epsilon_spent, "seconds": r.seconds})))
-        params, spent = result.parameters, result.epsilon_spent
-    else:
-        from analytics.flower import Federation, Site
-
-        sites = [Site(h, {"loader": "serums.commands.analytics:site_dataset",
-                          "data-dir": str(args.settings.data_dir)}) for h in hospitals]
-
-        def federated():
-            with Federation(Path(args.settings.data_dir) / "analytics" / "flower", sites) as fed:
-                return fed.run(config, features=len(FEATURES), on_round=show)
-
-        run = _run(federated)
-        params, spent = run.parameters, run.epsilon_spent
+    with bar:
+        params, spent = _train_with(args, config, hospitals, show)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"features": list(FEATURES), "method": args.method, "epsilon_spent": spent,
                                "delta": args.delta, "weight": [float(w) for w in params["weight"].reshape(-1)],
                                "bias": float(params["bias"].reshape(-1)[0])}, indent=2))
     print(f"done in {time.perf_counter() - started:.1f}s: ε spent {spent:.3f} (δ={args.delta:g}); model: {out}")
     return 0
+
+
+def _train_with(args, config, hospitals, show):
+    from analytics import FEATURES, TOXICITY_BOUNDS, train_federated
+
+    if args.engine == "inprocess":
+        shards = [site_dataset({"data-dir": str(args.settings.data_dir), "hospital": h})[0] for h in hospitals]
+        result = _run(lambda: train_federated(shards, TOXICITY_BOUNDS, config, on_round=lambda r: show(
+            {"round": r.round, "hospitals": len(shards), "epsilon_spent": r.epsilon_spent, "seconds": r.seconds})))
+        return result.parameters, result.epsilon_spent
+    from analytics.flower import Federation, Site
+
+    sites = [Site(h, {"loader": "serums.commands.analytics:site_dataset",
+                      "data-dir": str(args.settings.data_dir)}) for h in hospitals]
+
+    def federated():
+        with Federation(Path(args.settings.data_dir) / "analytics" / "flower", sites) as fed:
+            return fed.run(config, features=len(FEATURES), on_round=show)
+
+    run = _run(federated)
+    return run.parameters, run.epsilon_spent
