@@ -36,6 +36,10 @@ def register(sub) -> None:
     down = nsub.add_parser("down", help="stop the Fabric network's processes (exactly those `up` started)")
     down.add_argument("--purge", action="store_true", help="also delete the Fabric ledgers and material")
     down.set_defaults(handler=_down)
+    bundle = nsub.add_parser("bundle", help="one hospital's keys, config and scripts to run its own peer")
+    bundle.add_argument("hospital")
+    bundle.add_argument("--out", help="the .tar.gz to write (default <data dir>/bundles/<hospital>-bundle.tar.gz)")
+    bundle.set_defaults(handler=_bundle)
     st = nsub.add_parser("status", help="what of the Fabric network runs")
     st.add_argument("--json", action="store_true")
     st.set_defaults(handler=_status)
@@ -149,6 +153,19 @@ def _status(args) -> int:
     for r in rows:
         print(f"{r['name']:<22} {'running' if r['running'] else 'stopped':<8} pid {r['pid']:<8} {r['address']}")
     return 0 if all(r["running"] for r in rows) else 1
+
+
+@_one_line
+def _bundle(args) -> int:
+    from pathlib import Path
+
+    from network.fabric.bundle import write_bundle
+
+    net = _fabric(args)
+    out = Path(args.out) if args.out else args.settings.data_dir / "bundles" / f"{args.hospital}-bundle.tar.gz"
+    write_bundle(net, args.hospital, out)
+    print(f"bundle of {args.hospital} written to {out} (it holds the hospital's private keys: 0600)")
+    return 0
 
 
 @_one_line

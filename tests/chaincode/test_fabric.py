@@ -15,6 +15,7 @@ import pytest
 from fabric_protos.common import ledger_pb2
 
 from network import EndorseError, GatewayError, connect
+from network.fabric.network import _listening
 from network.protocol import VALID, TxValidationCode
 
 from .conftest import CC, HOSPITALS, Cast, World, uid
@@ -149,6 +150,64 @@ def test_ledger_verify_reads_every_peers_chain_through_deliver(world: World, cas
                           "verify", "--engine", "fabric", "--json"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["ok"] is True
+
+
+def test_a_hospital_runs_its_peer_from_its_bundle(world: World, tmp_path):
+    import os
+    import tarfile
+
+    net = world.fabric
+    assert net is not None
+    out = subprocess.run([sys.executable, "-m", "serums", "--data-dir", str(world.cfg.root.parent), "network",
+                          "bundle", "zmc", "--out", str(tmp_path / "zmc.tar.gz")], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    with tarfile.open(tmp_path / "zmc.tar.gz") as tar:
+        names = tar.getnames()
+        tar.extractall(tmp_path, filter="tar")
+    keys = [n for n in names if n.endswith(("_sk", ".key"))]
+    assert keys and all(n.startswith("zmc-bundle/") for n in keys)
+    zmc_certs = {(world.cfg.root / "fabric" / "orgs" / "zmc" / sub).read_bytes()
+                 for sub in ("peer0/tls/server.crt", "admin/tls/server.crt", "chaincode/tls/server.crt")}
+    for n in names:  # only zmc's own material: no other organisation's certificate or key
+        if n.endswith((".crt", "cert.pem")) and "cacerts" not in n and "ca.crt" not in n:
+            data = (tmp_path / n).read_bytes()
+            assert b"lothian" not in data.lower() or data in zmc_certs, n
+    home = tmp_path / "zmc-bundle"
+    info = json.loads((home / "bundle.json").read_text())
+    assert info["msp_id"] == "ZmcMSP" and info["orderer_endpoints"] == [net.orderer_address]
+    # move zmc's peer into the bundle: a fresh ledger, joined from the genesis block, caught up
+    target = _height(world, "lothian")
+    assert net.stop_process("peer0.zmc")
+    env = {**os.environ, "FABRIC_BIN": str(net.bin_dir)}
+    with (tmp_path / "peer.log").open("wb") as log:
+        peer = subprocess.Popen([str(home / "start-peer.sh")], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        port = int(net.peer_address("zmc").rsplit(":", 1)[1])
+        while not _listening(port):  # (no channel yet: it answers no query before join.sh)
+            assert peer.poll() is None, (tmp_path / "peer.log").read_text()[-2000:]
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        joined = subprocess.run([str(home / "join.sh")], env=env, capture_output=True, text=True, timeout=120)
+        assert joined.returncode == 0, joined.stderr[-2000:]
+        deadline = time.monotonic() + 60
+        while _height(world, "zmc", default=0) < target:
+            assert time.monotonic() < deadline, "the bundle's peer did not catch up"
+            time.sleep(0.5)
+        assert (home / "peer0" / "data" / "ledgersData").is_dir()  # its ledger lives in the bundle
+        ident, signer = world.cfg.load_user("zmc")
+        with connect(ident, signer, net.peer_address("zmc"), tls_root_certs=net.tls_ca("zmc")) as gw:
+            who = gw.network(world.cfg.channel).contract(CC, "UserContract").evaluate("WhoAmI")
+        assert json.loads(who)["msp"] == "ZmcMSP"  # its peer runs the chaincode through its server
+        assert peer.poll() is None, (tmp_path / "peer.log").read_text()[-2000:]
+    finally:
+        if peer.poll() is None:
+            os.killpg(peer.pid, 15)
+        peer.wait(30)
+        net.start_peer("zmc")
+    world.synced(target - 1)  # the original peer is back and up to date
 
 
 def test_a_killed_peer_catches_up_after_its_restart(world: World, cast: Cast):
