@@ -360,11 +360,41 @@ def test_iterate_breast_cancer_improves_or_holds():
     from fabrication import iterate
 
     real = load_breast_cancer(as_frame=True).frame.iloc[:, [0, 1, 2, 3, 4, 20, 22, 30]]
-    spec, rep, fake = iterate(real, "bc", rounds=1, repeats=1, folds=3)
-    assert len(rep.iterations) >= 1 and rep.copy.ok and len(fake) == len(real)
-    assert all(it["components"] >= 1 for it in rep.iterations)
-    if len(rep.iterations) > 1:  # the refinement re-fits the mixture with more components
-        assert any("components" in ch for ch in rep.iterations[0]["changes"])
+    # margin -1 is never reached: every round must refine something, named, on the mixture's cases columns
+    spec, rep, fake = iterate(real, "bc", rounds=2, repeats=1, folds=3, margin=-1.0,
+                              classifiers=("dt_gini", "random_forest"))
+    margins = [it["margin"] for it in rep.iterations]
+    assert len(rep.iterations) == 3 and rep.copy.ok and len(fake) == len(real)
+    assert rep.margin() == min(margins)  # the best round is what comes back
+    assert rep.margin() <= 0.08  # and it passes for real: within 0.08 of the real-vs-real baseline
+    columns = set(spec["tables"]["bc"]["columns"])
+    for it in rep.iterations[:-1]:
+        assert it["changes"], it  # never a silent round
+        assert any(ch.split(":")[0] in columns for ch in it["changes"])  # columns named, cases columns included
+    assert rep.summary and ("round" in rep.summary)
+
+
+def test_plan_refinement_reaches_every_kind_of_column():
+    from fabrication.verify import plan_refinement
+
+    rng = np.random.default_rng(0)
+    n = 400
+    group = rng.choice(["a", "b"], n)
+    df = pd.DataFrame({"x": np.where(group == "a", rng.normal(0, 1, n), rng.normal(5, 1, n)),
+                       "y": rng.normal(0, 1, n), "group": group, "flag": rng.random(n) < 0.3})
+    spec = profile(df, name="t", check=False)
+    assert "cases" in spec["tables"]["t"]["columns"]["x"]  # a mixture / cases column
+    settings = {"components": "auto", "conditional": set(), "leaf_support": {}}
+    tried: set = set()
+    feats = [("x", 0.5), ("group", 0.3), ("y", 0.1)]
+    first = plan_refinement(spec, "t", feats, settings, tried)
+    assert first[0].startswith("x: leaves the copula") and first[1].startswith("group: decision-tree leaves of ≥ 15")
+    second = plan_refinement(spec, "t", feats, settings, tried)
+    assert second[0].startswith("x: regression-tree leaves of ≥ 15") and "group: decision-tree leaves of ≥ 10" in second[1]
+    refined = profile(df, name="t", conditional=settings["conditional"], leaf_support=settings["leaf_support"])
+    x_cases = refined["tables"]["t"]["columns"]["x"]["cases"]
+    assert any("when" in c for c in x_cases) and all("x" not in r.get("correlation", {}).get("columns", [])
+                                                    for r in refined["tables"]["t"]["rules"])
 
 
 # ---------------------------------------------------------------------------- mixture of copulas
