@@ -211,21 +211,41 @@ def init_network(
     cfg = NetworkConfig(root=root, channel=channel, endpoint=endpoint, batch=batch)
     cfg.hospitals = [OrgConfig(h, msp_id_for(h)) for h in hospitals]
     for org in [*cfg.hospitals, cfg.orderer]:
-        ca = CertificateAuthority.create(org.msp_id, org.name)
-        ca.save(cfg.ca_dir(org.name), passphrase)
-        node_role = "orderer" if org is cfg.orderer else "peer"
-        node_ident, node_signer = ca.issue(f"{node_role}0.{org.name}", node_role, dns_names=["localhost"])
-        save_credentials(cfg.peer_dir(org.name), node_ident, node_signer, passphrase)
-        admin_ident, admin_signer = ca.issue(
-            f"admin@{org.name}", "admin", attributes={"role": "hospital_admin", "hf.EnrollmentID": "admin"}
-        )
-        save_credentials(cfg.user_dir(org.name, "admin"), admin_ident, admin_signer, passphrase)
+        _create_org(cfg, org, "orderer" if org is cfg.orderer else "peer", passphrase)
     cfg.save()
     return cfg
 
 
+def _create_org(cfg: NetworkConfig, org: OrgConfig, node_role: str, passphrase: str | None) -> None:
+    """The organisation's CA, its node's identity and its admin's."""
+    ca = CertificateAuthority.create(org.msp_id, org.name)
+    ca.save(cfg.ca_dir(org.name), passphrase)
+    node_ident, node_signer = ca.issue(f"{node_role}0.{org.name}", node_role, dns_names=["localhost"])
+    save_credentials(cfg.peer_dir(org.name), node_ident, node_signer, passphrase)
+    admin_ident, admin_signer = ca.issue(
+        f"admin@{org.name}", "admin", attributes={"role": "hospital_admin", "hf.EnrollmentID": "admin"}
+    )
+    save_credentials(cfg.user_dir(org.name, "admin"), admin_ident, admin_signer, passphrase)
+
+
+def add_hospital_config(cfg: NetworkConfig, name: str, passphrase: str | None = None) -> OrgConfig:
+    """A new hospital in ``cfg``: its CA, peer and admin identities; ``network.json`` saved."""
+    names = parse_hospitals(name)
+    if len(names) != 1:
+        raise ConfigError("add one hospital at a time")
+    name = names[0]
+    if any(h.name == name for h in cfg.hospitals):
+        raise ConfigError(f"hospital {name!r} is already in the network")
+    org = OrgConfig(name, msp_id_for(name))
+    _create_org(cfg, org, "peer", passphrase)
+    cfg.hospitals.append(org)
+    cfg.save()
+    return org
+
+
 __all__ = [
     "BatchConfig",
+    "add_hospital_config",
     "ChaincodeDefinition",
     "ConfigError",
     "IdentityError",

@@ -186,7 +186,9 @@ class FabricNetwork:
         assert self.bin_dir is not None
         return str(self.bin_dir / name)
 
-    def _run(self, argv: list[str], env: dict | None = None, what: str = "", timeout: float = 120) -> str:
+    def _run(self, argv: list[str], env: dict | None = None, what: str = "", timeout: float = 120,
+             stderr: bool = True) -> str:
+        """Run a Fabric tool; its output (stdout, and stderr unless ``stderr`` is false)."""
         try:
             res = subprocess.run(argv, env={**os.environ, **(env or {})}, capture_output=True, text=True,
                                  timeout=timeout, check=False)
@@ -195,7 +197,7 @@ class FabricNetwork:
         if res.returncode != 0:
             tail = (res.stderr or res.stdout).strip().splitlines()[-3:]
             raise FabricError(f"{what or ' '.join(argv[:3])} failed: {' | '.join(tail)}")
-        return res.stdout + res.stderr
+        return res.stdout + (res.stderr if stderr else "")
 
     def _spawn(self, name: str, argv: list[str], env: dict, marker: str) -> None:
         logs = self.root / "logs"
@@ -364,43 +366,47 @@ class FabricNetwork:
         progress(f"Fabric network up in {time.monotonic() - started:.0f} s")
         return self.connection_profile()
 
-    def _deploy_chaincode(self, progress: Callable[[str], None]) -> None:
+    def _deploy_chaincode(self, progress: Callable[[str], None], *, sequence: int = 1, policy: str | None = None,
+                          new: list[str] | None = None) -> None:
+        """Package, install and serve the chaincode for the hospitals in ``new`` (all of them at
+        first), approve the definition at ``sequence`` for every hospital, and commit it."""
         cfg, name = self.cfg, self.chaincode
-        msps = [h.msp_id for h in cfg.hospitals]
-        policy = signature_policy(self.policy, msps)
-        self.state["package_ids"] = {}
-        for h in cfg.hospitals:
-            tls = self.org_dir(h.name) / "chaincode" / "tls"
-            peer_tls = self.node_dir(h.name) / "tls"
+        policy = policy or signature_policy(self.policy, [h.msp_id for h in cfg.hospitals])
+        fresh = new if new is not None else [h.name for h in cfg.hospitals]
+        self.state.setdefault("package_ids", {})
+        for org in fresh:
+            tls = self.org_dir(org) / "chaincode" / "tls"
+            peer_tls = self.node_dir(org) / "tls"
             connection = {
-                "address": f"127.0.0.1:{self.state['ports'][h.name]['ccserver']}", "dial_timeout": "10s",
+                "address": f"127.0.0.1:{self.state['ports'][org]['ccserver']}", "dial_timeout": "10s",
                 "tls_required": True, "client_auth_required": True,
                 "client_key": (peer_tls / "server.key").read_text(), "client_cert": (peer_tls / "server.crt").read_text(),
                 "root_cert": (tls / "ca.crt").read_text(),
             }
-            pkg, package_id = ccaas_package(f"{name}_{h.name}", connection)
-            path = self.org_dir(h.name) / "chaincode" / f"{name}.tar.gz"
+            pkg, package_id = ccaas_package(f"{name}_{org}", connection)
+            path = self.org_dir(org) / "chaincode" / f"{name}.tar.gz"
             path.write_bytes(pkg)
-            self.state["package_ids"][h.name] = package_id
-            progress(f"chaincode {name} for {h.name}: install, serve, approve")
-            self._run([self._tool("peer"), "lifecycle", "chaincode", "install", str(path)], self.admin_env(h.name),
-                      what=f"install on peer0.{h.name}")
+            self.state["package_ids"][org] = package_id
+            progress(f"chaincode {name} for {org}: install, serve")
+            self._run([self._tool("peer"), "lifecycle", "chaincode", "install", str(path)], self.admin_env(org),
+                      what=f"install on peer0.{org}")
             self._save_state()
-            self.start_chaincode_server(h.name)
+            self.start_chaincode_server(org)
+        definition = ["-C", cfg.channel, "-n", name, "-v", "1.0", "--sequence", str(sequence),
+                      "--signature-policy", policy]
+        for h in cfg.hospitals:
+            progress(f"chaincode {name} sequence {sequence} approved by {h.name}")
             self._run([self._tool("peer"), "lifecycle", "chaincode", "approveformyorg", *self._orderer_flags(),
-                       "-C", cfg.channel, "-n", name, "-v", "1.0", "--sequence", "1", "--package-id", package_id,
-                       "--signature-policy", policy], self.admin_env(h.name), what=f"approval by {h.name}")
-        first = cfg.hospitals[0].name
+                       *definition, "--package-id", self.state["package_ids"][h.name]], self.admin_env(h.name),
+                      what=f"approval by {h.name}")
         peers: list[str] = []
         for h in cfg.hospitals:
             peers += ["--peerAddresses", self.peer_address(h.name), "--tlsRootCertFiles",
                       str(self.node_dir(h.name) / "tls" / "ca.crt")]
         progress(f"chaincode {name} committed with policy {policy}")
-        self._run([self._tool("peer"), "lifecycle", "chaincode", "commit", *self._orderer_flags(), "-C", cfg.channel,
-                   "-n", name, "-v", "1.0", "--sequence", "1", "--signature-policy", policy, *peers],
-                  self.admin_env(first), what="chaincode commit")
-        self.state["committed"] = True
-        self.state["endorsement_policy"] = policy
+        self._run([self._tool("peer"), "lifecycle", "chaincode", "commit", *self._orderer_flags(), *definition, *peers],
+                  self.admin_env(cfg.hospitals[0].name), what="chaincode commit")
+        self.state.update(committed=True, endorsement_policy=policy, sequence=sequence)
         self._save_state()
 
     def _restart(self, timeout: float, progress: Callable[[str], None]) -> dict:

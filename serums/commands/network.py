@@ -36,6 +36,11 @@ def register(sub) -> None:
     down = nsub.add_parser("down", help="stop the Fabric network's processes (exactly those `up` started)")
     down.add_argument("--purge", action="store_true", help="also delete the Fabric ledgers and material")
     down.set_defaults(handler=_down)
+    add = nsub.add_parser("add-hospital", help="a new hospital joins the running Fabric network")
+    add.add_argument("hospital")
+    add.add_argument("--display-name", help="the name it registers on chain (default: the hospital's, capitalised)")
+    add.add_argument("--timeout", type=float, default=240.0)
+    add.set_defaults(handler=_add_hospital)
     bundle = nsub.add_parser("bundle", help="one hospital's keys, config and scripts to run its own peer")
     bundle.add_argument("hospital")
     bundle.add_argument("--out", help="the .tar.gz to write (default <data dir>/bundles/<hospital>-bundle.tar.gz)")
@@ -153,6 +158,17 @@ def _status(args) -> int:
     for r in rows:
         print(f"{r['name']:<22} {'running' if r['running'] else 'stopped':<8} pid {r['pid']:<8} {r['address']}")
     return 0 if all(r["running"] for r in rows) else 1
+
+
+@_one_line
+def _add_hospital(args) -> int:
+    from network.fabric.grow import add_hospital
+
+    net = _fabric(args)
+    msp = add_hospital(net, args.hospital, display_name=args.display_name, timeout=args.timeout,
+                       progress=lambda m: print(f"  {m}", flush=True))
+    print(f"{msp} joined channel {net.cfg.channel}: peer0.{args.hospital} on {net.peer_address(args.hospital)}")
+    return 0
 
 
 @_one_line
