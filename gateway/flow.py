@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from auth import WalletNotHeld
 from network import CommitError, Contract, Signer
 from vault import Release, VaultError
 
@@ -45,6 +46,18 @@ class Actor:
     def contract(self, services, name: str) -> Contract:
         """A contract of the ``serums`` chaincode as this actor (their certificate and signer)."""
         return services.user_contract(self.user_id, self.signer(), name)
+
+    def reader(self, services, name: str) -> Contract:
+        """A contract to *read* (evaluate) what this actor may read: as themselves when their session
+        can sign; for a patient who holds their own key (the server cannot sign for them), as their
+        hospital's admin identity, which the chain lets read that hospital's patients. Evaluations
+        are not transactions: nothing is written in anyone's name."""
+        try:
+            return self.contract(services, name)
+        except WalletNotHeld:
+            if self.role != "patient":
+                raise
+            return services.admin_contract(self.hospital, name)
 
 
 def release_data(services, release: Release, hospital: str, record_format: str, request_id: str | None = None,
@@ -162,7 +175,7 @@ def revoke_grant(services, actor: Actor, grant_id: str, reason: str) -> L.TxResu
 def patient_trail(services, actor: Actor, patient_id: str, kind: str, page_size: int = 50,
                   bookmark: str = "", start: str = "", end: str = "") -> dict[str, Any]:
     """One page of a patient's trail (``kind``: access, decision, grant, refusal, revocation, break-glass, cohort)."""
-    return L.page(L.evaluate(actor.contract(services, "AuditContract"), "AuditByPatient", patient_id, kind, start, end,
+    return L.page(L.evaluate(actor.reader(services, "AuditContract"), "AuditByPatient", patient_id, kind, start, end,
                              page_size, bookmark))
 
 
@@ -180,8 +193,10 @@ def prepare_offline(services, actor: Actor, action: str, preference: dict[str, A
         proposal = contract.new_proposal("AddPreference", [actor.user_id, L.encode_arg(preference)])
     else:
         proposal = contract.new_proposal("WithdrawPreference", [actor.user_id, pref_id or ""])
+    # ``message``: the bytes whose SHA-256 is ``digest`` (a signer that hashes itself, as WebCrypto
+    # does, signs these; one that signs digests signs ``digest``)
     return {"transaction_id": proposal.transaction_id, "proposal": L.b64(proposal.bytes()),
-            "digest": L.b64(proposal.digest())}
+            "digest": L.b64(proposal.digest()), "message": L.b64(proposal.proposal_bytes)}
 
 
 def _check_proposal(services, actor: Actor, proposal_bytes: bytes):
@@ -206,7 +221,7 @@ def endorse_offline(services, actor: Actor, proposal_bytes: bytes, signature: by
     proposal.set_signature(signature)
     tx = proposal.endorse()
     return {"transaction_id": tx.transaction_id, "transaction": L.b64(tx.bytes()), "digest": L.b64(tx.digest()),
-            "result": L.decode_result(tx.result)}
+            "message": L.b64(tx.payload), "result": L.decode_result(tx.result)}
 
 
 def submit_offline(services, actor: Actor, tx_bytes: bytes, signature: bytes) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import json
 
 import qrcode
 import qrcode.image.svg
-from flask import Blueprint, Response, render_template, request
+from flask import Blueprint, Response, jsonify, render_template, request
 from markupsafe import Markup
 
 from .. import flow
@@ -69,10 +69,12 @@ def record_fhir():
 def _preferences_page(problem=None, done=None, status: int = 200):
     a = actor()
     svc = services()
-    prefs, p1 = attempt(lambda: L.evaluate(a.contract(svc, "PreferenceContract"), "ListPreferences", a.user_id))
-    history, p2 = attempt(lambda: L.evaluate(a.contract(svc, "PreferenceContract"), "PreferenceHistory", a.user_id,
+    prefs, p1 = attempt(lambda: L.evaluate(a.reader(svc, "PreferenceContract"), "ListPreferences", a.user_id))
+    history, p2 = attempt(lambda: L.evaluate(a.reader(svc, "PreferenceContract"), "PreferenceHistory", a.user_id,
                                              50, ""))
+    me = svc.auth.get_user(a.user_id)
     return render_template("web_patient/preferences.html", prefs=(prefs or {}).get("rules", {}),
+                           own_key=bool(me and me.key_custody != "wallet"),
                            history=list(reversed((history or {}).get("records", []))), problem=problem or p1 or p2,
                            done=done, hospitals=svc.hospitals), status
 
@@ -86,28 +88,63 @@ def _date(name: str) -> dt.datetime | None:
 
 @bp.get("/preferences")
 def preferences():
-    return _preferences_page()
+    tx = request.args.get("signed", "")
+    done = f"Signed in your browser and recorded on the ledger in transaction {tx[:16]}…" if tx else None
+    return _preferences_page(done=done)
+
+
+# ----------------------------------------------------------------------------- signing in the browser (own key)
+# The browser signs with the patient's key, kept in its own store (static/sign.js); these three
+# answer JSON to that script: the proposal to sign, then the transaction to sign, then the commit.
+
+
+def _json(run):
+    data, problem = attempt(run)
+    return problem.response() if problem is not None else jsonify(data)
+
+
+@bp.post("/preferences/prepare")
+def prepare_signed():
+    a = actor()
+    if request.form.get("action") == "withdraw":
+        return _json(lambda: flow.prepare_offline(services(), a, "withdraw", pref_id=request.form.get("pref_id")))
+    return _json(lambda: flow.prepare_offline(services(), a, "add", _preference_from_form()))
+
+
+@bp.post("/preferences/endorse")
+def endorse_signed():
+    body = request.get_json(silent=True) or {}
+    return _json(lambda: flow.endorse_offline(services(), actor(), L.unb64(body.get("proposal", ""), "proposal"),
+                                              L.unb64(body.get("signature", ""), "signature")))
+
+
+@bp.post("/preferences/submit")
+def submit_signed():
+    body = request.get_json(silent=True) or {}
+    return _json(lambda: flow.submit_offline(services(), actor(), L.unb64(body.get("transaction", ""), "transaction"),
+                                             L.unb64(body.get("signature", ""), "signature")))
+
+
+def _preference_from_form() -> dict:
+    """The preference the editor's form describes, as ``PreferenceContract:AddPreference`` takes it."""
+    kind = request.form.get("grantee_kind", "anyone")
+    grantee = {"kind": kind}
+    if kind != "anyone":
+        grantee["id"] = request.form.get(f"grantee_{kind}", "").strip()
+    if kind == "user":  # a person is named by their username; the chain knows their pseudonymous id
+        user = services().auth.find_user(grantee["id"])
+        if user is None:
+            raise P.Problem(P.NOT_FOUND, f"nobody is called {grantee['id']!r} on this network")
+        grantee["id"] = user.user_id
+    return preference_arg({"effect": request.form.get("effect", "deny"), "grantee": grantee,
+                           "sections": form_list("sections"), "purposes": form_list("purposes"),
+                           "valid_from": _date("valid_from"), "valid_until": _date("valid_until")})
 
 
 @bp.post("/preferences")
 def add_preference():
     a = actor()
-    kind = request.form.get("grantee_kind", "anyone")
-    grantee = {"kind": kind}
-    if kind != "anyone":
-        grantee["id"] = request.form.get(f"grantee_{kind}", "").strip()
-
-    def build() -> dict:
-        if kind == "user":  # a person is named by their username; the chain knows their pseudonymous id
-            user = services().auth.find_user(grantee["id"])
-            if user is None:
-                raise P.Problem(P.NOT_FOUND, f"nobody is called {grantee['id']!r} on this network")
-            grantee["id"] = user.user_id
-        return preference_arg({"effect": request.form.get("effect", "deny"), "grantee": grantee,
-                               "sections": form_list("sections"), "purposes": form_list("purposes"),
-                               "valid_from": _date("valid_from"), "valid_until": _date("valid_until")})
-
-    pref, problem = attempt(build)
+    pref, problem = attempt(_preference_from_form)
     if problem is None:
         tx, problem = attempt(lambda: flow.add_preference(services(), a, pref))
     if problem is not None:
