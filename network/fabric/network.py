@@ -70,13 +70,13 @@ def find_fabric_bin(configured: str | os.PathLike | None = None, fallbacks: tupl
         d = Path(configured).expanduser()
         if not complete(d):
             raise FabricError(f"FABRIC_BIN={d} lacks one of {', '.join(TOOLS)}")
-        return d
+        return d.resolve()
     found = shutil.which("peer")
     if found and complete(Path(found).parent):
-        return Path(found).parent
+        return Path(found).parent.resolve()
     for d in fallbacks:
         if complete(Path(d)):
-            return Path(d)
+            return Path(d).resolve()
     raise FabricError(f"Hyperledger Fabric binaries ({', '.join(TOOLS)}) are neither in FABRIC_BIN nor on PATH")
 
 
