@@ -18,6 +18,7 @@ from .. import ledger as L
 from .. import problems as P
 from .. import vocab as V
 from ..api.common import preference_arg
+from ..consent import preferences_bundle
 from ..security import services
 from .common import attempt, form_list, record_tables, status_of
 from .session import actor
@@ -84,6 +85,16 @@ def _date(name: str) -> dt.datetime | None:
     if not raw:
         return None
     return dt.datetime.fromisoformat(raw).replace(tzinfo=dt.UTC)
+
+
+@bp.get("/preferences.fhir.json")
+def preferences_fhir():
+    """My current preferences as FHIR R5 Consent resources."""
+    a = actor()
+    prefs = L.evaluate(a.reader(services(), "PreferenceContract"), "ListPreferences", a.user_id)
+    bundle = preferences_bundle(a.user_id, prefs.get("rules") or {})
+    return Response(json.dumps(bundle, indent=1), mimetype="application/fhir+json",
+                    headers={"Content-Disposition": 'attachment; filename="my-consents.fhir.json"'})
 
 
 @bp.get("/preferences")

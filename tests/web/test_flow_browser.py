@@ -50,6 +50,8 @@ def test_the_ten_step_flow_by_clicking(site, new_page):
     patient.get_by_text("Saved. Recorded on the ledger").wait_for()
     assert "any nurse" in row_of(patient, "Refuse").first.inner_text()
     shot(patient, "patient-preferences")
+    consents = patient.request.get("/patient/preferences.fhir.json").json()
+    assert [e["resource"]["decision"] for e in consents["entry"]] == ["deny"]
     patient.get_by_role("link", name="Share with my doctor").click()
     patient.get_by_role("button", name="Make a share code").click()
     code = patient.locator("#share-code").inner_text().strip()
