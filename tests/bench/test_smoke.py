@@ -27,7 +27,7 @@ FIGURES: dict[str, set[str]] = {
                   "r_delta_max_rel_error"},
     "auth": {"login_p50_ms", "login_p99_ms", "text_login_p50_ms", "graphical_login_p50_ms", "argon2_hash_ms"},
     "chaincode": {"request_access_tx_per_s_c32", "plain_tx_per_s_c32", "ratio_to_plain", "p99_ms_c8"},
-    "fabrication": {"rows_per_s_w1", "rows_per_s_w2", "seconds_1m_rows", "rule_validity", "sdv_rows_per_s"},
+    "fabrication": {"rows_per_s_w1", "rows_per_s_w2", "seconds_1m_rows", "rule_validity", "max_margin_all_tables"},
     "flow": {"flows_per_s_c1", "flows_per_s_c16", "p99_ms_c16", "cpu_ceiling_flows_per_s"},
     "ledger": {"committed_tx_per_s_c1", "committed_tx_per_s_c32", "p99_ms_c32", "evaluate_q_per_s",
                "ledger_verified", "cpu_ceiling_tx_per_s"},
