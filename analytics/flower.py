@@ -161,17 +161,121 @@ def _describe(record) -> dict[str, Any]:
     return {"kind": type(record).__name__, "keys": sorted(record.keys())}
 
 
+def _reporting(main: Callable) -> Callable:
+    """A ServerApp main that writes its failure to ``out-dir/error.txt`` (``Federation.run`` raises it)."""
+
+    def wrapped(grid, context) -> None:
+        try:
+            main(grid, context)
+        except BaseException as exc:
+            import traceback
+
+            out = Path(str(context.run_config["out-dir"]))
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "error.txt").write_text(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
+            raise
+
+    return wrapped
+
+
 def _make_apps():
     from flwr.clientapp import ClientApp
     from flwr.serverapp import ServerApp
 
     c, s = ClientApp(), ServerApp()
     c.train()(_client_train)
-    s.main()(_server_main)
+    s.main()(_reporting(_server_main))
     return c, s
 
 
 client_app, server_app = _make_apps()
+
+
+# --------------------------------------------------------------------------- secure aggregation (SecAgg+)
+
+
+#: SecAgg+ scales each update by rows / MAX_ROWS before quantising: a hospital's row count should not
+#: exceed it (quantisation step ≈ 4e-6 · MAX_ROWS / rows on each parameter).
+MAX_ROWS = 10_000
+
+
+def _secure_client_fn(context):
+    """A hospital's client for SecAgg+: the same training, its update masked by ``secaggplus_mod``."""
+    from flwr.app import ConfigRecord
+    from flwr.client import NumPyClient
+
+    class _Hospital(NumPyClient):
+        def fit(self, parameters, config):
+            config_ = train_config_from(context.run_config)
+            data, bounds = load_site(context.node_config)
+            client = Client(data, bounds, config_, name=str(context.node_config.get("hospital", "site")))
+            state = context.state.config_records.get("accountant")
+            if client.engine is not None and state is not None and state.get("steps"):
+                client.engine.accountant.history = [(float(state["noise"]), float(state["rate"]),
+                                                     int(state["steps"]))]
+            result = client.fit({"weight": parameters[0], "bias": parameters[1]})
+            if client.engine is not None:
+                h = client.engine.accountant.history
+                context.state.config_records["accountant"] = ConfigRecord(
+                    {"noise": float(h[0][0]), "rate": float(h[0][1]), "steps": sum(int(x[2]) for x in h)})
+            return ([result.parameters["weight"], result.parameters["bias"]], result.num_examples,
+                    {"epsilon-spent": result.epsilon_spent})
+
+    return _Hospital().to_client()
+
+
+def _secure_server_main(grid, context) -> None:
+    from flwr.common import ndarrays_to_parameters
+    from flwr.server import LegacyContext, ServerConfig
+    from flwr.server.strategy import FedAvg as LegacyFedAvg
+    from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
+
+    run = context.run_config
+    config = train_config_from(run)
+    out = Path(str(run["out-dir"]))
+    out.mkdir(parents=True, exist_ok=True)
+    nodes = int(run.get("min-nodes", 2))
+    rounds: list[dict[str, Any]] = []
+    started = [time.perf_counter()]
+
+    def aggregate(metrics: list[tuple[int, dict]]) -> dict:
+        now = time.perf_counter()
+        eps = max((float(m.get("epsilon-spent", 0.0)) for _, m in metrics), default=0.0)
+        rounds.append({"round": len(rounds) + 1, "seconds": now - started[0], "hospitals": len(metrics),
+                       "epsilon_spent": eps})
+        started[0] = now
+        (out / "progress.json").write_text(json.dumps(rounds))
+        return {"epsilon-spent": eps}
+
+    initial = get_parameters(make_model(int(run["features"])))
+    strategy = LegacyFedAvg(fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=nodes,
+                            min_available_clients=nodes, min_evaluate_clients=0,
+                            initial_parameters=ndarrays_to_parameters([initial["weight"], initial["bias"]]),
+                            fit_metrics_aggregation_fn=aggregate)
+    legacy = LegacyContext(context=context, config=ServerConfig(num_rounds=config.rounds), strategy=strategy)
+    if nodes < 3:
+        raise InvalidParameters("secure aggregation (SecAgg+) needs at least 3 hospitals")
+    # each hospital's mask is secret-shared with all; nodes − 1 shares rebuild a dropped one's mask.
+    # The server sees only the sum of the (quantised) updates.
+    DefaultWorkflow(fit_workflow=SecAggPlusWorkflow(num_shares=nodes, reconstruction_threshold=nodes - 1,
+                                                    max_weight=MAX_ROWS, clipping_range=8.0))(grid, legacy)
+    final = legacy.state.array_records["parameters"].to_numpy_ndarrays()
+    doc = {"parameters": {"weight": final[0].tolist(), "bias": final[1].tolist()}, "rounds": rounds,
+           "epsilon_spent": max((r["epsilon_spent"] for r in rounds), default=0.0), "wire": [{"secure": True}]}
+    (out / "result.json").write_text(json.dumps(doc))
+
+
+def _make_secure_apps():
+    from flwr.client.mod import secaggplus_mod
+    from flwr.clientapp import ClientApp
+    from flwr.serverapp import ServerApp
+
+    s = ServerApp()
+    s.main()(_reporting(_secure_server_main))
+    return ClientApp(client_fn=_secure_client_fn, mods=[secaggplus_mod]), s
+
+
+secure_client_app, secure_server_app = _make_secure_apps()
 
 
 # --------------------------------------------------------------------------- the engine on loopback
@@ -201,8 +305,8 @@ packages = ["."]
 publisher = "serums"
 
 [tool.flwr.app.components]
-serverapp = "serums_federated:server_app"
-clientapp = "serums_federated:client_app"
+serverapp = "serums_federated:{prefix}server_app"
+clientapp = "serums_federated:{prefix}client_app"
 
 [tool.flwr.app.config]
 {config}
@@ -212,9 +316,9 @@ clientapp = "serums_federated:client_app"
 #: The Flower App's module: the apps live in the installed ``analytics`` package.
 APP_MODULE = '''"""SERUMS federated toxicity predictor: Flower components from the installed analytics package."""
 
-from analytics.flower import client_app, server_app
+from analytics.flower import client_app, secure_client_app, secure_server_app, server_app
 
-__all__ = ["client_app", "server_app"]
+__all__ = ["client_app", "secure_client_app", "secure_server_app", "server_app"]
 '''
 
 
@@ -320,9 +424,10 @@ class Federation:
         self.procs.clear()
 
     # ----------------------------------------------------------------- one run
-    def run(self, config: TrainConfig, *, features: int, timeout: float = 900.0,
+    def run(self, config: TrainConfig, *, features: int, timeout: float = 900.0, secure: bool = False,
             on_round: Callable[[dict[str, Any]], None] | None = None) -> FederatedRun:
-        """Submit the app with ``flwr run`` and wait for the ServerApp's result."""
+        """Submit the app with ``flwr run`` and wait for the ServerApp's result. ``secure``: the
+        hospitals' updates are aggregated with Flower's SecAgg+ (the server sees only their sum)."""
         out = self.work / f"run-{int(time.time() * 1000)}"
         app = self.work / "app"
         if app.exists():
@@ -331,7 +436,7 @@ class Federation:
         cfg = {**run_config(config, out_dir=out, hospitals=len(self.sites)), "features": features}
         (app / "serums_federated.py").write_text(APP_MODULE)
         (app / "pyproject.toml").write_text(APP_PYPROJECT.format(
-            config="\n".join(f"{k} = {_toml_value(v)}" for k, v in cfg.items())))
+            prefix="secure_" if secure else "", config="\n".join(f"{k} = {_toml_value(v)}" for k, v in cfg.items())))
         home = Path(self.env["FLWR_HOME"])
         home.mkdir(parents=True, exist_ok=True)
         (home / "config.toml").write_text(
@@ -351,6 +456,9 @@ class Federation:
                                         f"(logs in {self.work})")
             if any(p.poll() is not None for p in self.procs):
                 raise EngineUnavailable(f"a Flower process exited during the run; see the logs in {self.work}")
+            if (out / "error.txt").exists():
+                first = (out / "error.txt").read_text().splitlines()[0]
+                raise EngineUnavailable(f"the ServerApp failed: {first} (details in {out / 'error.txt'})")
             progress = _read_json(out / "progress.json") or []
             for entry in progress[seen:]:
                 if on_round:

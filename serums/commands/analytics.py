@@ -34,6 +34,8 @@ def register(sub) -> None:
     tr.add_argument("--hospital", action="append", help="a hospital to include (repeatable; default: every vault)")
     tr.add_argument("--engine", choices=["flower", "inprocess"], default="flower",
                     help="flower: SuperLink + a SuperNode per hospital on loopback (default); inprocess: FedAvg here")
+    tr.add_argument("--secure", action="store_true",
+                    help="aggregate with Flower's SecAgg+ (the aggregator sees only the sum; 3+ hospitals)")
     tr.add_argument("--out", help="model JSON path (default <data dir>/analytics/toxicity-model.json)")
     tr.set_defaults(handler=_train)
 
@@ -142,7 +144,7 @@ def _train_with(args, config, hospitals, show):
 
     def federated():
         with Federation(Path(args.settings.data_dir) / "analytics" / "flower", sites) as fed:
-            return fed.run(config, features=len(FEATURES), on_round=show)
+            return fed.run(config, features=len(FEATURES), on_round=show, secure=args.secure)
 
     run = _run(federated)
     return run.parameters, run.epsilon_spent

@@ -105,3 +105,25 @@ def test_only_parameters_cross_the_wire(tmp_path):
                     for width in (len(row), 4):
                         assert np.asarray(row[:width], dtype=dtype).tobytes() not in wire
             assert repr(float(matrix[0, 0])).encode() not in wire
+
+
+def test_secure_aggregation_with_secagg_plus(tmp_path):
+    """Three hospitals, Flower's SecAgg+: the ServerApp gets only the sum; the model still learns."""
+    data, bounds = breast_cancer_dataset()
+    _, test = data.split(0.2, seed=0)
+    sites = [Site(f"hospital{i}", {"loader": "tests.analytics.flower_sites:breast_cancer_shard",
+                                   "shard": i, "shards": 3}) for i in range(3)]
+    with Federation(tmp_path, sites, env={"PYTHONPATH": ROOT}) as fed:
+        run = fed.run(TrainConfig(method="none", rounds=1, local_epochs=3), features=30, timeout=400, secure=True)
+    assert run.wire == [{"secure": True}] and run.rounds[0]["hospitals"] == 3
+    assert evaluate(run.parameters, scale(test.x, bounds), test.y).accuracy > 0.85
+
+
+def test_secure_aggregation_needs_three_hospitals(tmp_path):
+    from analytics import EngineUnavailable
+
+    sites = [Site(f"hospital{i}", {"loader": "tests.analytics.flower_sites:breast_cancer_shard",
+                                   "shard": i, "shards": 2}) for i in range(2)]
+    with Federation(tmp_path, sites, env={"PYTHONPATH": ROOT}) as fed, pytest.raises(EngineUnavailable) as e:
+        fed.run(TrainConfig(method="none", rounds=1, local_epochs=1), features=30, timeout=300, secure=True)
+    assert "at least 3 hospitals" in str(e.value)
