@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 import threading
@@ -84,7 +85,10 @@ class GatewaySettings:
       per-hospital SQLite files ``<data dir>/vaults/<hospital>/vault.db`` and ``<data dir>/auth.db``;
     - ``node_address``: the node's gRPC endpoint; None: the network's configured endpoint
       (``serums`` passes the running node's, from ``<data dir>/node.json`` when it is not stale);
-    - ``key_passphrase``: decrypts the network's private keys, derives the vaults' KEKs.
+    - ``key_passphrase``: decrypts the network's private keys, derives the vaults' KEKs;
+    - ``node_tls_ca``: PEM file of the CA of the endpoint's TLS certificate (a Fabric peer); None:
+      plaintext;
+    - ``engine``: ``embedded`` or ``fabric`` (what the ledger verification reads).
     """
 
     data_dir: Path
@@ -93,6 +97,8 @@ class GatewaySettings:
     key_passphrase: str | None = None
     ipfs_api: str | None = None
     auth_database_url: str | None = None
+    node_tls_ca: str | None = None
+    engine: str = "embedded"
 
     @property
     def postgres_url(self) -> str | None:
@@ -185,11 +191,31 @@ class Services:
 
     # ------------------------------------------------------------------ ledger access
 
+    def verify_ledger(self):
+        """Re-check the ledger of whichever engine runs: the embedded node's block stores, or every
+        Fabric peer's chain read through Deliver. ``ledger-unverifiable`` when there is none."""
+        from network import verify_ledger
+
+        if self.settings.engine == "fabric":
+            from network.fabric import FabricError, FabricNetwork, verify_fabric
+
+            try:
+                return verify_fabric(FabricNetwork(self.network), self.settings.key_passphrase)
+            except FabricError as exc:
+                raise P.Problem(P.TYPES["ledger-unverifiable"], exc.detail) from None
+        if not self.network.ledger_dir().exists():
+            raise P.Problem(P.TYPES["ledger-unverifiable"], f"no block store at {self.network.ledger_dir()}")
+        return verify_ledger(self.network)
+
     def channel(self) -> grpc.Channel:
         """One gRPC channel per process (re-created after a fork: channels do not survive one)."""
         with self._lock:
             if self._channel is None or self._channel_pid != os.getpid():
-                self._channel = grpc.insecure_channel(self.address, options=[
+                make: Any = grpc.insecure_channel
+                if self.settings.node_tls_ca:  # a Fabric peer (serums up --engine fabric)
+                    creds = grpc.ssl_channel_credentials(Path(self.settings.node_tls_ca).read_bytes())
+                    make = functools.partial(grpc.secure_channel, credentials=creds)
+                self._channel = make(self.address, options=[
                     ("grpc.max_receive_message_length", 100 * 1024 * 1024),
                     ("grpc.max_send_message_length", 100 * 1024 * 1024),
                     # a node restarted by its supervisor is reached again within 2 s (gRPC's default

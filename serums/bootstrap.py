@@ -6,7 +6,13 @@ first one wrote. Signed by each hospital's admin identity from the network direc
 
 from __future__ import annotations
 
+import grpc
+
 from network import GatewayError, NetworkConfig, connect
+
+#: where the set-up reaches the ledger: ``host:port`` of a plaintext endpoint, or an open gRPC channel
+#: (a TLS one to a Fabric peer, from ``serums up --engine fabric``)
+Ledger = str | grpc.Channel
 
 HOSPITAL_NAMES = {
     "lothian": "NHS Lothian - Edinburgh Cancer Centre",
@@ -38,12 +44,12 @@ DEFAULT_RULES = [
 DEFAULT_SETTINGS = {"max_grant_seconds": 12 * 3600, "break_glass_seconds": 4 * 3600}
 
 
-def _admin_network(cfg: NetworkConfig, hospital: str, address: str, passphrase: str | None):
+def _admin_network(cfg: NetworkConfig, hospital: str, address: Ledger, passphrase: str | None):
     ident, signer = cfg.load_user(hospital, "admin", passphrase)
     return connect(ident, signer, address).network(cfg.channel)
 
 
-def register_hospitals(cfg: NetworkConfig, address: str, passphrase: str | None = None) -> list[str]:
+def register_hospitals(cfg: NetworkConfig, address: Ledger, passphrase: str | None = None) -> list[str]:
     """Register every hospital of the network on chain (its admin signs). Returns the new ones."""
     added = []
     for h in cfg.hospitals:
@@ -59,7 +65,7 @@ def register_hospitals(cfg: NetworkConfig, address: str, passphrase: str | None 
     return added
 
 
-def publish_rules(cfg: NetworkConfig, address: str, passphrase: str | None = None) -> int:
+def publish_rules(cfg: NetworkConfig, address: Ledger, passphrase: str | None = None) -> int:
     """Publish the default generic rules and settings of every hospital that has none yet."""
     published = 0
     for h in cfg.hospitals:
@@ -101,7 +107,7 @@ def preference_profile(index: int, total: int) -> list[dict]:
     return []
 
 
-def register_patients(cfg: NetworkConfig, address: str, hospital: str, refs: list[str],
+def register_patients(cfg: NetworkConfig, address: Ledger, hospital: str, refs: list[str],
                       passphrase: str | None = None, workers: int = 8) -> dict[str, tuple]:
     """Enrol patients on chain the way a hospital does at admission: its CA issues each a
     certificate (CN and uid = the vault's pseudonymous reference) and its admin registers the
@@ -127,7 +133,7 @@ def register_patients(cfg: NetworkConfig, address: str, hospital: str, refs: lis
         return dict(r for r in pool.map(one, refs) if r is not None)
 
 
-def publish_preferences(cfg: NetworkConfig, address: str, identities: dict[str, tuple], order: list[str],
+def publish_preferences(cfg: NetworkConfig, address: Ledger, identities: dict[str, tuple], order: list[str],
                         workers: int = 8) -> int:
     """Each newly enrolled patient signs their own preferences (PreferenceContract is written only
     by the patient's identity). Returns how many preferences were written."""

@@ -33,6 +33,8 @@ VARIABLES: dict[str, str] = {
                            "unset: SQLite files in the data directory",
     "SERUMS_AUTH_DATABASE_URL": "the user directory's database, when it differs from SERUMS_DATABASE_URL",
     "SERUMS_NODE_ADDRESS": "the ledger node's gRPC endpoint (default: the running node's, else the network's)",
+    "SERUMS_NODE_TLS_CA": "PEM file of the CA of the ledger endpoint's TLS certificate (unset: plaintext); "
+                          "`serums up --engine fabric` sets it for its gateway",
     "SERUMS_KEY_PASSPHRASE": "decrypts the network's private keys and derives the vaults' KEKs",
     "SERUMS_IPFS_API": "kubo RPC API URL for blobs (unset: a filesystem blob store)",
     "SERUMS_CORS_ORIGINS": "comma-separated origins allowed to call the HTTP API from a browser (unset: none)",
@@ -82,6 +84,7 @@ class Settings:
     database_url: str | None = None
     auth_database_url: str | None = None
     node_address: str | None = None
+    node_tls_ca: str | None = None
     key_passphrase: str | None = None
     ipfs_api: str | None = None
     cors_origins: tuple[str, ...] = ()
@@ -121,6 +124,7 @@ class Settings:
             database_url=env.get("SERUMS_DATABASE_URL") or None,
             auth_database_url=env.get("SERUMS_AUTH_DATABASE_URL") or None,
             node_address=env.get("SERUMS_NODE_ADDRESS") or None,
+            node_tls_ca=env.get("SERUMS_NODE_TLS_CA") or None,
             key_passphrase=env.get("SERUMS_KEY_PASSPHRASE") or None,
             ipfs_api=env.get("SERUMS_IPFS_API") or None,
             cors_origins=tuple(o.strip() for o in (env.get("SERUMS_CORS_ORIGINS") or "").split(",") if o.strip()),
@@ -157,6 +161,7 @@ class Settings:
 
         values: dict[str, Any] = dict(
             data_dir=self.data_dir, database_url=self.postgres_url, node_address=self.running_node_address(),
+            node_tls_ca=self.node_tls_ca, engine=self.engine,
             key_passphrase=self.key_passphrase, ipfs_api=self.ipfs_api, auth_database_url=self.auth_database_url,
         )
         values.update(overrides)

@@ -121,12 +121,7 @@ def verify():
     """Re-check every peer's chain from its blocks: hash chain, data hashes, orderer and endorser
     signatures, endorsement policies, MVCC, validation codes, the state rebuilt from the blocks.
     ``ok`` false names the first inconsistency of each peer."""
-    from network import verify_ledger
-
     principal()
-    svc = services()
-    if not svc.network.ledger_dir().exists():
-        raise P.Problem(LEDGER_UNVERIFIABLE, f"no block store at {svc.network.ledger_dir()}")
-    report = verify_ledger(svc.network)
+    report = services().verify_ledger()
     return {"ok": report.ok, "orderer_height": report.orderer_height,
             "peers": {k: vars(v) for k, v in report.peers.items()}, "problems": [str(p) for p in report.problems]}

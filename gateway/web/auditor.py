@@ -105,14 +105,6 @@ def ledger():
     """Run the verification of every peer's chain (POST), or show the page (GET)."""
     report, problem = None, None
     if request.method == "POST":
-        def run():
-            from network import verify_ledger
-
-            svc = services()
-            if not svc.network.ledger_dir().exists():
-                raise P.Problem(P.TYPES["ledger-unverifiable"], f"no block store at {svc.network.ledger_dir()}")
-            return verify_ledger(svc.network)
-
-        report, problem = attempt(run)
+        report, problem = attempt(lambda: services().verify_ledger())
     return render_template("web_auditor/ledger.html", report=report, problem=problem,
                            checked_at=dt.datetime.now(dt.UTC).isoformat())

@@ -184,6 +184,23 @@ def _bundle(args) -> int:
     return 0
 
 
+def start_fabric(settings, cfg: NetworkConfig):
+    """``serums up --engine fabric``: the network up (or back up); returns it, the first hospital's
+    peer's address (the gateway everything reaches the ledger through) and its TLS CA file."""
+    import os
+
+    from network.fabric import FabricError, FabricNetwork, find_fabric_bin
+
+    try:
+        net = FabricNetwork(cfg, bin_dir=find_fabric_bin(os.environ.get("FABRIC_BIN")),
+                            passphrase=settings.key_passphrase, proposal_time_window_s=settings.max_proposal_skew_s)
+        net.up(timeout=300, progress=lambda m: print(f"        {m}", flush=True))
+    except FabricError as exc:
+        raise CommandError(exc.detail) from None
+    first = cfg.hospitals[0].name
+    return net, net.peer_address(first), str(net.org_dir(first) / "tlsca" / "ca.pem")
+
+
 @_one_line
 def verify_fabric_ledger(args):
     """``serums ledger verify --engine fabric``: every peer's chain read through Deliver."""

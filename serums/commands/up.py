@@ -21,6 +21,9 @@ import secrets
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+import grpc
 
 from network import (
     ChaincodeDefinition,
@@ -72,6 +75,8 @@ def register(sub) -> None:
     p.add_argument("--patients", type=int, default=933, help="patients to fabricate on first run (default 933)")
     p.add_argument("--seed", type=int, default=2021, help="fabrication seed")
     p.add_argument("--no-gateway", action="store_true", help="set everything up and run the node only")
+    p.add_argument("--engine", choices=["embedded", "fabric"],
+                   help="the ledger: the embedded node, or real Hyperledger Fabric (default: SERUMS_ENGINE)")
     p.set_defaults(handler=_up)
 
 
@@ -204,30 +209,43 @@ def _up(args) -> int:
         raise CommandError(f"--node-listen {args.node_listen}: that port is already in use")
     step(1, total, "network: three hospitals, each with its CA, peer and admin")
     cfg = ensure_network(settings)
+    engine = args.engine or settings.engine
     node_address = args.node_listen or cfg.endpoint
-    if not args.node_listen and port_in_use(*_split(node_address)):
+    if engine == "embedded" and not args.node_listen and port_in_use(*_split(node_address)):
         host = _split(node_address)[0]
         node_address = f"{host}:{free_port(host)}"
         print(f"        the network's endpoint {cfg.endpoint} is taken by another program; the node serves on "
               f"{node_address} (choose with --node-listen)", flush=True)
 
     sup = Supervisor(data / "logs")
+    fabric = None
+    tls_ca: str | None = None
+    ledger: Any = node_address  # what the set-up steps reach the ledger through
     try:
-        step(2, total, f"embedded node: peers, orderer and committers on {node_address}")
-        sup.spawn("node", [sys.executable, "-m", "serums", "--data-dir", str(data), "node", "--listen", node_address,
-                           "--lock-fd", str(lock.fd)],
-                  ready=node_ready(cfg, node_address, settings.key_passphrase), pass_fds=(lock.fd,),
-                  restart=RestartPolicy())
+        if engine == "fabric":
+            from .network import start_fabric
+
+            step(2, total, "Hyperledger Fabric: Raft orderer, a peer per hospital, chaincode servers (TLS)")
+            fabric, node_address, tls_ca = start_fabric(settings, cfg)
+            ledger = grpc.secure_channel(node_address, grpc.ssl_channel_credentials(Path(tls_ca).read_bytes()))
+            print(f"        gateway peer {node_address}", flush=True)
+        else:
+            step(2, total, f"embedded node: peers, orderer and committers on {node_address}")
+            sup.spawn("node", [sys.executable, "-m", "serums", "--data-dir", str(data), "node", "--listen",
+                               node_address, "--lock-fd", str(lock.fd)],
+                      ready=node_ready(cfg, node_address, settings.key_passphrase), pass_fds=(lock.fd,),
+                      restart=RestartPolicy())
 
         step(3, total, "hospitals and their generic rules (step 1)")
-        added = register_hospitals(cfg, node_address, settings.key_passphrase)
-        rules = publish_rules(cfg, node_address, settings.key_passphrase)
+        added = register_hospitals(cfg, ledger, settings.key_passphrase)
+        rules = publish_rules(cfg, ledger, settings.key_passphrase)
         print(f"        {len(added)} hospitals registered, {rules} rules published", flush=True)
 
         step(4, total, "vaults: one per hospital, with its service identity on chain")
         from gateway.services import Services
 
-        services = Services.open(settings.gateway_settings(node_address=node_address),
+        services = Services.open(settings.gateway_settings(node_address=node_address, node_tls_ca=tls_ca,
+                                                           engine=engine),
                                  auth_config=settings.auth_config())
         vaults = {h.name: services.ensure_vault(h.name) for h in cfg.hospitals}
 
@@ -260,9 +278,9 @@ def _up(args) -> int:
         written = 0
         enrolled = 0
         for hospital, refs in patient_refs.items():
-            ids = register_patients(cfg, node_address, hospital, refs, settings.key_passphrase)
+            ids = register_patients(cfg, ledger, hospital, refs, settings.key_passphrase)
             enrolled += len(ids)
-            written += publish_preferences(cfg, node_address, ids, refs)
+            written += publish_preferences(cfg, ledger, ids, refs)
         _demo_preferences(services, demo)
         treated = _treat(services, demo, patient_refs)
         print(f"        {enrolled} patients enrolled, {written} preferences, {treated} treating relationships",
@@ -274,6 +292,8 @@ def _up(args) -> int:
             return sup.wait()
         step(8, total, f"gateway: gunicorn with {args.workers} workers × {args.threads} threads on {args.listen}")
         env = {"SERUMS_DATA_DIR": str(data), "SERUMS_NODE_ADDRESS": node_address}
+        if tls_ca:
+            env.update(SERUMS_NODE_TLS_CA=tls_ca, SERUMS_ENGINE=engine)
         sup.spawn("gateway", [sys.executable, "-m", "gunicorn", "-c", "python:serums.gunicorn_conf", "-w",
                               str(args.workers), "--threads", str(args.threads), "-b", args.listen,
                               "--access-logfile", "-", "serums.wsgi:app"],
@@ -283,6 +303,9 @@ def _up(args) -> int:
         return sup.wait()
     finally:
         sup.stop_all()
+        if fabric is not None:
+            ledger.close()
+            fabric.down()  # exactly what this `up` started
         (data / "up.json").unlink(missing_ok=True)
         print("[up] stopped", flush=True)
 
