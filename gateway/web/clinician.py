@@ -46,7 +46,7 @@ def home():
 def redeem():
     """Step 3: the patient's share code → their pseudonymous id; then the request form."""
     code = request.form.get("code", "").strip()
-    found, problem = attempt(lambda: flow.redeem_share_code(services(), actor(), code))
+    found, problem = attempt(lambda: flow.redeem_share_code(services(), actor(), code, request.remote_addr))
     if problem is not None or found is None:
         return _home(problem, status_of(problem))
     patient_id, hospital = found
