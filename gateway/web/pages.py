@@ -19,6 +19,7 @@ bp = Blueprint("web", __name__, template_folder="templates", static_folder="stat
 install_filters(bp)
 
 CHALLENGE = "challenge"
+ENDED_APPROVALS = ("approval-denied", "approval-expired", "approval-not-found")
 
 
 def _safe_next(target: str | None) -> str | None:
@@ -79,16 +80,54 @@ def second_factor():
     if not pending:
         return redirect(url_for("web.sign_in"))
     if request.method == "GET":
-        return render_template("web/second_factor.html", username=pending["username"])
+        return render_template("web/second_factor.html", username=pending["username"], push=pending.get("approval"))
     code = request.form.get("code", "").replace(" ", "")
     kind = request.form.get("kind", "totp")
-    factor = {"recovery_code": code} if kind == "recovery" else {"totp_code": code}
+    if kind == "push" and pending.get("approval"):
+        factor = {"approval_id": pending["approval"]["id"]}
+    else:
+        factor = {"recovery_code": code} if kind == "recovery" else {"totp_code": code}
     result, problem = attempt(lambda: services().auth.complete_login(pending["token"], **factor))
     if problem is not None or result is None:
+        if problem is not None and problem.type.slug in ENDED_APPROVALS:  # offer a new approval request
+            pending.pop("approval", None)
+            session[CHALLENGE] = pending
         return render_template("web/second_factor.html", username=pending["username"], problem=problem,
-                               kind=kind), status_of(problem)
+                               kind=kind, push=pending.get("approval")), status_of(problem)
     S.sign_in(result)
     return redirect(pending.get("next") or url_for(S.home_endpoint(result.user.role)))
+
+
+@bp.post("/sign-in/push")
+def push():
+    """Ask this user's signed-in sessions to approve the login; this page shows the number to type there."""
+    pending = session.get(CHALLENGE)
+    if not pending:
+        return redirect(url_for("web.sign_in"))
+    req, problem = attempt(lambda: services().auth.request_approval(pending["token"]))
+    if req is not None:
+        pending["approval"] = {"id": req.approval_id, "match": req.match_code, "expires_at": req.expires_at}
+        session[CHALLENGE] = pending
+    return render_template("web/second_factor.html", username=pending["username"], problem=problem,
+                           push=pending.get("approval")), status_of(problem) if problem else 200
+
+
+@bp.route("/approvals", methods=["GET", "POST"])
+@S.signed_in
+def approvals():
+    """Sign-ins of mine waiting for this session's approval: type the number the new device shows."""
+    actor = S.current()
+    auth = services().auth
+    done, problem = None, None
+    if request.method == "POST":
+        approve = request.form.get("decision") == "approve"
+        _, problem = attempt(lambda: auth.decide_approval(actor.session_id, request.form.get("approval_id", ""),
+                                                         approve=approve, match_code=request.form.get("match_code")))
+        if problem is None:
+            done = "Approved: the other device is signing in." if approve else "Refused: that sign-in is stopped."
+    pending = auth.pending_approvals(actor.session_id)
+    return render_template("web/approvals.html", pending=pending, done=done, problem=problem), \
+        status_of(problem) if problem else 200
 
 
 @bp.post("/sign-out")
