@@ -85,22 +85,29 @@ def load_site(node_config: Mapping[str, Any]) -> tuple[Dataset, list[ColumnBound
 # --------------------------------------------------------------------------- the apps
 
 
-def _client_train(msg, context):
-    from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+def _fit_at_site(context, arrays: list[np.ndarray]) -> FitResult:
+    """Train this node's hospital from the global ``arrays``; the DP accountant's history lives in
+    the node's ``Context.state`` between rounds (each round may run in a fresh ClientApp process)."""
+    from flwr.app import ConfigRecord
 
-    config = train_config_from(context.run_config)
     data, bounds = load_site(context.node_config)
-    client = Client(data, bounds, config, name=str(context.node_config.get("hospital", "site")))
-    state = context.state.get("accountant") if "accountant" in context.state else None
+    client = Client(data, bounds, train_config_from(context.run_config),
+                    name=str(context.node_config.get("hospital", "site")))
+    state = context.state.config_records.get("accountant")
     if client.engine is not None and state is not None and state.get("steps"):
         client.engine.accountant.history = [(float(state["noise"]), float(state["rate"]), int(state["steps"]))]
-    arrays = msg.content["arrays"].to_numpy_ndarrays()
     result = client.fit({"weight": arrays[0], "bias": arrays[1]})
     if client.engine is not None:
-        steps = sum(int(h[2]) for h in client.engine.accountant.history)
-        first = client.engine.accountant.history[0]
-        context.state["accountant"] = ConfigRecord({"noise": float(first[0]), "rate": float(first[1]),
-                                                    "steps": steps})
+        history = client.engine.accountant.history
+        context.state.config_records["accountant"] = ConfigRecord(
+            {"noise": float(history[0][0]), "rate": float(history[0][1]), "steps": sum(int(h[2]) for h in history)})
+    return result
+
+
+def _client_train(msg, context):
+    from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
+
+    result = _fit_at_site(context, msg.content["arrays"].to_numpy_ndarrays())
     reply = RecordDict({
         "arrays": ArrayRecord([result.parameters["weight"], result.parameters["bias"]]),
         "metrics": MetricRecord({"num-examples": result.num_examples, "epsilon-spent": result.epsilon_spent,
@@ -109,15 +116,18 @@ def _client_train(msg, context):
     return Message(content=reply, reply_to=msg)
 
 
+def _server_setup(context) -> tuple[Mapping[str, Any], TrainConfig, Path, int]:
+    run = context.run_config
+    out = Path(str(run["out-dir"]))
+    out.mkdir(parents=True, exist_ok=True)
+    return run, train_config_from(run), out, int(run.get("min-nodes", 2))
+
+
 def _server_main(grid, context) -> None:
     from flwr.app import ArrayRecord
     from flwr.serverapp.strategy import FedAvg
 
-    run = context.run_config
-    config = train_config_from(run)
-    out = Path(str(run["out-dir"]))
-    out.mkdir(parents=True, exist_ok=True)
-    nodes = int(run.get("min-nodes", 2))
+    run, config, out, nodes = _server_setup(context)
     wire: list[dict[str, Any]] = []
     rounds: list[dict[str, Any]] = []
     started = [time.perf_counter()]
@@ -201,23 +211,11 @@ MAX_ROWS = 10_000
 
 def _secure_client_fn(context):
     """A hospital's client for SecAgg+: the same training, its update masked by ``secaggplus_mod``."""
-    from flwr.app import ConfigRecord
     from flwr.client import NumPyClient
 
     class _Hospital(NumPyClient):
         def fit(self, parameters, config):
-            config_ = train_config_from(context.run_config)
-            data, bounds = load_site(context.node_config)
-            client = Client(data, bounds, config_, name=str(context.node_config.get("hospital", "site")))
-            state = context.state.config_records.get("accountant")
-            if client.engine is not None and state is not None and state.get("steps"):
-                client.engine.accountant.history = [(float(state["noise"]), float(state["rate"]),
-                                                     int(state["steps"]))]
-            result = client.fit({"weight": parameters[0], "bias": parameters[1]})
-            if client.engine is not None:
-                h = client.engine.accountant.history
-                context.state.config_records["accountant"] = ConfigRecord(
-                    {"noise": float(h[0][0]), "rate": float(h[0][1]), "steps": sum(int(x[2]) for x in h)})
+            result = _fit_at_site(context, parameters)
             return ([result.parameters["weight"], result.parameters["bias"]], result.num_examples,
                     {"epsilon-spent": result.epsilon_spent})
 
@@ -230,11 +228,7 @@ def _secure_server_main(grid, context) -> None:
     from flwr.server.strategy import FedAvg as LegacyFedAvg
     from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 
-    run = context.run_config
-    config = train_config_from(run)
-    out = Path(str(run["out-dir"]))
-    out.mkdir(parents=True, exist_ok=True)
-    nodes = int(run.get("min-nodes", 2))
+    run, config, out, nodes = _server_setup(context)
     rounds: list[dict[str, Any]] = []
     started = [time.perf_counter()]
 
