@@ -302,6 +302,56 @@ def trail_csv(items: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
+# ----------------------------------------------------------------------------- the block explorer
+
+
+def _msp(serialized_identity: bytes) -> str:
+    from fabric_protos.msp import identities_pb2
+
+    ident = identities_pb2.SerializedIdentity()
+    try:
+        ident.ParseFromString(serialized_identity)
+    except Exception:  # noqa: BLE001 - an unreadable identity is shown as unknown
+        return "?"
+    return ident.mspid
+
+
+def block_view(block) -> dict[str, Any]:
+    """A committed block as an auditor reads it: header hashes, and per transaction its id, time,
+    creator, function, endorsers, validation code and chaincode event."""
+    from network import protocol
+
+    codes = protocol.transactions_filter(block)
+    txs = []
+    for i, tx in enumerate(protocol.parse_block_transactions(block)):
+        code = protocol.validation_code_name(codes[i]) if i < len(codes) else "?"
+        if tx is None:
+            txs.append({"index": i, "tx_id": "", "kind": "config or other", "validation": code})
+            continue
+        event = tx.event
+        txs.append({
+            "index": i, "tx_id": tx.tx_id, "at": tx.timestamp.isoformat(), "creator": _msp(tx.creator),
+            "function": tx.args[0].decode("utf-8", "replace") if tx.args else "", "validation": code,
+            "endorsers": [_msp(e.endorser) for e in tx.endorsements], "event": event.event_name if event else "",
+        })
+    return {"number": block.header.number, "data_hash": block.header.data_hash.hex(),
+            "previous_hash": block.header.previous_hash.hex(), "transactions": txs}
+
+
+def recent_blocks(services, actor: Actor, count: int = 10, before: int | None = None) -> dict[str, Any]:
+    """The ``count`` blocks below ``before`` (default: the newest), read over Deliver as the actor."""
+    network = actor.contract(services, "AuditContract").network
+    with network.block_events() as stream:  # from the newest block: the height
+        height = next(iter(stream)).header.number + 1
+    top = min(height, before if before is not None else height)
+    start = max(0, top - count)
+    blocks = []
+    if top > start:
+        with network.block_events(start_block=start, stop_block=top - 1) as stream:
+            blocks = [block_view(b) for b in stream]
+    return {"height": height, "blocks": list(reversed(blocks)), "next_before": start if start > 0 else None}
+
+
 __all__ = ["OWN_RECORD", "SHARE_CODE_ROLES", "Actor", "add_preference", "fetch_record", "mint_token", "mint_token_data", "own_record",
            "patient_trail", "redeem_share_code", "reinstate_user", "suspend_user", "release_data", "request_access", "revoke_grant",
            "trail_csv", "withdraw_preference"]

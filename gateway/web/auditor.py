@@ -108,3 +108,13 @@ def ledger():
         report, problem = attempt(lambda: services().verify_ledger())
     return render_template("web_auditor/ledger.html", report=report, problem=problem,
                            checked_at=dt.datetime.now(dt.UTC).isoformat())
+
+
+@bp.get("/blocks")
+def blocks():
+    """The block explorer: blocks newest first, each transaction with its creator, function,
+    endorsers, validation code and event."""
+    before = request.args.get("before", "")
+    page, problem = attempt(lambda: flow.recent_blocks(services(), actor(), 10,
+                                                       int(before) if before.isdigit() else None))
+    return render_template("web_auditor/blocks.html", page=page, problem=problem), status_of(problem) if problem else 200

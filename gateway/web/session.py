@@ -21,6 +21,7 @@ from flask.sessions import SecureCookieSessionInterface
 
 import auth
 
+from .. import problems as P
 from ..flow import Actor
 from ..security import services
 
@@ -122,8 +123,8 @@ def guard_area(blueprint: str):
         if actor is None:
             return sign_in_redirect()
         if actor.role not in AREAS[blueprint]:
-            abort(403, f"These pages are for {' or '.join(AREAS[blueprint])} users; you are signed in as a "
-                       f"{actor.role.replace('_', ' ')}.")
+            abort(403, f"These pages are for {' or '.join(AREAS[blueprint])} users; you are signed in as "
+                       f"{P.article(actor.role)} {actor.role.replace('_', ' ')}.")
         return None
 
     return check

@@ -136,6 +136,16 @@ def test_the_ten_step_flow_by_clicking(site, new_page):
     shot(auditor, "auditor-reviewed")
     auditor.get_by_text("The grant was revoked").wait_for()
 
+    # the block explorer shows the review's transaction, endorsed and valid
+    auditor.get_by_role("link", name="Blocks").click()
+    review = auditor.locator("tr", has_text="TransportContract:ReviewBreakGlass").first
+    assert "VALID" in review.inner_text() and "BreakGlassReviewed" in review.inner_text()
+    assert "LothianMSP" in review.inner_text()
+    shot(auditor, "auditor-blocks")
+    auditor.get_by_role("link", name="Ledger check").click()
+    auditor.get_by_role("button", name="Verify the ledger now").click()
+    assert "Consistent" in auditor.get_by_role("status").inner_text()
+
     # the nurse's token stops working (presented again from the nurse's browser, with its cookie)
     r = nurse.request.post("/clinician/record", form={"token": token, "csrf_token": csrf})
     assert r.status == 403, r.status

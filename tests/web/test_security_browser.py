@@ -140,7 +140,7 @@ MAIN_PAGES = {
     "patient": ["/patient/", "/patient/record", "/patient/preferences", "/patient/share", "/patient/access-log",
                 "/patient/grants"],
     "gp": ["/clinician/", "/clinician/request", "/clinician/requests", "/clinician/break-glass", "/notifications"],
-    "auditor": ["/auditor/trail", "/auditor/break-glass", "/auditor/ledger"],
+    "auditor": ["/auditor/trail", "/auditor/break-glass", "/auditor/ledger", "/auditor/blocks"],
     "admin": ["/hospital-admin/users", "/hospital-admin/rules", "/hospital-admin/invitations"],
 }
 
