@@ -526,11 +526,11 @@ class Services:
                 raise P.Problem(P.NOT_FOUND, f"treating: no user {other!r} on the ledger")
             if role == "patient":
                 if doc["role"] not in CLINICIAN_ROLES:
-                    raise auth.InvalidInput(f"treating: {other} is a {doc['role']}, not a clinician")
+                    raise auth.InvalidInput(f"treating: {other} is {P.article(doc['role'])} {doc['role']}, not a clinician")
                 pairs.append((me, other))
             else:
                 if doc["role"] != "patient":
-                    raise auth.InvalidInput(f"treating: {other} is a {doc['role']}, not a patient")
+                    raise auth.InvalidInput(f"treating: {other} is {P.article(doc['role'])} {doc['role']}, not a patient")
                 if self.hospital_of(doc["hospital"]) != hospital:
                     raise auth.InvalidInput(f"treating: patient {other} belongs to another hospital, whose admin "
                                             "records their treating relationships")
