@@ -1,4 +1,5 @@
-"""The whole stack as users meet it: a real embedded node process (``python -m serums node``), a
+"""The whole stack as users meet it: a real embedded node process (``python -m serums node``) — or,
+for the modules parametrised over ``ENGINES``, a real Fabric network as well — a
 real gunicorn with two workers serving ``serums.wsgi:app``, and httpx as the client.
 
 The stack is set up once per test session: the network (three hospitals, the ``serums``
@@ -80,18 +81,39 @@ class Stack:
         return self.world.services
 
 
+#: a module runs its tests on both ledgers with ``pytestmark = pytest.mark.parametrize("stack", ENGINES,
+#: indirect=True)``; real Fabric: a Raft orderer, a peer per hospital, the chaincode on our shim, TLS
+ENGINES = ["embedded", pytest.param("fabric", marks=pytest.mark.fabric)]
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory) -> Iterator[Stack]:
-    data_dir = tmp_path_factory.mktemp("e2e")
-    init_data_dir(data_dir)
-    node_address = f"127.0.0.1:{free_port()}"
-    node = start_node(data_dir, node_address, data_dir / "node.log")
+def stack(request, tmp_path_factory) -> Iterator[Stack]:
+    engine = getattr(request, "param", "embedded")
+    data_dir = tmp_path_factory.mktemp(f"e2e-{engine}")
+    cfg = init_data_dir(data_dir)
+    node = net = None
+    tls_ca: str | None = None
+    if engine == "fabric":
+        from network.fabric import FabricNetwork
+        from tests.conftest import fabric_bin
+
+        net = FabricNetwork(cfg, bin_dir=fabric_bin(), batch_timeout_ms=10)
+        net.up(timeout=300)  # (a failed up stops what it started)
+        node_address = net.peer_address(cfg.hospitals[0].name)
+        tls_ca = str(net.org_dir(cfg.hospitals[0].name) / "tlsca" / "ca.pem")
+    else:
+        node_address = f"127.0.0.1:{free_port()}"
+        node = start_node(data_dir, node_address, data_dir / "node.log")
     services = gunicorn = client = None
     try:
         env = {**os.environ, **FAST_ARGON, "SERUMS_DATA_DIR": str(data_dir), "SERUMS_NODE_ADDRESS": node_address}
-        for var in ("SERUMS_DATABASE_URL", "SERUMS_AUTH_DATABASE_URL", "SERUMS_KEY_PASSPHRASE", "SERUMS_IPFS_API"):
+        for var in ("SERUMS_DATABASE_URL", "SERUMS_AUTH_DATABASE_URL", "SERUMS_KEY_PASSPHRASE", "SERUMS_IPFS_API",
+                    "SERUMS_NODE_TLS_CA", "SERUMS_ENGINE"):
             env.pop(var, None)
-        services = Services.open(GatewaySettings(data_dir, node_address=node_address),
+        if tls_ca:
+            env.update(SERUMS_NODE_TLS_CA=tls_ca, SERUMS_ENGINE=engine)
+        services = Services.open(GatewaySettings(data_dir, node_address=node_address, node_tls_ca=tls_ca,
+                                                 engine=engine),
                                  auth_config=AuthConfig.from_env(data_dir, env=env))
         world = provision(services)
         port = free_port()
@@ -106,4 +128,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
             _stop(gunicorn)
         if services is not None:
             services.close()
-        _stop(node, signal.SIGINT)
+        if node is not None:
+            _stop(node, signal.SIGINT)
+        if net is not None:
+            net.down()

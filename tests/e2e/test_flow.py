@@ -17,7 +17,10 @@ import pytest
 
 from tests.gateway.stack import Account, enrol
 
-from .conftest import Stack
+from .conftest import ENGINES, Stack
+
+#: the whole flow on both ledgers: the embedded node and real Hyperledger Fabric
+pytestmark = pytest.mark.parametrize("stack", ENGINES, indirect=True)
 
 CLINICAL = {"admissions", "conditions", "procedures", "oncology.diagnosis", "oncology.treatment", "oncology.toxicity",
             "comorbidities"}
