@@ -528,7 +528,15 @@ def max_components(n: int, min_support: int = MIN_SUPPORT) -> int:
 def mixture_labels(z: np.ndarray, components: int | str, min_support: int = MIN_SUPPORT, seed: int = 0) -> np.ndarray:
     """Component of each row: a Gaussian mixture on the copula scale (scikit-learn), the number of
     components given or chosen by 3-fold held-out log-likelihood; components with fewer than
-    ``min_support`` rows are merged into the component most probable for their rows."""
+    ``min_support`` rows are merged into the component most probable for their rows. The small
+    matrix algebra runs on one BLAS thread (many threads only contend on a busy machine)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return _mixture_labels(z, components, min_support, seed)
+
+
+def _mixture_labels(z: np.ndarray, components: int | str, min_support: int, seed: int) -> np.ndarray:
     from sklearn.mixture import GaussianMixture
     from sklearn.model_selection import KFold
 
@@ -540,7 +548,7 @@ def mixture_labels(z: np.ndarray, components: int | str, min_support: int = MIN_
         rng = np.random.default_rng(seed)
         zs = z[rng.choice(n, SELECT_ROWS, replace=False)] if n > SELECT_ROWS else z
         ks = sorted({k for k in (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24) if k <= min(kmax, max_components(len(zs), min_support))})
-        best = (-np.inf, 1)
+        best, worse = (-np.inf, 1), 0
         for k in ks:
             ll = []
             for tr, te in KFold(3, shuffle=True, random_state=seed).split(zs):
@@ -551,9 +559,11 @@ def mixture_labels(z: np.ndarray, components: int | str, min_support: int = MIN_
                     break  # a large table: one held-out third of the sample is enough
             score = float(np.mean(ll))
             if score > best[0]:
-                best = (score, k)
-            elif k > 2 * best[1] + 2:
-                break  # the held-out likelihood has peaked
+                best, worse = (score, k), 0
+            else:
+                worse += 1
+                if worse >= 2:
+                    break  # the held-out likelihood has peaked
         k = best[1] if n <= SELECT_ROWS else int(min(kmax, round(best[1] * min(2.0, (n / SELECT_ROWS) ** 0.25))))
     else:
         k = int(min(max(int(components), 1), kmax))
@@ -886,29 +896,58 @@ def _conditional_continuous(cols: dict[str, dict], facts: dict[str, dict], targe
 
 
 def _leaves(tree, feats) -> list[tuple[list[str], int]]:
-    """(path conditions as expressions, node id) for every leaf of a fitted tree."""
+    """(path conditions as expressions, node id) for every leaf of a fitted tree. A path states each
+    column once: the tightest bounds of a number, the remaining values of a category (``==`` for
+    one, ``not in`` when that is shorter), thresholds written with 6 significant digits."""
     t = tree.tree_
     out: list[tuple[list[str], int]] = []
 
-    def cond(j: int, thr: float, left: bool) -> str:
-        name, kind, values, labels_ = feats[j]
-        if kind == "code":
-            codes = [k for k in range(len(labels_)) if (k <= thr) == left]
-            return f"{name} in [{', '.join(_literal(labels_[k]) for k in codes)}]"
-        if kind == "bool":
-            return name if not left else f"not {name}"
-        if kind == "date":
-            day = int(np.floor(thr))
-            return f"{name} {'<=' if left else '>'} date('{np.datetime64(day, 'D')}')"
-        return f"{name} {'<=' if left else '>'} {_num(thr)}"
+    def render(state: dict[int, Any]) -> list[str]:
+        parts = []
+        for j in sorted(state):
+            name, kind, _values, labels_ = feats[j]
+            v = state[j]
+            if kind == "code":
+                keep = sorted(v)
+                if len(keep) == 1:
+                    parts.append(f"{name} == {_literal(labels_[keep[0]])}")
+                else:
+                    drop = [k for k in range(len(labels_)) if k not in v]
+                    if len(drop) < len(keep):
+                        parts.append(f"{name} not in [{', '.join(_literal(labels_[k]) for k in drop)}]")
+                    else:
+                        parts.append(f"{name} in [{', '.join(_literal(labels_[k]) for k in keep)}]")
+            elif kind == "bool":
+                parts.append(name if v else f"not {name}")
+            else:
+                lo, hi = v
+                show = (lambda x: f"date('{np.datetime64(int(np.floor(x)), 'D')}')") if kind == "date" else (
+                    lambda x: str(_num(float(f"{x:.6g}"))))
+                if lo is not None:
+                    parts.append(f"{name} > {show(lo)}")
+                if hi is not None:
+                    parts.append(f"{name} <= {show(hi)}")
+        return parts
 
-    def walk(node: int, path: list[str]) -> None:
+    def step(state: dict[int, Any], j: int, thr: float, left: bool) -> dict[int, Any]:
+        name, kind, _values, labels_ = feats[j]
+        new = dict(state)
+        if kind == "code":
+            new[j] = {k for k in new.get(j, set(range(len(labels_)))) if (k <= thr) == left}
+        elif kind == "bool":
+            new[j] = not left
+        else:
+            lo, hi = new.get(j, (None, None))
+            new[j] = (lo, thr if hi is None else min(hi, thr)) if left else (thr if lo is None else max(lo, thr), hi)
+        return new
+
+    def walk(node: int, state: dict[int, Any]) -> None:
         if t.children_left[node] == -1:
-            out.append((path, node))
+            out.append((render(state), node))
             return
         j, thr = int(t.feature[node]), float(t.threshold[node])
-        walk(int(t.children_left[node]), [*path, cond(j, thr, True)])
-        walk(int(t.children_right[node]), [*path, cond(j, thr, False)])
+        walk(int(t.children_left[node]), step(state, j, thr, True))
+        walk(int(t.children_right[node]), step(state, j, thr, False))
 
-    walk(0, [])
+    walk(0, {})
     return out

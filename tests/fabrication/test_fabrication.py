@@ -382,7 +382,7 @@ def test_plan_refinement_reaches_every_kind_of_column():
     group = rng.choice(["a", "b"], n)
     df = pd.DataFrame({"x": np.where(group == "a", rng.normal(0, 1, n), rng.normal(5, 1, n)),
                        "y": rng.normal(0, 1, n), "group": group, "flag": rng.random(n) < 0.3})
-    spec = profile(df, name="t", check=False)
+    spec = profile(df, name="t", check=False, components=2)
     assert "cases" in spec["tables"]["t"]["columns"]["x"]  # a mixture / cases column
     settings = {"components": "auto", "conditional": set(), "leaf_support": {}}
     tried: set = set()
@@ -391,7 +391,8 @@ def test_plan_refinement_reaches_every_kind_of_column():
     assert first[0].startswith("x: leaves the copula") and first[1].startswith("group: decision-tree leaves of ≥ 15")
     second = plan_refinement(spec, "t", feats, settings, tried)
     assert second[0].startswith("x: regression-tree leaves of ≥ 15") and "group: decision-tree leaves of ≥ 10" in second[1]
-    refined = profile(df, name="t", conditional=settings["conditional"], leaf_support=settings["leaf_support"])
+    refined = profile(df, name="t", components=2, conditional=settings["conditional"],
+                      leaf_support=settings["leaf_support"])
     x_cases = refined["tables"]["t"]["columns"]["x"]["cases"]
     assert any("when" in c for c in x_cases) and all("x" not in r.get("correlation", {}).get("columns", [])
                                                     for r in refined["tables"]["t"]["rules"])
