@@ -562,6 +562,28 @@ def fix_increasing(rule: Rule, t: Table, td: TableData) -> int:
     return changed
 
 
+def _label(col: Column, v) -> str:
+    """A stored value as the user wrote it (a category's name, not its code)."""
+    if col.type == E.T.CATEGORICAL:
+        return str((col.categories or ())[int(v)])
+    if col.type == E.T.BOOL:
+        return str(bool(v))
+    if col.type == E.T.DATE:
+        return str(E.days_to_iso(np.array([v]))[0])
+    v = v.item() if hasattr(v, "item") else v
+    return str(v)
+
+
+def coverage_labels(rule: Rule, t: Table, group: tuple, combos: list[tuple] | None = None) -> tuple[str, list[str]]:
+    """A coverage group and combinations in labels: (``site = 'a'``, [``regimen = 'TC'`` …])."""
+    per = rule.params["per"]
+    g = ", ".join(f"{c} = {_label(t.columns[c], v)!r}" for c, v in zip(per, group, strict=True)) or "the whole table"
+    cols = rule.params["columns"]
+    shown = [" × ".join(f"{c} = {_label(t.columns[c], v)!r}" for c, v in zip(cols, cmb, strict=True))
+             for cmb in combos or []]
+    return g, shown
+
+
 def coverage_missing(rule: Rule, t: Table, td: TableData, rows: np.ndarray | None = None):
     """{group key: list of missing combinations} (combinations as tuples of codes)."""
     cols = rule.params["columns"]

@@ -151,7 +151,7 @@ def _jsonable(o):
 
 def build_report(project: Project, data: dict[str, TableData], repair: dict[str, RepairStats] | None = None) -> Report:
     from .engine import duplicated_rows
-    from .generate import check_increasing, check_rule, coverage_missing
+    from .generate import check_increasing, check_rule, coverage_labels, coverage_missing
 
     rows = {n: td.n for n, td in data.items() if project.tables[n].output}
     rep = Report(project.name, rows)
@@ -188,8 +188,10 @@ def build_report(project: Project, data: dict[str, TableData], repair: dict[str,
                 rr.passed = rr.checked - total_missing if missing else 1
                 if missing:
                     g, (miss, members, total) = next(iter(missing.items()))
-                    rr.detail = (f"{total_missing} combination(s) missing in {groups} group(s), e.g. group {g}: "
-                                 f"{len(members)} rows for {total} combinations")
+                    where, shown = coverage_labels(r, t, g, list(miss)[:3])
+                    rr.detail = (f"{total_missing} combination(s) missing in {groups} group(s), e.g. where {where}: "
+                                 f"{'; '.join(shown)}{' …' if len(miss) > 3 else ''} "
+                                 f"({len(members)} rows for {total} combinations)")
             elif r.kind == "null_ratio":
                 m = td.null(r.columns[0])
                 got = float(m.mean()) if m is not None and td.n else 0.0

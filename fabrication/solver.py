@@ -559,15 +559,15 @@ class TableRepair:
     # ------------------------------------------------------------------ coverage
     def cover(self, rule: Rule, rng: np.random.Generator) -> set[str]:
         """Make every combination appear (per group) by changing the fewest, cheapest rows."""
-        from .generate import coverage_missing
+        from .generate import coverage_labels, coverage_missing
 
         cols = rule.params["columns"]
         missing = coverage_missing(rule, self.t, self.td)
         changed: set[str] = set()
         for g, (miss, members, total) in missing.items():
             if len(members) < total:
-                log.info("%s: group %s has %d rows for %d combinations; left to the final check",
-                         rule.name, g, len(members), total)
+                log.info("%s: %s has %d rows for %d combinations; left to the final check",
+                         rule.name, coverage_labels(rule, self.t, g)[0], len(members), total)
                 continue
             combos = np.stack([self.td.values[c][members].astype(np.int64) for c in cols], axis=1)
             keys, counts = np.unique(combos, axis=0, return_counts=True)
@@ -596,7 +596,8 @@ class TableRepair:
             csp = self.build(cand, free, self.rules, extra=extra)
             if csp is None or not self.solve(csp, cand):
                 # left to the final diagnostic on the merged table (another batch may cover it)
-                log.warning("%s: could not cover %d combination(s) in group %s of this batch", rule.name, len(miss), g)
+                log.warning("%s: could not cover %s where %s in this batch", rule.name,
+                            "; ".join(coverage_labels(rule, self.t, g, list(miss))[1]), coverage_labels(rule, self.t, g)[0])
                 continue
             changed.update(csp.var_cols)
         return changed

@@ -119,3 +119,25 @@ def test_privacy_report_catches_copies_and_passes_the_profile():
     rep = privacy_evaluation(real, seed=1)
     assert rep.exact_copies == 0 and rep.mia_auc <= 0.6, rep
     assert 0.3 <= rep.closer_to_train_share <= 0.7
+
+
+def test_coverage_failure_names_labels_not_codes():
+    from fabrication import FabricationError
+
+    text = """
+name: cov
+seed: 1
+tables:
+  t:
+    rows: 6
+    columns:
+      site: {type: categorical, categories: [north, south], distribution: {kind: categorical, weights: [1, 1]}}
+      regimen: {type: categorical, categories: [AC, TC, FEC, EC], distribution: {kind: categorical, weights: [1, 1, 1, 1]}}
+    rules:
+      - {coverage: {columns: [regimen], per: [site]}}
+"""
+    with pytest.raises(FabricationError) as err:
+        fabricate(compile_project(text))
+    msg = str(err.value)
+    assert "site = 'north'" in msg or "site = 'south'" in msg
+    assert "regimen = '" in msg and "np.int64" not in msg and "(0,)" not in msg
