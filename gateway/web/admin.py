@@ -124,3 +124,53 @@ def invite():
     invitation, problem = attempt(run)
     return render_template("web_admin/invitations.html", invitation=invitation, problem=problem,
                            form=form), status_of(problem) if problem else 200
+
+
+# ----------------------------------------------------------------------------- treating relationships
+
+
+def _patient_id(value: str) -> str:
+    """A patient by CHI (found in our vault) or by their pseudonymous id."""
+    value = value.strip()
+    if services().auth.get_user(value) is not None:
+        return value
+    return services().vault(actor().hospital).find_patient(value)
+
+
+def _treatments(patient: str = "", problem=None, done=None, status: int = 200):
+    records = []
+    if patient and problem is None:
+        records, problem = attempt(lambda: L.evaluate(actor().contract(services(), "UserContract"), "ListTreatments",
+                                                      _patient_id(patient)))
+    return render_template("web_admin/treatments.html", patient=patient, records=records or [], problem=problem,
+                           done=done), status if problem is None else status_of(problem)
+
+
+@bp.get("/treatments")
+def treatments():
+    return _treatments(request.args.get("patient", ""))
+
+
+@bp.post("/treatments")
+def add_treatment():
+    form = request.form
+
+    def run():
+        clinician = services().auth.find_user(form.get("clinician", "").strip())
+        if clinician is None:
+            raise P.Problem(P.NOT_FOUND, f"nobody is called {form.get('clinician', '')!r}")
+        return L.submit(actor().contract(services(), "UserContract"), "AddTreatment",
+                        _patient_id(form.get("patient", "")), clinician.user_id, "", "")
+
+    tx, problem = attempt(run)
+    return _treatments(form.get("patient", ""), problem,
+                       None if problem else f"Recorded in transaction {tx.transaction_id[:16]}…")
+
+
+@bp.post("/treatments/end")
+def end_treatment():
+    form = request.form
+    tx, problem = attempt(lambda: L.submit(actor().contract(services(), "UserContract"), "EndTreatment",
+                                           _patient_id(form.get("patient", "")), form.get("clinician_id", "")))
+    return _treatments(form.get("patient", ""), problem,
+                       None if problem else "Ended: the clinician's grants that rested on it were revoked.")

@@ -141,7 +141,8 @@ MAIN_PAGES = {
                 "/patient/grants"],
     "gp": ["/clinician/", "/clinician/request", "/clinician/requests", "/clinician/break-glass", "/notifications"],
     "auditor": ["/auditor/trail", "/auditor/break-glass", "/auditor/ledger", "/auditor/blocks"],
-    "admin": ["/hospital-admin/users", "/hospital-admin/rules", "/hospital-admin/invitations"],
+    "admin": ["/hospital-admin/users", "/hospital-admin/rules", "/hospital-admin/invitations",
+              "/hospital-admin/treatments"],
 }
 
 
