@@ -21,6 +21,7 @@ from typing import Any
 from .data import TableData, TableEnv
 from .engine import FabricationResult, fabricate
 from .generate import FabricationError, UnsatisfiableRuleError
+from .masking import MaskingError, mask_frame
 from .model import Project, load_project, packaged_projects
 from .privacy import PrivacyReport, privacy_evaluation, privacy_report
 from .profiler import profile
@@ -30,7 +31,8 @@ from .verify import VerifyError, VerifyReport, iterate, verify
 from .writers import OutputError, VaultSink, VaultWriter, open_target, records, writers_from_project
 
 #: exceptions whose message is a complete one-line explanation for the user
-USER_ERRORS: tuple[type[BaseException], ...] = (ProjectError, FabricationError, OutputError, VerifyError, InputError)
+USER_ERRORS: tuple[type[BaseException], ...] = (ProjectError, FabricationError, OutputError, VerifyError, InputError,
+                                                 MaskingError)
 
 
 def write_vault(result: FabricationResult, sink: VaultSink) -> str:
@@ -86,7 +88,7 @@ def sample_rule(project: Project | str, rule: str, n: int = 10, seed: int | None
 
 __all__ = [
     "FabricationError", "FabricationResult", "OutputError", "PrivacyReport", "Project", "ProjectError", "TableData",
-    "USER_ERRORS", "InputError", "VerifyError", "privacy_evaluation", "privacy_report", "read_table",
+    "USER_ERRORS", "InputError", "MaskingError", "VerifyError", "mask_frame", "privacy_evaluation", "privacy_report", "read_table",
     "UnsatisfiableRuleError", "VaultSink", "VerifyReport", "fabricate", "fabricate_edinburgh", "iterate",
     "load_project", "open_target", "packaged_projects", "profile", "records", "sample_rule", "verify",
     "write_vault", "writers_from_project",

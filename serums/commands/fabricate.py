@@ -5,6 +5,7 @@
     serums fabricate profile DATA [--out project.yaml] [--name NAME]
     serums fabricate verify REAL FABRICATED [--project P] [--holdout H] [--iterate] [--rounds 3] [--json]
     serums fabricate privacy DATA [--seed S] [--json]
+    serums fabricate mask SOURCE --rules masking.yaml --out TARGET [--table T] [--key-file K] [--mix PROJECT]
     serums fabricate validate PROJECT
 
 PROJECT is a YAML file or a packaged project name (``edinburgh``). A first argument that is not one
@@ -18,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-ACTIONS = ("sample", "profile", "verify", "validate", "privacy", "run")
+ACTIONS = ("sample", "profile", "verify", "validate", "privacy", "mask", "run")
 
 
 def register(sub) -> None:
@@ -29,7 +30,10 @@ def register(sub) -> None:
     p.add_argument("--rows", action="append", help="root-table rows: N, or TABLE=N (repeatable)")
     p.add_argument("--out", help="directory (CSV), .json, .xlsx, .sqlite, postgresql+psycopg://…, mqtt://host:port/topic")
     p.add_argument("--format", choices=["csv", "json", "xml", "xlsx", "sqlite", "postgresql", "mqtt"])
-    p.add_argument("--table", help="(profile, verify, privacy) the table to read from a database URL")
+    p.add_argument("--table", help="(profile, verify, privacy, mask) the table to read from a database URL")
+    p.add_argument("--rules", help="(mask) YAML: column → substitute | shuffle | fpe | keep | drop")
+    p.add_argument("--key-file", default="masking.key", help="(mask) hex key file, created (0600) when missing")
+    p.add_argument("--mix", help="(mask) also write this project's fabricated rows (mixed real + fabricated)")
     p.add_argument("--schema", help="PostgreSQL schema for the tables")
     p.add_argument("--if-exists", default="replace", choices=["replace", "append", "fail"])
     p.add_argument("--workers", type=int, default=1, help="worker processes (output is the same for any count)")
@@ -54,7 +58,7 @@ def _dispatch(args) -> int:
     else:
         action, rest = "run", [args.target, *args.args]
     handler = {"run": _run, "sample": _sample, "profile": _profile, "verify": _verify, "validate": _validate,
-               "privacy": _privacy}[action]
+               "privacy": _privacy, "mask": _mask}[action]
     from fabrication import USER_ERRORS
     from serums.cli import CommandError
 
@@ -256,6 +260,40 @@ def _privacy(args, rest) -> int:
         Console().print(f"profiled a random half ({report.rows_train} rows), fabricated {report.rows_fabricated}, "
                         f"attacked with the other half ({report.rows_holdout} rows) as non-members")
         report.render(Console())
+    return 0
+
+
+def _mask(args, rest) -> int:
+    import os
+    import secrets
+
+    import yaml
+
+    from fabrication import fabricate, load_project
+    from fabrication.masking import move
+    from serums.cli import CommandError
+
+    (source,) = _need(rest, 1, "mask SOURCE --rules masking.yaml --out TARGET [--table T] [--mix PROJECT]")
+    if not args.rules or not args.out:
+        raise CommandError("mask needs --rules masking.yaml and --out TARGET", code=2)
+    try:
+        rules = yaml.safe_load(Path(args.rules).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise CommandError(f"cannot read the masking rules {args.rules}: {exc}") from None
+    if not isinstance(rules, dict):
+        raise CommandError(f"{args.rules}: give a mapping column → method")
+    kp = Path(args.key_file)
+    if not kp.exists():
+        fd = os.open(kp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    key = bytes.fromhex(kp.read_text().strip())
+    mixed = None
+    if args.mix:
+        project = load_project(args.mix)
+        res = fabricate(project, rows=_rows(args.rows), seed=args.seed)
+        mixed = res.frame(next(t.name for t in project.roots))
+    print(move(source, args.out, rules, key, table=args.table, fabricated=mixed))
     return 0
 
 
