@@ -155,19 +155,3 @@ def _substitute(df: pd.DataFrame, col: str, text: pd.Series, opts: dict, key: by
         names = female if s in FEMALE else male if s in MALE else female + male
         out.append(substitute(v, key, col, names))
     return out
-
-
-def move(source: str, target: str, rules: Mapping[str, Any], key: bytes, *, table: str | None = None,
-         fabricated: pd.DataFrame | None = None) -> str:
-    """Move/transform mode: read a real table, apply the masking rules, write it to ``target`` (any
-    output ``open_target`` takes). With ``fabricated`` rows the target gets both (mixed mode), with
-    a ``source`` column saying which is which."""
-    from .sources import read_table
-    from .writers import open_target
-
-    real = read_table(source, table)
-    masked = mask_frame(real, rules, key)
-    name = table or "masked"
-    if fabricated is not None:
-        masked = pd.concat([masked.assign(source="real"), fabricated.assign(source="fabricated")], ignore_index=True)
-    return open_target(target).write({name: masked})

@@ -6,6 +6,7 @@
     serums fabricate verify REAL FABRICATED [--project P] [--holdout H] [--iterate] [--rounds 3] [--json]
     serums fabricate privacy DATA [--seed S] [--json]
     serums fabricate mask SOURCE --rules masking.yaml --out TARGET [--table T] [--key-file K] [--mix PROJECT]
+    serums fabricate inflate DATABASE_URL --table T --rows N [--seed S]
     serums fabricate validate PROJECT
 
 PROJECT is a YAML file or a packaged project name (``edinburgh``). A first argument that is not one
@@ -19,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-ACTIONS = ("sample", "profile", "verify", "validate", "privacy", "mask", "run")
+ACTIONS = ("sample", "profile", "verify", "validate", "privacy", "mask", "inflate", "run")
 
 
 def register(sub) -> None:
@@ -58,7 +59,7 @@ def _dispatch(args) -> int:
     else:
         action, rest = "run", [args.target, *args.args]
     handler = {"run": _run, "sample": _sample, "profile": _profile, "verify": _verify, "validate": _validate,
-               "privacy": _privacy, "mask": _mask}[action]
+               "privacy": _privacy, "mask": _mask, "inflate": _inflate}[action]
     from fabrication import USER_ERRORS
     from serums.cli import CommandError
 
@@ -270,7 +271,7 @@ def _mask(args, rest) -> int:
     import yaml
 
     from fabrication import fabricate, load_project
-    from fabrication.masking import move
+    from fabrication.modes import move
     from serums.cli import CommandError
 
     (source,) = _need(rest, 1, "mask SOURCE --rules masking.yaml --out TARGET [--table T] [--mix PROJECT]")
@@ -294,6 +295,20 @@ def _mask(args, rest) -> int:
         res = fabricate(project, rows=_rows(args.rows), seed=args.seed)
         mixed = res.frame(next(t.name for t in project.roots))
     print(move(source, args.out, rules, key, table=args.table, fabricated=mixed))
+    return 0
+
+
+def _inflate(args, rest) -> int:
+    from fabrication.modes import inflate
+    from serums.cli import CommandError
+
+    (url,) = _need(rest, 1, "inflate DATABASE_URL --table T --rows N")
+    n = _rows(args.rows)
+    if not args.table or not isinstance(n, int):
+        raise CommandError("inflate needs --table T and --rows N", code=2)
+    if "://" not in url and Path(url).suffix.lower() in (".sqlite", ".db", ".sqlite3"):
+        url = f"sqlite:///{Path(url).resolve()}"
+    print(inflate(url, args.table, n, seed=args.seed or 0))
     return 0
 
 

@@ -68,7 +68,7 @@ def test_cli_move_with_masking_and_mixed_rows(people, tmp_path):
 
 
 def test_mixed_real_and_fabricated(people, tmp_path):
-    from fabrication.masking import move
+    from fabrication.modes import move
 
     src = tmp_path / "people.csv"
     people.to_csv(src, index=False)
@@ -78,3 +78,25 @@ def test_mixed_real_and_fabricated(people, tmp_path):
 
     rows = json.loads((tmp_path / "mixed.json").read_text())["people"]
     assert [r["source"] for r in rows] == ["real"] * 5 + ["fabricated"] and rows[5]["chi"] == "0202020202"
+
+
+def test_inflate_adds_consistent_keyed_rows(tmp_path):
+    import sqlite3
+
+    import numpy as np
+
+    from serums.cli import main
+
+    rng = np.random.default_rng(3)
+    n = 200
+    db = tmp_path / "h.sqlite"
+    pd.DataFrame({"patient_id": np.arange(1001, 1001 + n), "age": rng.integers(30, 90, n),
+                  "sex": rng.choice(["F", "M"], n), "dose": np.round(rng.normal(50, 5, n) * 2) / 2}
+                 ).to_sql("patients", f"sqlite:///{db}", index=False)
+    assert main(["fabricate", "inflate", str(db), "--table", "patients", "--rows", "50"]) == 0
+    with sqlite3.connect(db) as conn:
+        df = pd.read_sql("select * from patients", conn)
+    assert len(df) == 250 and df["patient_id"].is_unique and df["patient_id"].iloc[200:].tolist() == list(range(1201, 1251))
+    new = df.iloc[200:]
+    assert set(new["sex"]) <= {"F", "M"} and new["age"].between(30, 90).all()
+    assert np.allclose(new["dose"] * 2, np.round(new["dose"] * 2))  # on the real rows' half-step lattice
