@@ -38,9 +38,9 @@ FAST = Argon2Params(memory_kib=1024, iterations=1, parallelism=1)
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 PAGES = {
     "patient": ["/patient/", "/patient/record", "/patient/preferences", "/patient/share", "/patient/access-log",
-                "/patient/grants"],
+                "/patient/grants", "/notifications"],
     "gp": ["/clinician/", "/clinician/requests", "/clinician/request"],
-    "auditor": ["/auditor/trail", "/auditor/break-glass"],
+    "auditor": ["/auditor/trail", "/auditor/break-glass", "/auditor/blocks"],
     "admin": ["/hospital-admin/users", "/hospital-admin/rules"],
 }
 
