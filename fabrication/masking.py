@@ -37,6 +37,10 @@ class MaskingError(ValueError):
 
     slug, status, title = "masking-rule", 422, "Masking rule cannot be applied"
 
+    @property
+    def detail(self) -> str:
+        return str(self)
+
 
 def _names(list_name: str) -> list[str]:
     data = yaml.safe_load((resources.files("fabrication") / "codelists" / f"{list_name}.yaml").read_text())

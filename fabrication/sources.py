@@ -22,6 +22,10 @@ class InputError(ValueError):
 
     slug, status, title = "fabrication-input", 422, "Data source cannot be read"
 
+    @property
+    def detail(self) -> str:
+        return str(self)
+
 
 #: SQLAlchemy dialect → the package that provides its driver (for the error message)
 DRIVERS = {"oracle": "oracledb", "db2": "ibm_db_sa", "ibm_db_sa": "ibm_db_sa", "mssql": "pyodbc", "mysql": "pymysql",

@@ -213,6 +213,10 @@ class VerifyError(ValueError):
 
     slug, status, title = "verify-input", 422, "Tables cannot be compared"
 
+    @property
+    def detail(self) -> str:
+        return str(self)
+
 
 def align_columns(real: pd.DataFrame, fake: pd.DataFrame
                   ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, str], dict[str, list[str]]]:
