@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from flask import Blueprint, g, request
 
+from .. import people
 from .. import problems as P
 from .. import vocab as V
 from ..errors import problem_of
@@ -58,22 +59,14 @@ def when(value: Any) -> str:
 
 
 def person(user_id: str | None) -> dict[str, str]:
-    """A pseudonymous id as a person the page can name: username, role, hospital (looked up once
-    per request: a trail names the same few people many times)."""
+    """A pseudonymous id as a person the page can name: username, role, hospital — the directory's
+    entry (:func:`gateway.people.person`), looked up once per request (a trail names the same few
+    people many times)."""
     if not user_id:
         return {"name": "", "role": "", "hospital": ""}
-    seen = g.setdefault("web_people", {})
-    if user_id not in seen:
-        seen[user_id] = _person(user_id)
-    return seen[user_id]
-
-
-def _person(user_id: str) -> dict[str, str]:
-    user = services().auth.get_user(user_id)
-    if user is None:
-        role = "vault" if user_id.startswith("vault-") else ""
-        return {"name": user_id, "role": ROLE_LABELS.get(role, role), "hospital": ""}
-    return {"name": user.username, "role": ROLE_LABELS.get(user.role, user.role), "hospital": user.hospital}
+    who = people.person(services(), user_id, g.setdefault("web_people", {}))
+    role = who["role"] or ""
+    return {"name": who["display_name"], "role": ROLE_LABELS.get(role, role), "hospital": who["hospital"] or ""}
 
 
 def install_filters(bp: Blueprint) -> None:
