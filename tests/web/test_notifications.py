@@ -127,3 +127,53 @@ def test_notifications_are_published_to_mqtt(site, own_store):
     msg = next(m for m in got if m["ref"] == grant)
     assert msg["topic"] == f"serums/lothian/users/{patient}/notifications/access" and msg["kind"] == "access"
     assert site.people.gp.username in msg["text"]
+
+
+def test_the_service_process_resumes_after_a_restart_without_loss_or_repeat(site, tmp_path):
+    """``python -m serums.notifications`` as its own process (its own database here, so that it does
+    not share the test site's checkpoint): stopped with SIGTERM, events happen, started again —
+    every access is notified exactly once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    svc = site.world.services
+    db = tmp_path / "notes.db"
+    env = {**os.environ, "SERUMS_DATA_DIR": str(svc.settings.data_dir), "SERUMS_NODE_ADDRESS": svc.address,
+           "SERUMS_AUTH_DATABASE_URL": f"sqlite:///{db}"}
+    env.pop("SERUMS_DATABASE_URL", None)
+    store = NotificationStore(sa.create_engine(f"sqlite:///{db}"))
+    patient = site.people.patient.user_id
+    gp = actor_of(svc, site.people.gp)
+
+    def start():
+        return subprocess.Popen([sys.executable, "-m", "serums.notifications", "--mqtt", "-"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    proc = start()
+    try:
+        wait_for(lambda: db.exists() and _has_tables(store), timeout=60)
+        g1 = read_once(site, gp)
+        wait_for(lambda: g1 in access_refs(store, patient), timeout=60)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0, out[-2000:]
+    g2 = read_once(site, gp)  # while it is down
+    proc = start()
+    try:
+        wait_for(lambda: g2 in access_refs(store, patient), timeout=60)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    refs = access_refs(store, patient)
+    assert refs.count(g1) == 1 and refs.count(g2) == 1, refs
+
+
+def _has_tables(store) -> bool:
+    try:
+        store.checkpoint()
+        return True
+    except sa.exc.OperationalError:
+        return False
