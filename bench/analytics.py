@@ -160,7 +160,7 @@ def main() -> None:
     out: dict = {"quick": quick}
     curves: dict = {}
     epsilons = [1.0, math.inf] if quick else [0.5, 1.0, 2.0, 4.0, math.inf]
-    rounds, local = (1, 1) if args.smoke else (10, 3)
+    rounds, local = (1, 1) if args.smoke else (TrainConfig.rounds, TrainConfig.local_epochs)
     data, bounds = breast_cancer_dataset()
     train, test = data.split(0.2, seed=0)
     utility("breast", train, test, bounds, epsilons, hospitals=3, rounds=rounds, local_epochs=local, out=out,
