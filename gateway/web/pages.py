@@ -172,7 +172,13 @@ def notifications():
 @S.signed_in
 def mark_read():
     which = request.form.get("id", "")
-    n = notifications_store().mark_read(S.current().user_id, int(which) if which.isdigit() else None)
+    actor = S.current()
+    store = notifications_store()
+    n = store.mark_read(actor.user_id, int(which) if which.isdigit() else None)
+    if request.headers.get("HX-Request") and which.isdigit():  # htmx: just this notification and the count
+        note = next((x for x in store.list(actor.user_id) if x.id == int(which)), None)
+        return render_template("web/_note.html", n=note, kinds=KINDS, unread=store.unread_count(actor.user_id),
+                               oob=True)
     return _notifications_page(done=f"{n} marked as read.")
 
 

@@ -123,6 +123,12 @@ def test_the_ten_step_flow_by_clicking(site, new_page):
     assert f"{people.gp.username} (GP, lothian) opened your record" in notes
     assert "unread" in patient.get_by_role("link", name=re.compile("^Notifications")).inner_text()
     shot(patient, "patient-notifications")
+    # one marked read in place (htmx swaps that notification and the count), then all of them
+    before = patient.get_by_role("link", name=re.compile("^Notifications")).inner_text()
+    url = patient.url
+    patient.get_by_role("button", name="Mark as read").first.click()
+    patient.wait_for_function("t => !document.querySelector('nav').innerText.includes(t)", arg=before.split()[-2])
+    assert patient.url == url  # no page load: a partial update
     patient.get_by_role("button", name="Mark all as read").click()
     assert "unread" not in patient.get_by_role("link", name=re.compile("^Notifications")).inner_text()
 
