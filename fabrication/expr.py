@@ -186,6 +186,23 @@ class Call(Node):
         return tuple(self.args)
 
 
+def substitute(node: Node, names: dict[str, Node]) -> Node:
+    """``node`` with every bare name in ``names`` (a table's named conditions) replaced by a copy of
+    its expression."""
+    import copy
+    import dataclasses
+
+    if isinstance(node, Col) and node.table is None and node.name in names:
+        return copy.deepcopy(names[node.name])
+    for f in dataclasses.fields(node):
+        v = getattr(node, f.name)
+        if isinstance(v, Node):
+            setattr(node, f.name, substitute(v, names))
+        elif isinstance(v, list) and v and isinstance(v[0], Node):
+            setattr(node, f.name, [substitute(x, names) for x in v])
+    return node
+
+
 WINDOW_FUNCS = {"cumsum", "lag", "row_number", "group_size"}
 STRING_FUNCS = {"substr", "digit", "strftime", "length", "matches", "str"}
 #: names an expression reads as literals, never as columns

@@ -167,6 +167,7 @@ class Table:
     key: str | None = None
     rules: list[Rule] = field(default_factory=list)
     corr: list[CorrGroup] = field(default_factory=list)
+    conditions: dict[str, E.Node] = field(default_factory=dict)  # named conditions, substituted where used
     order: list[list[str]] = field(default_factory=list)  # generation steps (a step may be a copula group)
     ancestors: list[str] = field(default_factory=list)
     source_rows: list[dict[str, Any]] | None = None
@@ -408,6 +409,8 @@ class _Scope:
 def _parse(text: str, scope: _Scope, path: str, P: _Problems, want_bool: bool = False) -> E.Node | None:
     try:
         node = E.parse(text)
+        if scope.table.conditions:
+            node = E.substitute(node, scope.table.conditions)
         t = E.typecheck(node, scope, text)
     except E.ExprError as exc:
         P.add(path, str(exc))
@@ -594,6 +597,14 @@ def _load_source(ts: TableSpec, tp: str, base_dir, P: _Problems) -> list[dict[st
 def _compile_table(t: Table, ts: TableSpec, tables: dict[str, Table], codelists, P: _Problems) -> None:
     tp = f"tables.{t.name}"
     scope = _Scope(tables, t)
+    # named conditions (each may use the ones before it)
+    for cname, text in ts.conditions.items():
+        if cname in t.columns:
+            P.add(f"{tp}.conditions.{cname}", "a condition cannot have a column's name")
+            continue
+        node = _parse(text, scope, f"{tp}.conditions.{cname}", P, want_bool=True)
+        if node is not None:
+            t.conditions[cname] = node
     # rows
     if t.parent and isinstance(ts.rows, object) and not isinstance(ts.rows, int) and ts.rows is not None:
         cnt = ts.rows.count  # type: ignore[union-attr]

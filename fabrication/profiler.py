@@ -418,6 +418,7 @@ def profile(df: pd.DataFrame, name: str = "profiled", table: str | None = None, 
             _conditional_discrete(df, cols, facts, discrete, continuous, comp, labels, min_support, seed, bin_support,
                                   leaves)
     rules.extend(_order_rules(facts, max_order_rules))
+    conditions = _name_shared_conditions(cols)
     desc = f"profiled from a table of {len(df)} rows and {df.shape[1]} columns (no values copied)"
     if k_used > 1:
         desc += (f"; a mixture of {k_used} Gaussian copulas, each component supported by ≥ {min_support} rows, "
@@ -429,13 +430,45 @@ def profile(df: pd.DataFrame, name: str = "profiled", table: str | None = None, 
         "description": desc,
         "seed": seed,
         "batch_size": max(len(df), 1),
-        "tables": {table: {"rows": len(df), "columns": cols, "rules": rules}},
+        "tables": {table: {"rows": len(df), **({"conditions": conditions} if conditions else {}), "columns": cols,
+                           "rules": rules}},
     }
     tick("self-check", total - 1, total)
     if check:
         self_check(spec, seed)
     tick("done", total, total)
     return spec
+
+
+def _name_shared_conditions(cols: dict[str, dict], min_uses: int = 2, min_length: int = 30) -> dict[str, str]:
+    """Long clauses of the tree leaves' conditions (``component in ['c1', 'c4', …]``) that recur are
+    stated once, as named conditions the leaves refer to (``components_1``)."""
+    from collections import Counter as _Counter
+
+    uses: _Counter = _Counter()
+    for cs in cols.values():
+        for case in cs.get("cases") or []:
+            for clause in (case.get("when") or "").split(" and "):
+                if " in [" in clause and len(clause) >= min_length:
+                    uses[clause] += 1
+    names: dict[str, str] = {}
+    per_col: _Counter = _Counter()
+    for clause, n in sorted(uses.items(), key=lambda kv: (-kv[1], kv[0])):
+        if n < min_uses:
+            continue
+        col = clause.split(" ", 1)[0]
+        per_col[col] += 1
+        name = f"{col}_set{per_col[col]}"
+        while name in cols:
+            name += "_"
+        names[clause] = name
+    if not names:
+        return {}
+    for cs in cols.values():
+        for case in cs.get("cases") or []:
+            if case.get("when"):
+                case["when"] = " and ".join(names.get(c, c) for c in case["when"].split(" and "))
+    return {name: clause for clause, name in names.items()}
 
 
 def _kind(f: dict) -> str:

@@ -253,6 +253,7 @@ class TableSpec(_M):
     source: SourceSpec | None = None
     output: bool | None = None
     columns: dict[str, ColumnSpec]
+    conditions: dict[str, str] = Field({}, description="named conditions, usable by name in every expression")
     rules: list[dict[str, Any]] = []
 
     @field_validator("rows")

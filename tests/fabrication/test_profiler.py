@@ -141,3 +141,37 @@ tables:
     msg = str(err.value)
     assert "site = 'north'" in msg or "site = 'south'" in msg
     assert "regimen = '" in msg and "np.int64" not in msg and "(0,)" not in msg
+
+
+def test_named_conditions_are_stated_once_and_used_by_name():
+    text = """
+name: c
+tables:
+  t:
+    rows: 300
+    conditions: {old: "age > 60", old_man: "old and sex == 'M'"}
+    columns:
+      age: {type: int, distribution: {kind: uniform, min: 20, max: 90}}
+      sex: {type: categorical, categories: [F, M], distribution: {kind: categorical, weights: [1, 1]}}
+      dose: {type: int, cases: [{when: old_man, value: 1}, {when: old, value: 2}, {value: 3}]}
+    rules:
+      - {name: r, when: old, check: "dose <= 2"}
+"""
+    df = fabricate(compile_project(text)).frame("t")
+    old = df["age"] > 60
+    assert (df["dose"][old & (df["sex"] == "M")] == 1).all() and (df["dose"][old & (df["sex"] == "F")] == 2).all()
+    assert (df["dose"][~old] == 3).all()
+    with pytest.raises(Exception, match="conditions.age: a condition cannot have a column's name"):
+        compile_project(text.replace("old_man: ", "age: "))
+
+
+def test_profiled_project_states_shared_leaf_conditions_once():
+    from fabrication.profiler import _name_shared_conditions
+
+    long = "component in ['c1', 'c2', 'c5', 'c7']"
+    cols = {"a": {"cases": [{"when": f"age <= 50 and {long}"}, {"when": f"age > 50 and {long}"}, {}]},
+            "b": {"cases": [{"when": f"{long} and sex == 'F'"}, {"when": "component in ['c3', 'c4', 'c6', 'c8']"}, {}]}}
+    conditions = _name_shared_conditions(cols)
+    assert conditions == {"component_set1": long}  # used 3 times: stated once; the one used once stays inline
+    assert cols["a"]["cases"][0]["when"] == "age <= 50 and component_set1"
+    assert cols["b"]["cases"][1]["when"] == "component in ['c3', 'c4', 'c6', 'c8']"
