@@ -142,6 +142,14 @@ def test_the_ten_step_flow_by_clicking(site, new_page):
     shot(auditor, "auditor-reviewed")
     auditor.get_by_text("The grant was revoked").wait_for()
 
+    # the trail, filtered by patient and kind, on the page and as CSV
+    auditor.goto(f"/auditor/trail?kind=break-glass&patient={people.patient.user_id}")
+    assert auditor.locator("tbody tr").count() == 1 and people.nurse.username in auditor.locator("tbody").inner_text()
+    csv_text = auditor.request.get(f"/auditor/trail.csv?kind=break-glass&patient={people.patient.user_id}").text()
+    header, *rows = csv_text.strip().splitlines()
+    assert header.startswith("kind,id,at,patient,requester_id") and len(rows) == 1
+    assert people.nurse.user_id in rows[0] and "unjustified" in rows[0]
+
     # the block explorer shows the review's transaction, endorsed and valid
     auditor.get_by_role("link", name="Blocks").click()
     review = auditor.locator("tr", has_text="TransportContract:ReviewBreakGlass").first
