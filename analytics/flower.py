@@ -486,10 +486,3 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-
-
-def federated_run_summary(run: FederatedRun) -> dict[str, Any]:
-    return {"epsilon_spent": run.epsilon_spent, "rounds": run.rounds, "seconds": run.seconds,
-            "seconds_per_round": run.seconds_per_round}
-
-
