@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 from flask_smorest import Blueprint
-from marshmallow import Schema, fields, validate
+from marshmallow import fields, validate
 
 from analytics import AnalyticsError, BudgetExceeded, CohortRefused, InvalidParameters, JobNotFound
 from analytics.chain import ChainAnalyticsLedger, DatasetNotFound
@@ -24,6 +24,7 @@ from network import GatewayError, IdentityError, load_credentials, save_credenti
 
 from .. import ledger as L
 from .. import problems as P
+from .. import schemas as S
 from ..security import my_contract, principal, roles_required, services
 
 bp = Blueprint("analytics", __name__, url_prefix="/analytics",
@@ -38,36 +39,35 @@ _lock = threading.Lock()
 _identities: dict[str, tuple] = {}
 
 
-class CohortIn(Schema):
-    patients = fields.List(fields.String(validate=validate.Length(min=1, max=128)),
-                           validate=validate.Length(min=1, max=500), required=True,
+class CohortIn(S.Schema):
+    patients = fields.List(S.Id(), validate=validate.Length(min=1, max=500), required=True,
                            metadata={"description": "candidate patients (pseudonymous ids)"})
-    justification = fields.String(load_default="research-protocol", validate=validate.Length(min=1, max=64))
+    justification = S.Text(load_default="research-protocol", validate=validate.Length(min=1, max=64))
 
 
-class DatasetIn(Schema):
-    dataset = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"))
+class DatasetIn(S.Schema):
+    dataset = S.Id(required=True)
     epsilon = fields.Float(required=True, validate=validate.Range(min=0, min_inclusive=False, max=1000))
     delta = fields.Float(required=True, validate=validate.Range(min=0, max=0.999999))
 
 
-class JobIn(Schema):
-    study = fields.String(required=True, validate=validate.Length(min=1, max=128))
-    cohort_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
-    dataset = fields.String(required=True, validate=validate.Length(min=1, max=128))
+class JobIn(S.Schema):
+    study = S.Id(required=True)
+    cohort_id = S.Id(required=True)
+    dataset = S.Id(required=True)
     epsilon = fields.Float(required=True, validate=validate.Range(min=0, min_inclusive=False, max=1000))
     delta = fields.Float(required=True, validate=validate.Range(min=0, max=0.999999))
-    purpose = fields.String(load_default="research")
-    sections = fields.List(fields.String(validate=validate.Length(max=64)), load_default=list(TOXICITY_SECTIONS),
+    purpose = S.Text(load_default="research", validate=validate.Length(min=1, max=32))
+    sections = fields.List(S.Text(validate=validate.Length(min=1, max=64)), load_default=list(TOXICITY_SECTIONS),
                            validate=validate.Length(max=20))
-    method = fields.String(load_default="dpsgd", validate=validate.OneOf(["dpsgd", "wall"]))
+    method = S.Choice(["dpsgd", "wall"], load_default="dpsgd")
     rounds = fields.Integer(load_default=3, validate=validate.Range(min=1, max=50))
     local_epochs = fields.Integer(load_default=2, validate=validate.Range(min=1, max=20))
 
 
-class PageIn(Schema):
-    page_size = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
-    bookmark = fields.String(load_default="", validate=validate.Length(max=512))
+class PageIn(S.Schema):
+    page_size = S.Page()["page_size"]
+    bookmark = S.Page()["bookmark"]
 
 
 def _problem(exc: AnalyticsError) -> P.Problem:
@@ -163,8 +163,7 @@ def get_budget(dataset: str):
 @bp.response(200)
 def spends(query, dataset: str):
     """The dataset's spends, oldest first: each release's id, (ε, δ), cohort and SHA-256."""
-    page = L.evaluate(my_contract("BudgetContract"), "SpendHistory", dataset, query["page_size"],
-                      L.decode_bookmark(query["bookmark"]) if query["bookmark"] else "")
+    page = L.evaluate(my_contract("BudgetContract"), "SpendHistory", dataset, query["page_size"], query["bookmark"])
     return {**page, "bookmark": L.encode_bookmark(page.get("bookmark") or "")}
 
 

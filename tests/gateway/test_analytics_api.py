@@ -97,3 +97,13 @@ def test_bad_jobs_are_4xx_problems(aw):
     assert r.status in (403, 404) and r.json["type"].endswith(("/cohort-refused", "/not-found")), r
     assert http.get("/analytics/jobs/job-0000000000000000", token=researcher).status == 404
     assert http.get("/analytics/jobs/../../etc", token=researcher).status == 404
+
+
+def test_bad_bookmarks_and_nul_bytes_are_4xx(aw):
+    http, _, _, researcher, admin, auditor = aw
+    r = http.get("/analytics/datasets/tox-ds/spends", token=auditor, params={"bookmark": "!!not-one!!"})
+    assert r.status == 422, r
+    r = http.post("/analytics/datasets", token=admin, json={"dataset": "a\x00b", "epsilon": 1, "delta": 0})
+    assert r.status == 422, r
+    r = http.post("/analytics/cohorts", token=researcher, json={"patients": ["x\x00"]})
+    assert r.status == 422, r
