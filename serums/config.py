@@ -41,6 +41,8 @@ VARIABLES: dict[str, str] = {
     "SERUMS_LOG_LEVEL": "the gateway workers' log level (default INFO)",
     "SERUMS_MAX_PROPOSAL_SKEW_S": "the node refuses proposals dated further than this from its clock (default 600)",
     "SERUMS_ENGINE": "the ledger engine: embedded (default) or fabric",
+    "SERUMS_MQTT": "the MQTT broker (host:port) the notification service publishes to (default 127.0.0.1:1883; "
+                   "off: none)",
 }
 
 #: The user directory's tunables, parsed by :meth:`auth.AuthConfig.from_env` from the values read here.
@@ -91,6 +93,8 @@ class Settings:
     log_level: str = "INFO"
     max_proposal_skew_s: float = 600.0
     engine: str = "embedded"
+    #: the notification service's MQTT broker ``host:port``, or None (``SERUMS_MQTT=off``): no publishing
+    mqtt: str | None = "127.0.0.1:1883"
     #: the ``SERUMS_AUTH_*`` values, as read (auth parses and checks them)
     auth_vars: Mapping[str, str] = field(default_factory=dict)
 
@@ -119,6 +123,12 @@ class Settings:
             raise SettingsError(f"SERUMS_MAX_PROPOSAL_SKEW_S must be a number of seconds, not {raw_skew!r}") from None
         if not skew > 0:
             raise SettingsError(f"SERUMS_MAX_PROPOSAL_SKEW_S must be positive, not {raw_skew!r}")
+        mqtt = (env.get("SERUMS_MQTT") or "127.0.0.1:1883").strip()
+        broker_host, _, broker_port = mqtt.rpartition(":")
+        if mqtt.lower() in ("off", "-"):
+            mqtt = ""
+        elif not (broker_host and broker_port.isdigit() and 0 < int(broker_port) < 65536):
+            raise SettingsError(f"SERUMS_MQTT must be host:port or off, not {mqtt!r}")
         return cls(
             data_dir=root,
             database_url=env.get("SERUMS_DATABASE_URL") or None,
@@ -131,6 +141,7 @@ class Settings:
             log_level=(env.get("SERUMS_LOG_LEVEL") or "INFO").upper(),
             max_proposal_skew_s=skew,
             engine=engine,
+            mqtt=mqtt or None,
             auth_vars={k: v for k, v in env.items() if k.startswith("SERUMS_AUTH_")},
         )
 

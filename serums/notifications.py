@@ -2,8 +2,10 @@
 SERUMS data directory (:class:`gateway.notifications.NotificationService`), configured like the
 gateway's workers (:class:`serums.config.Settings` from the ``SERUMS_*`` environment). It follows
 the chain's events from its checkpoint, keeps each person's notifications in the user directory's
-database (where the web pages read them) and publishes them to MQTT (default 127.0.0.1:1883; ``-``
-for none). Run one per deployment, beside ``serums up``; SIGTERM or Ctrl-C stops it."""
+database (where the web pages read them) and publishes them to MQTT (``--mqtt``, else
+``SERUMS_MQTT``: default 127.0.0.1:1883; ``-`` or ``off`` for none). ``serums up`` runs it as a
+supervised child (restarted when it dies); run it yourself only beside a gateway started without
+``serums up``. SIGTERM or Ctrl-C stops it."""
 
 from __future__ import annotations
 
@@ -23,19 +25,21 @@ def main(argv: list[str] | None = None) -> None:
     from .datadir import private_umask
 
     ap = argparse.ArgumentParser(prog="python -m serums.notifications", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--mqtt", default="127.0.0.1:1883", help="the MQTT broker (host:port), or - for none")
+    ap.add_argument("--mqtt", help="the MQTT broker (host:port), or - for none (default: SERUMS_MQTT, else "
+                                   "127.0.0.1:1883)")
     args = ap.parse_args(argv)
     private_umask()
     settings = Settings.from_env()
+    mqtt = args.mqtt if args.mqtt is not None else (settings.mqtt or "-")
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     services = Services.open(settings.gateway_settings(), auth_config=settings.auth_config())
     store = NotificationStore(services.auth.engine)
     store.create_tables()
     publisher = None
-    if args.mqtt != "-":
-        host, _, port = args.mqtt.rpartition(":")
+    if mqtt not in ("-", "off"):
+        host, _, port = mqtt.rpartition(":")
         if not port.isdigit():
-            raise SystemExit(f"serums.notifications: --mqtt must be host:port or -, not {args.mqtt!r}")
+            raise SystemExit(f"serums.notifications: --mqtt must be host:port or -, not {mqtt!r}")
         publisher = MqttPublisher(host or "127.0.0.1", int(port))
     service = NotificationService(services, store, publisher).start()
     done = threading.Event()

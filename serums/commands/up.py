@@ -4,13 +4,14 @@ On a fresh data directory: create the network (three hospitals), deploy the chai
 embedded node, register the hospitals and their generic rules, create each hospital's vault and
 its service identity, fabricate the Edinburgh Cancer Centre data and ingest each hospital's
 patients into its own vault, enrol the patients on chain with varied preferences of their own,
-enrol demo users of every role (FlexPass), start the gateway under gunicorn, and print how to log
-in. A second ``serums up`` reuses everything (each step reads what is there first). Ctrl-C stops
-the gateway and the node cleanly.
+enrol demo users of every role (FlexPass), start the gateway under gunicorn and the notification
+service beside it (MQTT: ``SERUMS_MQTT``), and print how to log in. A second ``serums up`` reuses
+everything (each step reads what is there first). Ctrl-C stops them all cleanly.
 
 ``serums up`` owns its data directory while it runs (:mod:`serums.datadir`: a second one exits at
-once naming this one's PID) and supervises the node (:mod:`serums.supervisor`): a node that dies
-is restarted with back-off while the gateway keeps serving.
+once naming this one's PID) and supervises the node and the notification service
+(:mod:`serums.supervisor`): either, when it dies, is restarted with back-off while the gateway keeps
+serving.
 """
 
 from __future__ import annotations
@@ -298,6 +299,11 @@ def _up(args) -> int:
                               str(args.workers), "--threads", str(args.threads), "-b", args.listen,
                               "--access-logfile", "-", "serums.wsgi:app"],
                   env=env, ready=lambda: _http_ready(f"http://{args.listen}/healthz"), timeout=90)
+        # the notification service: follows the chain's events into the pages' store and MQTT; a
+        # death is restarted like the node's (it resumes from its checkpoint: nothing lost or repeated)
+        sup.spawn("notifications", [sys.executable, "-m", "serums.notifications", "--mqtt", settings.mqtt or "-"],
+                  env=env, ready=lambda: True, restart=RestartPolicy())
+        print(f"        notifications: following the chain's events; MQTT {settings.mqtt or 'off'}", flush=True)
         (data / "up.json").write_text(json.dumps({"url": f"http://{args.listen}", "node": node_address}))
         _print_logins(demo, f"http://{args.listen}")
         return sup.wait()

@@ -92,10 +92,15 @@ def test_defaults_and_values_from_the_environment(tmp_path):
     assert s.cors_origins == ("https://a.example", "https://b.example")
     assert s.auth_config().access_ttl == 300
     assert Settings.from_env({"SERUMS_DATA_DIR": "/x"}, data_dir=tmp_path).data_dir == tmp_path  # --data-dir wins
+    assert Settings.from_env({"XDG_DATA_HOME": str(tmp_path)}).mqtt == "127.0.0.1:1883"
+    assert Settings.from_env({"SERUMS_DATA_DIR": str(tmp_path), "SERUMS_MQTT": "broker.example:8883"}).mqtt \
+        == "broker.example:8883"
+    assert Settings.from_env({"SERUMS_DATA_DIR": str(tmp_path), "SERUMS_MQTT": "off"}).mqtt is None
 
 
 @pytest.mark.parametrize("var,value", [("SERUMS_ENGINE", "hyperledger"), ("SERUMS_MAX_PROPOSAL_SKEW_S", "ten"),
-                                       ("SERUMS_MAX_PROPOSAL_SKEW_S", "-1")])
+                                       ("SERUMS_MAX_PROPOSAL_SKEW_S", "-1"), ("SERUMS_MQTT", "localhost"),
+                                       ("SERUMS_MQTT", "broker:99999")])
 def test_a_bad_value_is_one_line_naming_the_variable(tmp_path, var, value):
     with pytest.raises(SettingsError, match=var):
         Settings.from_env({"SERUMS_DATA_DIR": str(tmp_path), var: value})
