@@ -175,6 +175,12 @@ class NotificationStore:
                              .order_by(NotificationRow.id.desc()).limit(limit))
             return [_n(r) for r in rows]
 
+    def get(self, user_id: str, notification_id: int) -> Notification | None:
+        """One of the user's notifications (None when there is no such one, or it is someone else's)."""
+        with self._db() as s:
+            row = s.get(NotificationRow, notification_id)
+            return _n(row) if row is not None and row.user_id == user_id else None
+
     def mark_read(self, user_id: str, notification_id: int | None = None) -> int:
         """Mark one (or, with None, every) unread notification of the user as read."""
         q = sa.update(NotificationRow).where(NotificationRow.user_id == user_id, NotificationRow.read_at.is_(None))

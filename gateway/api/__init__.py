@@ -9,6 +9,7 @@ the OpenAPI document at ``/openapi.json``.
 ``/audit``                auditors: the trail, reviews, ledger verification, exports
 ``/hospitals``            the network's hospitals and their rules
 ``/analytics``            research jobs gated by cohorts and ε budgets, dataset budgets, releases
+``/notifications/me``     anyone's notifications: list and unread count, mark read, kinds received
 ========================  ==========================================================
 """
 
@@ -21,9 +22,9 @@ from auth import configure_flask
 from .. import schemas as S
 from ..errors import install_error_mappers
 from ..security import SECURITY_SCHEME
-from . import admin, analytics, audit, auth, common, doctors, patients
+from . import admin, analytics, audit, auth, common, doctors, notifications, patients
 
-BLUEPRINTS = (auth.bp, patients.bp, doctors.bp, admin.bp, audit.bp, common.bp, analytics.bp)
+BLUEPRINTS = (auth.bp, patients.bp, doctors.bp, admin.bp, audit.bp, common.bp, analytics.bp, notifications.bp)
 
 
 def register_api(app: Flask, services) -> None:
