@@ -595,7 +595,7 @@ def _mixture_labels(z: np.ndarray, components: int | str, min_support: int, seed
                 best, worse = (score, k), 0
             else:
                 worse += 1
-                if worse >= 2:
+                if worse >= 2 and k > 2 * best[1] + 2:
                     break  # the held-out likelihood has peaked
         k = best[1] if n <= SELECT_ROWS else int(min(kmax, round(best[1] * min(2.0, (n / SELECT_ROWS) ** 0.25))))
     else:
