@@ -34,11 +34,15 @@ from .records import evaluate as evaluate_access
 from .vocab import (
     EFFECTS,
     GRANTEE_KINDS,
+    SECTIONS,
+    WILDCARD,
+    check_bool,
     check_choice,
     check_id,
     check_msp,
     check_object,
     check_page,
+    check_purpose,
     check_purposes,
     check_role,
     check_sections,
@@ -187,6 +191,45 @@ class PreferenceContract(SerumsContract):
         p = load_patient(ctx, check_id(patient, "patient"))
         require_patient_reader(ctx, p)
         return ctx.get(keys.prefs(p["id"])) or empty_prefs(p["id"])
+
+    @evaluate
+    def Preview(self, ctx: SerumsContext, patient: str, requester: dict, sections: list, purpose: str) -> dict:
+        """What a requester would get of the patient's record for a purpose under the hospital's
+        rules and the patient's current preferences — the decision a request would record, per
+        section with its reason, written nowhere. ``requester`` is a registered user
+        (``{"user": id}``: their role, hospital and treating relationship from the ledger) or
+        anyone of a role at a hospital (``{"role", "hospital": MSP id, "treating": bool}``).
+        ``sections`` ``["*"]`` is every section. Readers as for ListPreferences."""
+        p = load_patient(ctx, check_id(patient, "patient"))
+        require_patient_reader(ctx, p)
+        check_object(requester, "requester", ("user", "role", "hospital", "treating"))
+        treating: bool | None = None
+        if "user" in requester:
+            extra = sorted(set(requester) - {"user"})
+            if extra:
+                raise InvalidArgument(f"requester.{extra[0]}: give either user, or role and hospital")
+            who = load_user(ctx, check_id(requester["user"], "requester.user"), "requester.user")
+        else:
+            missing = [f for f in ("role", "hospital") if f not in requester]
+            if missing:
+                raise InvalidArgument(f"requester.{missing[0]}: required (or give requester.user)")
+            msp = check_msp(requester["hospital"], "requester.hospital")
+            load_hospital(ctx, msp, "requester.hospital")
+            who = {"id": "", "role": check_role(requester["role"], "requester.role"), "hospital": msp,
+                   "status": ACTIVE}
+            treating = check_bool(requester.get("treating", False), "requester.treating")
+        secs = check_sections(sections, "sections", wildcard=True)
+        secs = list(SECTIONS) if secs == [WILDCARD] else secs
+        purpose = check_purpose(purpose)
+        ev = evaluate_access(ctx, who, p, secs, purpose, treating=treating)
+        d = ev.decision
+        return {
+            "patient": p["id"], "version": ev.prefs["version"], "purpose": purpose,
+            "requester": {"user_id": who["id"] or None, "role": who["role"], "hospital": who["hospital"],
+                          "treating": ev.treating},
+            "decision": d.to_json(), "granted": d.granted, "denied": d.denied,
+            "grant_seconds": ev.grant_seconds(),
+        }
 
     @evaluate
     def PreferenceHistory(self, ctx: SerumsContext, patient: str, page_size: int, bookmark: str) -> dict:

@@ -134,10 +134,12 @@ def evaluate(
     break_glass: bool = False,
     prefs: dict | None = None,
     policies: dict[str, tuple[dict, dict[str, HospitalRule]]] | None = None,
+    treating: bool | None = None,
 ) -> Evaluation:
     """Load the decision's inputs from the ledger and decide. ``prefs`` replaces the patient's
     stored preferences (used when re-evaluating grants against new preferences); ``policies``
-    caches parsed hospital rules across patients of a cohort."""
+    caches parsed hospital rules across patients of a cohort; ``treating`` replaces the ledger's
+    treating relationship (a preview for a requester who is not a registered user)."""
     msp = patient["hospital"]
     if policies is not None and msp in policies:
         policy, rules = policies[msp]
@@ -146,8 +148,8 @@ def evaluate(
         if policies is not None:
             policies[msp] = (policy, rules)
     prefs = prefs if prefs is not None else load_prefs(ctx, patient["id"])
-    treatment = ctx.get(keys.treatment(patient["id"], requester["id"]))
-    treating = treating_at(treatment, ctx.now)
+    treatment = ctx.get(keys.treatment(patient["id"], requester["id"])) if treating is None else None
+    treating = treating_at(treatment, ctx.now) if treating is None else treating
     decision = decide(
         party(requester), party(patient), sections, purpose, ctx.now,
         rules=list(rules.values()),

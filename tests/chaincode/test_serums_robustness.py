@@ -37,7 +37,7 @@ def valid(world: World, cast: Cast) -> dict[str, str]:
         "changes": '{"role": "gp"}', "hospital": "LothianMSP", "name": "Somewhere", "clinician": cast.spec.name,
         "rule": '{"roles": ["gp"], "sections": ["contact"], "purposes": ["treatment"]}', "rule_id": "clin-treat",
         "settings": '{"max_grant_seconds": 3600}', "pref_id": "p-none", "dataset": "ds-none", "epsilon": "0.1",
-        "delta": "0", "release_id": "r-1",
+        "delta": "0", "release_id": "r-1", "requester": '{"role": "gp", "hospital": "LothianMSP"}',
         "summary": ('{"presenter_id": "", "window_start": "2026-01-01T12:00:00Z", "window_end": "2026-01-01T12:01:00Z", '
                     '"count": 2, "reasons": {"token-malformed": 2}, "grant_ids": [], "tokens": 2, '
                     f'"token_hashes_digest": "{H}"}}'),
