@@ -1,4 +1,5 @@
-"""Child processes of ``serums up``: the embedded node and the gunicorn gateway.
+"""Child processes of ``serums up``: the embedded node (or the Fabric orderer, peers and chaincode
+servers), the gunicorn gateway and the notification service.
 
 Each child runs in its own process group with its output in ``<data dir>/logs/<name>.log``; the
 supervisor waits until it answers and keeps it up. A child with a :class:`RestartPolicy` (the
@@ -113,6 +114,8 @@ class Child:
     pass_fds: tuple[int, ...] = ()
     ready: Callable[[], bool] = lambda: True
     restart: RestartPolicy | None = None
+    #: starts the process instead of ``argv`` (a Fabric node: the network records each start)
+    launch: Callable[[], subprocess.Popen] | None = None
     proc: subprocess.Popen | None = None
     started_at: float = 0.0
     restarts: int = 0
@@ -122,6 +125,11 @@ class Child:
     restart_at: float = 0.0
 
     def start(self) -> None:
+        self.started_at = time.monotonic()
+        self.state = "starting"
+        if self.launch is not None:
+            self.proc = self.launch()
+            return
         self.log.parent.mkdir(parents=True, exist_ok=True)
         out = open(self.log, "ab")  # noqa: SIM115 - handed to the child, closed when it exits
         self.proc = subprocess.Popen(
@@ -129,8 +137,6 @@ class Child:
             start_new_session=True, pass_fds=self.pass_fds,
         )
         out.close()
-        self.started_at = time.monotonic()
-        self.state = "starting"
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -209,7 +215,7 @@ class Child:
 
 class Supervisor:
     """Starts children, waits until each serves, and keeps them up: a child with a
-    :class:`RestartPolicy` (the node; later chaincode servers or Fabric peers) is restarted with
+    :class:`RestartPolicy` (the node, the Fabric orderer, peers and chaincode servers) is restarted with
     back-off when it dies, while the others keep serving; one without (the gateway) ends the run."""
 
     def __init__(self, log_dir: Path):
@@ -233,6 +239,15 @@ class Supervisor:
             time.sleep(0.2)
         child.stop()
         raise CommandError(f"{name} did not become ready within {timeout:.0f}s; see {child.log}")
+
+    def adopt(self, name: str, proc: subprocess.Popen, *, log: Path, launch: Callable[[], subprocess.Popen],
+              ready: Callable[[], bool], restart: RestartPolicy, argv: list[str] | None = None) -> Child:
+        """Supervise a process already started and serving (a Fabric node :meth:`FabricNetwork.up`
+        started): when it dies, ``launch()`` starts it again, with the same back-off and give-up."""
+        child = Child(name, argv or [], log, ready=ready, restart=restart, launch=launch, proc=proc,
+                      started_at=time.monotonic(), state="running")
+        self.children.append(child)
+        return child
 
     def wait(self, stop_event=None, poll: float = 0.3) -> int:
         """Supervise until Ctrl-C/SIGTERM (0) or until a child that is not restarted dies or a

@@ -200,14 +200,13 @@ class FabricNetwork:
         return res.stdout + (res.stderr if stderr else "")
 
     def _spawn(self, name: str, argv: list[str], env: dict, marker: str) -> None:
-        logs = self.root / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        with (logs / f"{name}.log").open("ab") as out:
+        log_path = self.log_path(name)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as out:
             proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True)
         self._procs[name] = proc
-        self.state.setdefault("processes", {})[name] = {"pid": proc.pid, "marker": marker,
-                                                        "log": str(logs / f"{name}.log")}
+        self.state.setdefault("processes", {})[name] = {"pid": proc.pid, "marker": marker, "log": str(log_path)}
         self._save_state()
 
     def _wait_port(self, name: str, port: int, timeout: float = 60) -> None:
@@ -247,28 +246,62 @@ class FabricNetwork:
             proc.wait(5)
         return True
 
+    def command(self, name: str) -> tuple[list[str], dict[str, str], str]:
+        """How process ``name`` (``orderer``, ``peer0.<org>``, ``chaincode.<org>``) is started: its
+        argv, its environment beyond ours, and the marker that tells it from a recycled pid."""
+        if name == "orderer":
+            o = self.cfg.orderer.name
+            return [self._tool("orderer")], {"FABRIC_CFG_PATH": str(self.node_dir(o))}, self._tool("orderer")
+        kind, _, org = name.partition(".")
+        if kind == "peer0":
+            return ([self._tool("peer"), "node", "start"], {"FABRIC_CFG_PATH": str(self.node_dir(org))},
+                    str(self.node_dir(org)))
+        if kind == "chaincode":
+            tls = self.org_dir(org) / "chaincode" / "tls"
+            spec = {"org": org, "package_id": self.state["package_ids"][org], "module": self.chaincode_module,
+                    "address": f"127.0.0.1:{self.state['ports'][org]['ccserver']}",
+                    "tls_cert": str(tls / "server.crt"), "tls_key": str(tls / "server.key"),
+                    "client_ca": str(tls / "ca.crt")}
+            return self.chaincode_command(spec), {}, spec["package_id"]
+        raise FabricError(f"no Fabric process is called {name!r}")
+
+    def port(self, name: str) -> int:
+        """The port process ``name`` listens on once it serves."""
+        if name == "orderer":
+            return self.state["ports"][self.cfg.orderer.name]["listen"]
+        kind, _, org = name.partition(".")
+        return self.state["ports"][org]["ccserver" if kind == "chaincode" else "listen"]
+
+    def serving(self, name: str) -> bool:
+        """True when process ``name`` accepts connections on its port (its readiness probe)."""
+        return _listening(self.port(name))
+
+    def log_path(self, name: str) -> Path:
+        return self.root / "logs" / f"{name}.log"
+
+    def process(self, name: str) -> subprocess.Popen | None:
+        """The process ``name`` as this object started it (None when another one did)."""
+        return self._procs.get(name)
+
+    def spawn(self, name: str) -> subprocess.Popen:
+        """Start process ``name`` (again) without waiting for it: recorded in ``state.json`` (what
+        :meth:`down` stops), its output appended to :meth:`log_path`. A supervisor restarts with it."""
+        argv, env, marker = self.command(name)
+        self._spawn(name, argv, env, marker)
+        return self._procs[name]
+
     def start_orderer(self) -> None:
-        o = self.cfg.orderer.name
-        self._spawn("orderer", [self._tool("orderer")], {"FABRIC_CFG_PATH": str(self.node_dir(o))},
-                    self._tool("orderer"))
-        self._wait_port("orderer", self.state["ports"][o]["listen"])
-        self._wait_port("orderer", self.state["ports"][o]["admin"])
+        self.spawn("orderer")
+        self._wait_port("orderer", self.state["ports"][self.cfg.orderer.name]["listen"])
+        self._wait_port("orderer", self.state["ports"][self.cfg.orderer.name]["admin"])
 
     def start_peer(self, org: str) -> None:
-        name = f"peer0.{org}"
-        self._spawn(name, [self._tool("peer"), "node", "start"], {"FABRIC_CFG_PATH": str(self.node_dir(org))},
-                    str(self.node_dir(org)))
-        self._wait_port(name, self.state["ports"][org]["listen"])
+        self.spawn(f"peer0.{org}")
+        self._wait_port(f"peer0.{org}", self.port(f"peer0.{org}"))
 
     def start_chaincode_server(self, org: str) -> None:
-        name = f"chaincode.{org}"
-        tls = self.org_dir(org) / "chaincode" / "tls"
-        spec = {"org": org, "package_id": self.state["package_ids"][org], "module": self.chaincode_module,
-                "address": f"127.0.0.1:{self.state['ports'][org]['ccserver']}",
-                "tls_cert": str(tls / "server.crt"), "tls_key": str(tls / "server.key"),
-                "client_ca": str(tls / "ca.crt")}
-        self._spawn(name, self.chaincode_command(spec), {}, spec["package_id"])
-        self._wait_port(name, self.state["ports"][org]["ccserver"])
+        self.spawn(f"chaincode.{org}")
+        self._wait_port(f"chaincode.{org}", self.port(f"chaincode.{org}"))
 
     @staticmethod
     def _serve_command(spec: dict) -> list[str]:
@@ -470,9 +503,7 @@ class FabricNetwork:
         """Each process this network started: name, pid, whether it runs, its address."""
         out = []
         for name, info in self.state.get("processes", {}).items():
-            org = name.split(".", 1)[1] if "." in name else self.cfg.orderer.name
-            ports = self.state["ports"].get(org, {})
-            port = ports.get("ccserver") if name.startswith("chaincode.") else ports.get("listen")
+            port = self.port(name)
             out.append({"name": name, "pid": info["pid"], "running": _alive(info["pid"], info["marker"]),
                         "address": f"127.0.0.1:{port}", "log": info["log"]})
         return out

@@ -201,6 +201,34 @@ def start_fabric(settings, cfg: NetworkConfig):
     return net, net.peer_address(first), str(net.org_dir(first) / "tlsca" / "ca.pem")
 
 
+def supervise_fabric(sup, net, restart=None) -> list:
+    """Hand the processes ``net`` started (orderer, peers, chaincode servers) to the supervisor of
+    ``serums up``: each one that dies is started again by the network (so ``state.json``, hence
+    ``serums network down``, names the new process) with the back-off, give-up and restart log of
+    the embedded node; it counts as serving again once it listens on its port."""
+    from network.fabric import FabricError
+
+    from ..supervisor import RestartPolicy
+
+    def launcher(name: str):
+        def launch():
+            try:
+                return net.spawn(name)
+            except (FabricError, OSError) as exc:
+                raise CommandError(f"{name} cannot be restarted: {getattr(exc, 'detail', exc)}") from None
+        return launch
+
+    children = []
+    for name in net.state.get("processes", {}):
+        proc = net.process(name)
+        if proc is None:  # started by another `serums network up`: not ours to restart
+            continue
+        children.append(sup.adopt(name, proc, log=net.log_path(name), launch=launcher(name),
+                                  ready=lambda name=name: net.serving(name), restart=restart or RestartPolicy(),
+                                  argv=net.command(name)[0]))
+    return children
+
+
 @_one_line
 def verify_fabric_ledger(args):
     """``serums ledger verify --engine fabric``: every peer's chain read through Deliver."""

@@ -9,9 +9,9 @@ service beside it (MQTT: ``SERUMS_MQTT``), and print how to log in. A second ``s
 everything (each step reads what is there first). Ctrl-C stops them all cleanly.
 
 ``serums up`` owns its data directory while it runs (:mod:`serums.datadir`: a second one exits at
-once naming this one's PID) and supervises the node and the notification service
-(:mod:`serums.supervisor`): either, when it dies, is restarted with back-off while the gateway keeps
-serving.
+once naming this one's PID) and supervises the node (with ``--engine fabric``: the orderer, each
+peer and each chaincode server) and the notification service (:mod:`serums.supervisor`): each, when
+it dies, is restarted with back-off while the gateway keeps serving.
 """
 
 from __future__ import annotations
@@ -224,10 +224,11 @@ def _up(args) -> int:
     ledger: Any = node_address  # what the set-up steps reach the ledger through
     try:
         if engine == "fabric":
-            from .network import start_fabric
+            from .network import start_fabric, supervise_fabric
 
             step(2, total, "Hyperledger Fabric: Raft orderer, a peer per hospital, chaincode servers (TLS)")
             fabric, node_address, tls_ca = start_fabric(settings, cfg)
+            supervise_fabric(sup, fabric)  # each restarted with back-off when it dies, like the node
             ledger = grpc.secure_channel(node_address, grpc.ssl_channel_credentials(Path(tls_ca).read_bytes()))
             print(f"        gateway peer {node_address}", flush=True)
         else:

@@ -71,3 +71,30 @@ def test_a_child_without_a_restart_policy_ends_the_run(tmp_path, capsys):
     finally:
         sup.stop_all()
     assert "gateway stopped unexpectedly" in capsys.readouterr().err
+
+
+def test_an_adopted_child_is_restarted_through_its_launcher_then_given_up_on(tmp_path, capsys):
+    """A process started by someone else (a Fabric node the network started) is adopted: when it
+    dies the launcher starts it again, with the same back-off and give-up."""
+    import subprocess
+
+    def launch() -> subprocess.Popen:
+        launched.append(subprocess.Popen([sys.executable, "-c", "raise SystemExit(4)"]))
+        return launched[-1]
+
+    launched: list[subprocess.Popen] = []
+    (tmp_path / "fabric").mkdir()  # the network's log folder
+    first = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"])
+    sup = Supervisor(tmp_path / "logs")
+    child = sup.adopt("peer0.x", first, log=tmp_path / "fabric" / "peer0.x.log", launch=launch,
+                      ready=lambda: True, restart=FAST)
+    assert child.state == "running" and child.proc is first
+    try:
+        assert sup.wait(poll=0.05) == 1
+    finally:
+        sup.stop_all()
+    assert len(launched) == 2 and child.proc is launched[-1] and child.restarts == 2
+    out, err = capsys.readouterr()
+    assert "[up] peer0.x: restart #1" in out and "peer0.x exited with code 4" in out
+    assert "peer0.x keeps failing (3 times in a row" in err
+    assert "giving up after 3 failures" in (tmp_path / "fabric" / "peer0.x.log").read_text()
