@@ -167,6 +167,21 @@ def withdraw_preference(services, actor: Actor, pref_id: str) -> L.TxResult:
     return L.submit(actor.contract(services, "PreferenceContract"), "WithdrawPreference", actor.user_id, pref_id)
 
 
+def preview_preferences(services, actor: Actor, requester: dict[str, Any], sections: list[str],
+                        purpose: str) -> dict[str, Any]:
+    """What a requester would get of the patient's record for ``purpose``, under their hospital's
+    rules and the patient's current preferences (``PreferenceContract:Preview``, an evaluation:
+    nothing is written). ``requester``: ``{"user": user id}``, or ``{"role", "hospital": name,
+    "treating": bool}`` for anyone of that role at that hospital; ``sections`` ``["*"]``: all."""
+    chain = dict(requester)
+    if "hospital" in chain:
+        chain["hospital"] = services.msp_of(chain["hospital"])
+    out = L.evaluate(actor.reader(services, "PreferenceContract"), "Preview", actor.user_id, chain, sections, purpose)
+    who = out["requester"]
+    who["hospital"] = services.hospital_of(who["hospital"])
+    return out
+
+
 def revoke_grant(services, actor: Actor, grant_id: str, reason: str) -> L.TxResult:
     """Revoke a grant (the patient on their record, a requester relinquishing): tokens stop at once."""
     return L.submit(actor.contract(services, "TransportContract"), "Revoke", grant_id, reason)

@@ -335,6 +335,50 @@ class PreferenceIn(Schema):
     valid_until = fields.AwareDateTime()
 
 
+class PreviewRequesterSchema(Schema):
+    user = Id(metadata={"description": "a registered user (their role, hospital and treating relationship)"})
+    role = Choice(V.ROLES)
+    hospital = Text(validate=validate.Length(1, 128), metadata={"description": "hospital name or MSP id"})
+    treating = fields.Boolean(truthy={True}, falsy={False}, metadata={"description": "for a role at a hospital: assume a treating "
+                                                                    "relationship (default false)"})
+
+    @validates_schema
+    def _one_shape(self, data, **_):
+        if "user" in data:
+            extra = sorted(set(data) - {"user"})
+            if extra:
+                raise ValidationError("give either user, or role and hospital", extra[0])
+            return
+        for f in ("role", "hospital"):
+            if f not in data:
+                raise ValidationError("required (or give user)", f)
+
+
+class PreviewIn(Schema):
+    requester = fields.Nested(PreviewRequesterSchema, required=True)
+    sections = Sections(required=True, metadata={"description": 'sections to ask for; ["*"]: all of them'})
+    purpose = Choice(V.PURPOSES, required=True)
+
+
+class PreviewSection(Schema):
+    section = fields.String()
+    allowed = fields.Boolean()
+    reason = fields.String()
+    basis = fields.List(fields.String(), metadata={"description": "ids of the rules and preferences it rests on"})
+    max_seconds = fields.Integer(allow_none=True)
+
+
+class PreviewOut(Schema):
+    patient = fields.String()
+    version = fields.Integer(metadata={"description": "the preferences' version the preview used"})
+    purpose = fields.String()
+    requester = fields.Dict(metadata={"description": "user_id (null for a role), role, hospital, treating"})
+    decision = fields.List(fields.Nested(PreviewSection))
+    granted = fields.List(fields.String())
+    denied = fields.List(fields.String())
+    grant_seconds = fields.Integer(metadata={"description": "how long a grant would last (0: nothing granted)"})
+
+
 class PreparePreferenceIn(Schema):
     action = Choice(("add", "withdraw"), required=True)
     preference = fields.Nested(PreferenceIn)

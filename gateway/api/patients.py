@@ -67,6 +67,16 @@ def withdraw_preference(pref_id: str):
     return tx_json(tx)
 
 
+@bp.route("/preferences/preview", methods=["POST"])
+@patient_only
+@bp.arguments(S.PreviewIn)
+@bp.response(200, S.PreviewOut)
+def preview_preferences(body):
+    """What a given requester would get of my record for a purpose under my hospital's rules and my
+    preferences now — per section, with the reason — an evaluation: nothing is written or logged."""
+    return flow.preview_preferences(services(), actor(), body["requester"], body["sections"], body["purpose"])
+
+
 @bp.route("/preferences/history", methods=["GET"])
 @patient_only
 @bp.arguments(S.HistoryQuery, location="query")

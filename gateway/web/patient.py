@@ -67,7 +67,7 @@ def record_fhir():
 # ----------------------------------------------------------------------------- preferences (step 2)
 
 
-def _preferences_page(problem=None, done=None, status: int = 200):
+def _preferences_page(problem=None, done=None, status: int = 200, preview=None):
     a = actor()
     svc = services()
     prefs, p1 = attempt(lambda: L.evaluate(a.reader(svc, "PreferenceContract"), "ListPreferences", a.user_id))
@@ -77,7 +77,7 @@ def _preferences_page(problem=None, done=None, status: int = 200):
     return render_template("web_patient/preferences.html", prefs=(prefs or {}).get("rules", {}),
                            own_key=bool(me and me.key_custody != "wallet"),
                            history=list(reversed((history or {}).get("records", []))), problem=problem or p1 or p2,
-                           done=done, hospitals=svc.hospitals), status
+                           done=done, hospitals=svc.hospitals, preview=preview, asked=request.form), status
 
 
 def _date(name: str) -> dt.datetime | None:
@@ -164,6 +164,30 @@ def add_preference():
     done = (f"Saved. Recorded on the ledger in transaction {tx.transaction_id[:16]}…"
             + (f" {len(revoked)} grant(s) it no longer allows were revoked at once." if revoked else ""))
     return _preferences_page(done=done)
+
+
+def _preview_requester() -> dict:
+    """The requester the preview form describes: a person (by username) or a role at a hospital."""
+    if request.form.get("preview_kind") == "user":
+        name = request.form.get("preview_user", "").strip()
+        user = services().auth.find_user(name) if name else None
+        if user is None:
+            raise P.Problem(P.NOT_FOUND, f"nobody is called {name!r} on this network")
+        return {"user": user.user_id}
+    return {"role": request.form.get("preview_role", ""), "hospital": request.form.get("preview_hospital", ""),
+            "treating": request.form.get("preview_treating") == "yes"}
+
+
+@bp.post("/preferences/preview")
+def preview_preferences():
+    """What a given requester would get under my hospital's rules and my choices now (nothing is written)."""
+    a = actor()
+    section = request.form.get("preview_section") or "*"
+    result, problem = attempt(lambda: flow.preview_preferences(
+        services(), a, _preview_requester(), [section], request.form.get("preview_purpose", "treatment")))
+    if problem is not None:
+        return _preferences_page(problem, status=status_of(problem))
+    return _preferences_page(preview=result)
 
 
 @bp.post("/preferences/<pref_id>/withdraw")

@@ -32,8 +32,7 @@ def _problem(r, status: int, slug: str) -> None:
 
 
 def test_list_unread_count_and_mark_read(world, http, store):
-    ref = world.patient_ref("lothian", 1)[1]
-    patient = enrol(world.services, "lothian", "patient", user_id=ref)
+    patient = enrol(world.services, "lothian", "specialist")  # anyone signed in has notifications
     token = http.login(patient)
     r = http.get("/notifications/me", token=token)
     assert r.status == 200 and r.json == {"unread": 0, "notifications": []}
