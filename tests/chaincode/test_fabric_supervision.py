@@ -1,0 +1,87 @@
+"""Real Hyperledger Fabric (the session's network, reused): the supervision `serums up --engine
+fabric` runs. A chaincode server and a peer killed with SIGKILL are started again by the supervisor
+by themselves — the restart logged in their own log, the new process recorded in state.json (what
+`serums network down` stops) — and a submit succeeds afterwards, its chaincode run by the restarted
+server and endorsed through the restarted peer."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from network import GatewayError, connect
+from serums.commands.network import supervise_fabric
+from serums.supervisor import RestartPolicy, Supervisor
+
+from .conftest import CC, HOSPITALS, World, uid
+
+pytestmark = [pytest.mark.fabric, pytest.mark.parametrize("world", ["fabric"], indirect=True)]
+POLICY = RestartPolicy(initial=0.2, maximum=2.0, fast=30.0, give_up_after=5, ready_timeout=60.0)
+
+
+def _until(what: str, ok, timeout: float = 90.0):
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = ok()
+            if result:
+                return result
+        except GatewayError as exc:
+            last = exc
+        time.sleep(0.5)
+    raise AssertionError(f"{what} within {timeout:.0f}s (last error: {last})")
+
+
+def test_killed_chaincode_server_and_peer_are_restarted_by_the_supervisor(world: World, tmp_path, capsys):
+    net = world.fabric
+    assert net is not None
+    sup = Supervisor(tmp_path / "logs")
+    children = {c.name: c for c in supervise_fabric(sup, net, POLICY)}
+    assert set(children) == {"orderer", *(f"peer0.{h}" for h in HOSPITALS), *(f"chaincode.{h}" for h in HOSPITALS)}
+    stop = threading.Event()
+    rc: list[int] = []
+    loop = threading.Thread(target=lambda: rc.append(sup.wait(stop, poll=0.2)), daemon=True)
+    loop.start()
+    try:
+        for name in ("chaincode.lothian", "peer0.zmc"):
+            old = net.state["processes"][name]["pid"]
+            os.kill(old, signal.SIGKILL)
+            child = children[name]
+            _until(f"{name} restarted and serving", lambda c=child: c.restarts == 1 and c.state == "running")
+            new = net.state["processes"][name]["pid"]
+            assert new != old and new == child.proc.pid and net.running(name)
+            # what a separate `serums network down` reads: the new process
+            assert json.loads(net.state_path.read_text())["processes"][name]["pid"] == new
+            log = net.log_path(name).read_text()
+            assert f"{name} was killed by SIGKILL" in log and f"[supervisor] {name}: restart #1 (pid {new})" in log
+            assert f"{name}: serving again after restart #1" in log
+        assert loop.is_alive() and not rc  # nothing gave up, nothing else died
+        # lothian's peer runs the chaincode on its restarted server (an evaluation stays on that peer) …
+        who = _until("chaincode.lothian answering after its restart",
+                     lambda: world.admins["lothian"].evaluate("UserContract", "WhoAmI"))
+        assert who["msp"] == "LothianMSP"
+        # … and a submit through it succeeds, committed
+        user = uid("sup")
+        gp = world.identity("lothian", "gp", user)[0].fingerprint
+        world.admins["lothian"].submit("UserContract", "RegisterUser", user, "gp", gp)
+        assert world.admins["lothian"].evaluate("UserContract", "GetUser", user)["id"] == user
+        # and the restarted peer runs the chaincode again for its own hospital
+        ident, signer = world.cfg.load_user("zmc")
+        with connect(ident, signer, net.peer_address("zmc"), tls_root_certs=net.tls_ca("zmc")) as gw:
+            contract = gw.network(world.cfg.channel).contract(CC, "UserContract")
+            who = _until("peer0.zmc answering after its restart", lambda: contract.evaluate("WhoAmI"))
+        assert json.loads(who)["msp"] == "ZmcMSP"
+    finally:
+        stop.set()
+        loop.join(10)
+    assert rc == [0]
+    out = capsys.readouterr().out
+    assert "[up] chaincode.lothian: restart #1" in out and "[up] peer0.zmc: restart #1" in out
+    # the session's network keeps running (its teardown, `down`, stops the restarted processes)
+    assert all(net.running(n) for n in children)
