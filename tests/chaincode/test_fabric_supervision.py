@@ -2,13 +2,16 @@
 fabric` runs. A chaincode server and a peer killed with SIGKILL are started again by the supervisor
 by themselves — the restart logged in their own log, the new process recorded in state.json (what
 `serums network down` stops) — and a submit succeeds afterwards, its chaincode run by the restarted
-server and endorsed through the restarted peer."""
+server; the restarted peer runs the chaincode again. `serums network down` refuses while `serums up`
+supervises the network (the supervisor would restart what it stops)."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -16,6 +19,7 @@ import pytest
 
 from network import GatewayError, connect
 from serums.commands.network import supervise_fabric
+from serums.datadir import DataDirLock
 from serums.supervisor import RestartPolicy, Supervisor
 
 from .conftest import CC, HOSPITALS, World, uid
@@ -77,6 +81,17 @@ def test_killed_chaincode_server_and_peer_are_restarted_by_the_supervisor(world:
             contract = gw.network(world.cfg.channel).contract(CC, "UserContract")
             who = _until("peer0.zmc answering after its restart", lambda: contract.evaluate("WhoAmI"))
         assert json.loads(who)["msp"] == "ZmcMSP"
+        # while `serums up` supervises the network, `serums network down` refuses (the supervisor
+        # would restart what it stops) and changes nothing
+        lock = DataDirLock.acquire(world.cfg.root.parent, "serums up")
+        try:
+            down = subprocess.run([sys.executable, "-m", "serums", "--data-dir", str(world.cfg.root.parent),
+                                   "network", "down"], capture_output=True, text=True, timeout=120)
+        finally:
+            lock.release()
+        assert down.returncode == 1, down.stdout + down.stderr
+        assert "supervises this Fabric network" in down.stderr and len(down.stderr.strip().splitlines()) == 1
+        assert all(net.running(n) for n in children) and all(c.restarts <= 1 for c in children.values())
     finally:
         stop.set()
         loop.join(10)
