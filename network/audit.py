@@ -16,12 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fabric_protos.common import common_pb2
+from fabric_protos.common import common_pb2, configtx_pb2
+from google.protobuf.message import DecodeError
 
 from . import protocol as P
 from .config import NetworkConfig
 from .identity import IdentityError
-from .node.genesis import msps_from_genesis
+from .node.configtx import ConfigUpdateError, hospital_msp_ids, is_config_block, validate_config_block
+from .node.genesis import config_from_block, msps_from_config, msps_from_genesis
 from .node.lifecycle import LIFECYCLE, apply_updates, lifecycle_policy
 from .node.membership import Membership
 from .node.peer import BlockValidator, compute_commit_hash
@@ -91,6 +93,20 @@ def _check_orderer_signature(block: common_pb2.Block, membership: Membership, or
     return "orderer signature does not verify"
 
 
+def _revalidate_config(block: common_pb2.Block, config, validator: BlockValidator, membership: Membership,
+                       orderer_msp: str) -> tuple[int, configtx_pb2.Config | None]:
+    """A CONFIG block re-derived from its update against the configuration before it (as a peer
+    accepts it); when valid, its organisations join ``membership`` and the LifecycleEndorsement
+    policy covers them."""
+    try:
+        new = validate_config_block(block, config, validator.channel, membership, orderer_msp)
+    except (ConfigUpdateError, P.ProtocolError, DecodeError):
+        return P.TxValidationCode.Value("INVALID_CONFIG_TRANSACTION"), None
+    membership.accept(msps_from_config(new)[0])
+    validator.policies[LIFECYCLE] = lifecycle_policy(hospital_msp_ids(new))
+    return P.VALID, new
+
+
 def verify_peer(name: str, store: PeerStore, validator: BlockValidator, membership: Membership,
                 orderer_msp: str, report: VerifyReport) -> None:
     state = VersionedState()
@@ -98,6 +114,7 @@ def verify_peer(name: str, store: PeerStore, validator: BlockValidator, membersh
     prev_hash = b""
     commit_hash = b""
     height = txs = valid = 0
+    config = configtx_pb2.Config()  # the channel configuration reached (block 0 sets it)
 
     def fail(block: int | None, msg: str) -> None:
         report.problems.append(Finding(name, block, msg))
@@ -133,6 +150,12 @@ def verify_peer(name: str, store: PeerStore, validator: BlockValidator, membersh
             if num == 0:
                 updates = []
                 codes = [P.VALID]
+                config = config_from_block(block)
+            elif is_config_block(block):
+                updates = []
+                code, new_config = _revalidate_config(block, config, validator, membership, orderer_msp)
+                codes = [code]
+                config = new_config or config
             else:
                 parsed = P.parse_block_transactions(block)
                 codes, updates = validator.validate_block(num, parsed, state, seen_tx.__contains__)

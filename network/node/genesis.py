@@ -193,8 +193,10 @@ def channel_config(
     return configtx_pb2.Config(sequence=0, channel_group=root)
 
 
-def genesis_envelope(channel: str, config: configtx_pb2.Config, orderer: Identity, signer: Signer) -> bytes:
-    """The CONFIG envelope of block 0, signed by the orderer."""
+def genesis_envelope(channel: str, config: configtx_pb2.Config, orderer: Identity, signer: Signer,
+                     last_update: common_pb2.Envelope | None = None) -> bytes:
+    """A CONFIG envelope signed by the orderer: block 0's, or (with the ``last_update`` that
+    produced ``config``) a configuration update's, see :mod:`.configtx`."""
     nonce = P.new_nonce()
     creator = orderer.serialize()
     ch = common_pb2.ChannelHeader(type=P.CONFIG, channel_id=channel, tx_id=P.compute_txid(nonce, creator))
@@ -202,7 +204,7 @@ def genesis_envelope(channel: str, config: configtx_pb2.Config, orderer: Identit
     sh = common_pb2.SignatureHeader(creator=creator, nonce=nonce)
     payload = common_pb2.Payload(
         header=common_pb2.Header(channel_header=ch.SerializeToString(), signature_header=sh.SerializeToString()),
-        data=configtx_pb2.ConfigEnvelope(config=config).SerializeToString(),
+        data=configtx_pb2.ConfigEnvelope(config=config, last_update=last_update).SerializeToString(),
     ).SerializeToString()
     return common_pb2.Envelope(payload=payload, signature=signer.sign(payload)).SerializeToString()
 
@@ -218,7 +220,11 @@ def config_from_block(block: common_pb2.Block) -> configtx_pb2.Config:
 
 def msps_from_genesis(block: common_pb2.Block) -> tuple[dict[str, MSP], str]:
     """The channel's MSPs (and the orderer org's MSP id) as written in its genesis block."""
-    cfg = config_from_block(block)
+    return msps_from_config(config_from_block(block))
+
+
+def msps_from_config(cfg: configtx_pb2.Config) -> tuple[dict[str, MSP], str]:
+    """The MSPs (and the orderer org's MSP id) of a channel configuration."""
     out: dict[str, MSP] = {}
     orderer_msp = ""
     for section in ("Application", "Orderer"):

@@ -31,6 +31,12 @@ class Membership:
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
+    def accept(self, msps: dict[str, MSP]) -> None:
+        """Accept the organisations a configuration update added (members are never removed)."""
+        with self._lock:
+            for msp_id, msp in msps.items():
+                self.msps.setdefault(msp_id, msp)
+
     @property
     def msp_ids(self) -> list[str]:
         return list(self.msps)

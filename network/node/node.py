@@ -19,7 +19,8 @@ from fabric_protos.common import common_pb2
 from .. import protocol as P
 from ..config import NetworkConfig
 from ..policy import parse_policy
-from .genesis import channel_config, msps_from_genesis, tls_roots_from_genesis
+from .configtx import apply_config_update, config_in_force, hospital_msp_ids, is_config_block
+from .genesis import channel_config, msps_from_config, tls_roots_from_genesis
 from .lifecycle import (
     LIFECYCLE,
     commit_definition_transaction,
@@ -49,6 +50,14 @@ def genesis_config(cfg: NetworkConfig):
                           consenter_tls_cert=node_tls(cfg).cert)
 
 
+def _ordered_members(cfg: NetworkConfig, config) -> list[str]:
+    """The channel's hospitals (MSP ids) in the network configuration's order, which policies
+    like MAJORITY list them in (the channel configuration's map has its own order)."""
+    members = hospital_msp_ids(config)
+    return [h.msp_id for h in cfg.hospitals if h.msp_id in members] + sorted(
+        set(members) - {h.msp_id for h in cfg.hospitals})
+
+
 class EmbeddedNode:
     def __init__(self, cfg: NetworkConfig, *, passphrase: str | None = None, ledger_dir: Path | None = None,
                  max_proposal_skew_s: float = 600.0):
@@ -57,7 +66,8 @@ class EmbeddedNode:
         self.address: str | None = None
         #: endorsers refuse proposals dated further than this from their clock (seconds)
         self.max_proposal_skew_s = max_proposal_skew_s
-        ledger = Path(ledger_dir or cfg.ledger_dir())
+        self._passphrase = passphrase
+        self.ledger = ledger = Path(ledger_dir or cfg.ledger_dir())
         ledger.mkdir(parents=True, exist_ok=True)
 
         o_ident, o_signer = cfg.load_peer(cfg.orderer.name, passphrase)
@@ -70,35 +80,98 @@ class EmbeddedNode:
 
         if self.orderer.height == 0:
             self.orderer.create_genesis(genesis_config(cfg))
-        genesis = P.parse_block(self.orderer_store.block(0) or b"")
-        msps, _ = msps_from_genesis(genesis)
+        #: the channel configuration in force at the orderer (genesis, or the last CONFIG block)
+        self.config, config_block = config_in_force(self.orderer_store.block, self.orderer.height)
+        self._config_lock = threading.Lock()
+        self._redefine: threading.Thread | None = None
+        msps, _ = msps_from_config(self.config)
         self.membership = Membership(msps)
         #: the TLS root certificates of the channel's organisations (clients' CAs for mutual TLS)
-        self.tls_client_roots = tls_roots_from_genesis(genesis)
+        # (as of the last configuration block: a hospital that joined since start needs a restart here)
+        self.tls_client_roots = tls_roots_from_genesis(P.parse_block(self.orderer_store.block(config_block) or b""))
 
-        hospital_msps = [h.msp_id for h in cfg.hospitals]
+        hospital_msps = _ordered_members(cfg, self.config)
         self.chaincodes: dict[str, DeployedChaincode] = {}
         for d in cfg.chaincodes:
             self.chaincodes[d.name] = DeployedChaincode(
                 d, parse_policy(d.endorsement_policy, hospital_msps), load_chaincode(d.module)
             )
 
-        policies = {n: c.policy for n, c in self.chaincodes.items()}
-        policies[LIFECYCLE] = lifecycle_policy(hospital_msps)
         self.peers: dict[str, Peer] = {}
         self._signers: dict[str, tuple] = {}
         for h in cfg.hospitals:
-            ident, signer = cfg.load_peer(h.name, passphrase)
-            self._signers[h.msp_id] = (ident, signer)
-            store = PeerStore(ledger / f"peer0.{h.name}.db")
-            self.peers[h.msp_id] = Peer(h.msp_id, ident, signer, store, cfg.channel, self.chaincodes, self.membership,
-                                        policies)
+            if h.msp_id in hospital_msps:  # a hospital whose joining the channel has not committed: none yet
+                self._add_peer(h.name, h.msp_id)
 
         self._server = None
         self.tls = False
         self._committer: threading.Thread | None = None
         self._stopping = threading.Event()
         self.catch_up()
+
+    def _add_peer(self, name: str, msp_id: str) -> Peer:
+        ident, signer = self.cfg.load_peer(name, self._passphrase)
+        policies = {n: c.policy for n, c in self.chaincodes.items()}
+        policies[LIFECYCLE] = lifecycle_policy(hospital_msp_ids(self.config))
+        store = PeerStore(self.ledger / f"peer0.{name}.db")
+        peer = Peer(msp_id, ident, signer, store, self.channel, self.chaincodes, self.membership, policies)
+        self._signers = {**self._signers, msp_id: (ident, signer)}
+        self.peers = {**self.peers, msp_id: peer}  # replaced, not mutated: the services iterate it
+        return peer
+
+    # ------------------------------------------------------------------ channel configuration
+
+    def update_config(self, envelope: bytes) -> int:
+        """Order a ``CONFIG_UPDATE`` envelope (see :mod:`.configtx`) once it is checked against the
+        configuration in force and its Admins policy; returns the CONFIG block's number. Raises
+        :class:`~.configtx.ConfigUpdateError` (nothing is ordered) when it is refused."""
+        with self._config_lock:
+            config = apply_config_update(self.config, self.channel, envelope, self.membership)
+            previous, self.config = self.config, config
+            try:
+                block = self.orderer.order_config(config, envelope)
+            except BaseException:
+                self.config = previous
+                raise
+        log.info("channel %s: configuration %d ordered in block %d", self.channel, config.sequence,
+                 block.header.number)
+        return block.header.number
+
+    def _config_committed(self, num: int) -> None:
+        """The peers committed CONFIG block ``num``: a hospital that joined gets its peer here
+        (its identity from the network's configuration on disk), caught up from the orderer's block
+        store, and the chaincodes' endorsement policies are redefined over the new set of hospitals."""
+        peer = next(iter(self.peers.values()))
+        try:
+            on_disk = NetworkConfig.load(self.cfg.root)
+        except Exception:  # noqa: BLE001 - the peers stay as they are; the node's log says why
+            log.exception("cannot read the network configuration for the new organisations")
+            on_disk = self.cfg
+        members = _ordered_members(on_disk, peer.config)
+        for cc in self.chaincodes.values():
+            cc.policy = parse_policy(cc.definition.endorsement_policy, members)
+        for h in on_disk.hospitals:
+            if h.msp_id in members and h.msp_id not in self.peers:
+                new = self._add_peer(h.name, h.msp_id)
+                for n in range(new.height, num + 1):
+                    block = P.parse_block(self.orderer_store.block(n) or b"")
+                    new.commit(block, P.parse_block_transactions(block) if n else [None])
+                if all(x.name != h.name for x in self.cfg.hospitals):
+                    self.cfg.hospitals.append(h)
+                log.info("peer0.%s (%s) joined channel %s at height %d", h.name, h.msp_id, self.channel, new.height)
+        self._redefine = threading.Thread(target=self._record_definitions_logged, name="redefine", daemon=True)
+        self._redefine.start()
+
+    def _record_definitions_logged(self) -> None:
+        try:
+            self.record_definitions()
+        except Exception:  # noqa: BLE001 - a later start re-records them
+            log.exception("recording the chaincode definitions for the new organisations failed")
+
+    def wait_redefined(self, timeout: float = 30.0) -> None:
+        """Wait until the chaincode definitions of the last configuration update are committed."""
+        if self._redefine is not None:
+            self._redefine.join(timeout)
 
     # ------------------------------------------------------------------ commit pipeline
 
@@ -131,11 +204,18 @@ class EmbeddedNode:
                 return
             parsed = P.parse_block_transactions(block) if block.header.number else [None]
             header_hash = P.block_header_hash(block.header)
+            accepted = True
             for peer in self.peers.values():
                 try:
-                    peer.commit(block, parsed, header_hash)
+                    accepted = peer.commit(block, parsed, header_hash) == [P.VALID] and accepted
                 except Exception:  # noqa: BLE001 - keep the other peers going; verify will report it
                     log.exception("peer %s failed to commit block %d", peer.msp_id, block.header.number)
+                    accepted = False
+            if block.header.number and parsed == [None] and is_config_block(block):
+                if accepted:
+                    self._config_committed(block.header.number)
+                else:
+                    log.error("configuration block %d was refused by the peers", block.header.number)
             self._commit_queue.task_done()
             self.orderer.kick()
 

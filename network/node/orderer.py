@@ -21,6 +21,7 @@ from fabric_protos.common import common_pb2, configtx_pb2
 from .. import protocol as P
 from ..config import BatchConfig
 from ..identity import Identity, Signer
+from .configtx import last_config
 from .genesis import genesis_envelope
 from .store import OrdererStore
 
@@ -59,6 +60,10 @@ class Orderer:
         self._height = store.height()
         self._prev_hash = store.last_hash() or b""
         self._serialized = identity.serialize()
+        self._cut_lock = threading.Lock()  # blocks are cut and delivered in order, by one thread at a time
+        self._last_config = 0
+        if self._height:
+            self._last_config = last_config(P.parse_block(store.block(self._height - 1) or b""))
 
     @property
     def height(self) -> int:
@@ -69,6 +74,17 @@ class Orderer:
         if self._height:
             raise OrdererError("the channel already has a genesis block")
         return self._cut([genesis_envelope(self.channel, config, self.identity, self.signer)])
+
+    def order_config(self, config: configtx_pb2.Config, last_update: bytes) -> common_pb2.Block:
+        """Cut a block holding only the CONFIG transaction that installs ``config`` (produced by
+        the checked ``CONFIG_UPDATE`` envelope ``last_update``) and deliver it."""
+        update = common_pb2.Envelope()
+        update.ParseFromString(last_update)
+        envelope = genesis_envelope(self.channel, config, self.identity, self.signer, update)
+        with self._cut_lock:
+            block = self._cut([envelope], config=True)
+            self._deliver(block)
+        return block
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="orderer", daemon=True)
@@ -129,23 +145,27 @@ class Orderer:
             batch = self._take_batch()
             if batch is None:
                 return
-            try:
-                block = self._cut(batch)
-            except Exception:  # noqa: BLE001 - the orderer must keep running; the txs will time out
-                log.exception("could not cut a block of %d transactions", len(batch))
-                continue
-            try:
-                self._deliver(block)
-            except Exception:  # noqa: BLE001
-                log.exception("delivering block %d failed", block.header.number)
+            with self._cut_lock:
+                try:
+                    block = self._cut(batch)
+                except Exception:  # noqa: BLE001 - the orderer must keep running; the txs will time out
+                    log.exception("could not cut a block of %d transactions", len(batch))
+                    continue
+                try:
+                    self._deliver(block)
+                except Exception:  # noqa: BLE001
+                    log.exception("delivering block %d failed", block.header.number)
 
-    def _cut(self, envelopes: list[bytes]) -> common_pb2.Block:
+    def _cut(self, envelopes: list[bytes], *, config: bool = False) -> common_pb2.Block:
+        if config:
+            self._last_config = self._height
         block = common_pb2.Block()
         block.header.number = self._height
         block.header.previous_hash = self._prev_hash
         block.data.data.extend(envelopes)
         block.header.data_hash = P.block_data_hash(envelopes)
-        value = common_pb2.OrdererBlockMetadata(last_config=common_pb2.LastConfig(index=0)).SerializeToString()
+        value = common_pb2.OrdererBlockMetadata(
+            last_config=common_pb2.LastConfig(index=self._last_config)).SerializeToString()
         sh = common_pb2.SignatureHeader(creator=self._serialized, nonce=P.new_nonce()).SerializeToString()
         sig = self.signer.sign(P.block_signature_message(value, sh, block.header))
         md = common_pb2.Metadata(value=value, signatures=[common_pb2.MetadataSignature(signature_header=sh, signature=sig)])

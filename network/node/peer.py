@@ -27,6 +27,7 @@ from typing import Protocol
 
 from fabric_protos.common import common_pb2
 from fabric_protos.peer import chaincode_event_pb2, proposal_response_pb2
+from google.protobuf.message import DecodeError
 
 from chaincode import (
     KV,
@@ -43,7 +44,22 @@ from .. import protocol as P
 from ..config import ChaincodeDefinition
 from ..identity import Identity, Signer
 from ..policy import Policy, evaluate
-from .lifecycle import LIFECYCLE, apply_updates, definition_keys, definitions_from_writes, ledger_definitions
+from .configtx import (
+    ConfigUpdateError,
+    config_in_force,
+    hospital_msp_ids,
+    is_config_block,
+    validate_config_block,
+)
+from .genesis import config_from_block, msps_from_config
+from .lifecycle import (
+    LIFECYCLE,
+    apply_updates,
+    definition_keys,
+    definitions_from_writes,
+    ledger_definitions,
+    lifecycle_policy,
+)
 from .membership import Membership, MembershipError
 from .store import PeerStore, StateReader, StateUpdate, Version
 
@@ -353,6 +369,10 @@ class Peer:
         initial = dict(policies) if policies is not None else {n: c.policy for n, c in chaincodes.items()}
         initial.update({n: d.policy for n, d in ledger_definitions(store.reader()).items()})
         self.validator = BlockValidator(channel, initial, membership)
+        #: the channel configuration this peer's ledger has reached (genesis, or the last CONFIG block)
+        self.config = config_in_force(store.block, store.height())[0] if store.height() else None
+        if self.config is not None:
+            initial[LIFECYCLE] = lifecycle_policy(hospital_msp_ids(self.config))
         self._cond = threading.Condition()  # height changes (few waiters: event streams, endorsers)
         self._lock = threading.Lock()  # _recent and _waiters
         self._waiters: dict[str, list[Callable[[tuple[int, int]], None]]] = {}
@@ -435,6 +455,10 @@ class Peer:
             raise RuntimeError(f"peer {self.msp_id} at height {self._height} cannot commit block {num}")
         if num == 0:
             codes, updates = [P.VALID] * len(parsed), []
+            self.config = config_from_block(block)
+            self.validator.policies[LIFECYCLE] = lifecycle_policy(hospital_msp_ids(self.config))
+        elif is_config_block(block):
+            codes, updates = [self._accept_config(block)], []
         else:
             known = self.store.known_txids([p.tx_id for p in parsed if p is not None])
             codes, updates = self.validator.validate_block(num, parsed, self.store.reader(), known.__contains__)
@@ -471,6 +495,21 @@ class Peer:
         for listener in listeners:
             listener(num + 1)
         return codes
+
+    def _accept_config(self, block: common_pb2.Block) -> int:
+        """Check a configuration update's block against this peer's configuration; when valid,
+        install it: the new organisations' MSPs are accepted, LifecycleEndorsement covers them."""
+        assert self.config is not None
+        orderer_msp = next(iter(self.config.channel_group.groups["Orderer"].groups))
+        try:
+            config = validate_config_block(block, self.config, self.channel, self.membership, orderer_msp)
+        except (ConfigUpdateError, P.ProtocolError, DecodeError) as exc:
+            log.warning("peer %s: configuration block %d refused: %s", self.msp_id, block.header.number, exc)
+            return TXC.Value("INVALID_CONFIG_TRANSACTION")
+        self.config = config
+        self.membership.accept(msps_from_config(config)[0])
+        self.validator.policies[LIFECYCLE] = lifecycle_policy(hospital_msp_ids(config))
+        return P.VALID
 
     # ------------------------------------------------------------------ waiting
 

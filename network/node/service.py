@@ -427,6 +427,50 @@ class DeliverService(events_pb2_grpc.DeliverServicer):
             yield self._status("SUCCESS")
 
 
+class BroadcastService:
+    """The ordering service's ``AtomicBroadcast.Broadcast``, for channel configuration updates:
+    a ``CONFIG_UPDATE`` envelope from a channel member is checked against the configuration in
+    force and its Admins policy (:mod:`.configtx`) and ordered; the answer is Fabric's
+    ``BroadcastResponse`` (``FORBIDDEN`` when the policy is not satisfied, ``BAD_REQUEST`` for a
+    malformed, stale or unsupported update, with the reason in ``info``). Endorsed transactions
+    go through the Gateway's ``Submit``."""
+
+    def __init__(self, node: EmbeddedNode):
+        self.node = node
+
+    @staticmethod
+    def _status(code: str, info: str = "") -> ab_pb2.BroadcastResponse:
+        return ab_pb2.BroadcastResponse(status=common_pb2.Status.Value(code), info=info)
+
+    async def Broadcast(self, request_iterator, context) -> AsyncIterator[ab_pb2.BroadcastResponse]:
+        async for env in request_iterator:
+            yield await asyncio.to_thread(self._one, env)
+
+    def _one(self, env: common_pb2.Envelope) -> ab_pb2.BroadcastResponse:
+        from .configtx import ConfigUpdateError
+
+        try:
+            _, payload, ch = P.parse_envelope_header(env.SerializeToString())
+            sh = common_pb2.SignatureHeader()
+            sh.ParseFromString(payload.header.signature_header)
+        except Exception:  # noqa: BLE001 - malformed request
+            return self._status("BAD_REQUEST", "malformed envelope")
+        if ch.channel_id != self.node.channel:
+            return self._status("NOT_FOUND", f"channel {ch.channel_id!r} does not exist")
+        if ch.type != common_pb2.CONFIG_UPDATE:
+            return self._status("BAD_REQUEST", "only CONFIG_UPDATE envelopes are broadcast here; submit "
+                                               "endorsed transactions through the Gateway")
+        try:
+            self.node.membership.verified_identity(sh.creator, env.payload, env.signature)
+        except MembershipError as exc:
+            return self._status("FORBIDDEN", str(exc))
+        try:
+            num = self.node.update_config(env.SerializeToString())
+        except ConfigUpdateError as exc:
+            return self._status("FORBIDDEN" if exc.status == 403 else "BAD_REQUEST", exc.detail)
+        return self._status("SUCCESS", f"block {num}")
+
+
 try:  # what grpc's core raises when writing to a stream the client has closed
     from grpc._cython.cygrpc import ExecuteBatchError, InternalError, UsageError
 
@@ -515,6 +559,7 @@ class GrpcServer:
     def _handlers(self):
         gw = GatewayService(self.node)
         deliver = DeliverService(self.node)
+        broadcast = BroadcastService(self.node)
         return (
             grpc.method_handlers_generic_handler("gateway.Gateway", {
                 "Evaluate": _parsing("unary_unary", gateway_pb2.EvaluateRequest, gw.Evaluate),
@@ -527,6 +572,9 @@ class GrpcServer:
             grpc.method_handlers_generic_handler("protos.Deliver", {
                 name: _parsing("stream_stream", common_pb2.Envelope, getattr(deliver, name))
                 for name in ("Deliver", "DeliverFiltered", "DeliverWithPrivateData")
+            }),
+            grpc.method_handlers_generic_handler("orderer.AtomicBroadcast", {
+                "Broadcast": _parsing("stream_stream", common_pb2.Envelope, broadcast.Broadcast),
             }),
         )
 

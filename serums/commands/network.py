@@ -36,8 +36,11 @@ def register(sub) -> None:
     down = nsub.add_parser("down", help="stop the Fabric network's processes (exactly those `up` started)")
     down.add_argument("--purge", action="store_true", help="also delete the Fabric ledgers and material")
     down.set_defaults(handler=_down)
-    add = nsub.add_parser("add-hospital", help="a new hospital joins the running Fabric network")
+    add = nsub.add_parser("add-hospital", help="a new hospital joins the running network (embedded node or Fabric)")
     add.add_argument("hospital")
+    add.add_argument("--engine", choices=["embedded", "fabric"], default=None,
+                     help="the running network's engine (default: SERUMS_ENGINE, else the running embedded "
+                          "node, else the data directory's Fabric network)")
     add.add_argument("--display-name", help="the name it registers on chain (default: the hospital's, capitalised)")
     add.add_argument("--timeout", type=float, default=240.0)
     add.set_defaults(handler=_add_hospital)
@@ -170,10 +173,52 @@ def _status(args) -> int:
 def _add_hospital(args) -> int:
     from network.fabric.grow import add_hospital
 
+    if not _adds_to_fabric(args):
+        return _add_hospital_embedded(args)
     net = _fabric(args)
     msp = add_hospital(net, args.hospital, display_name=args.display_name, timeout=args.timeout,
                        progress=lambda m: print(f"  {m}", flush=True))
     print(f"{msp} joined channel {net.cfg.channel}: peer0.{args.hospital} on {net.peer_address(args.hospital)}")
+    return 0
+
+
+def _adds_to_fabric(args) -> bool:
+    """--engine, else SERUMS_ENGINE=fabric, else a running embedded node, else a Fabric network
+    that `network up --engine fabric` set up in the data directory."""
+    engine = args.engine or getattr(args.settings, "engine", "embedded")
+    if args.engine or engine == "fabric" or args.settings.running_node_address():
+        return engine == "fabric"
+    try:
+        return bool(_fabric(args).state.get("committed"))
+    except Exception:  # noqa: BLE001 - no (readable) network: the embedded path says what is missing
+        return False
+
+
+def _add_hospital_embedded(args) -> int:
+    """The hospital joins the channel of the running embedded node (see network/node/grow.py)."""
+    import grpc
+
+    from network import ConfigError, GatewayError
+    from network.node.configtx import ConfigUpdateError
+    from network.node.grow import add_hospital
+
+    settings = args.settings
+    address = settings.running_node_address()
+    if not address:
+        raise CommandError("the embedded node is not running: start it (`serums node` or `serums up`), "
+                           "then add the hospital to its channel")
+    cfg = NetworkConfig.load(settings.network_dir)
+    try:
+        msp = add_hospital(cfg, args.hospital, address, passphrase=settings.key_passphrase,
+                           display_name=args.display_name, timeout=args.timeout,
+                           progress=lambda m: print(f"  {m}", flush=True))
+    except ConfigUpdateError as exc:
+        raise CommandError(f"channel update refused: {exc.detail}") from None
+    except (ConfigError, GatewayError) as exc:
+        raise CommandError(str(exc)) from None
+    except grpc.RpcError as exc:
+        raise CommandError(f"cannot reach the embedded node on {address}: {exc.code().name}") from None
+    print(f"{msp} joined channel {cfg.channel}: peer0.{args.hospital} runs in the embedded node on {address}")
     return 0
 
 
