@@ -50,6 +50,8 @@ _CHANNEL_NOT_FOUND = re.compile(r"failed to get config for channel|failed to get
                                 r"channel \[?\S+?\]? (is )?not found|channel not found", re.I)
 _CHAINCODE_NOT_FOUND = re.compile(r"no metadata was found for chaincode|no peers available to \w+ chaincode|"
                                   r"chaincode definition for \S+ not found", re.I)
+#: a Fabric peer that cannot reach its chaincode server (down or restarting): the ledger is unreachable
+_CHAINCODE_DOWN = re.compile(r"could not launch chaincode|chaincode stream terminated", re.I)
 _ACCESS_DENIED = re.compile(r"access denied|status=FORBIDDEN|failed evaluating policy on signed data", re.I)
 
 # What a gateway error means, whichever engine answered (see GatewayError.kind).
@@ -110,7 +112,8 @@ class GatewayError(Exception):
             return ACCESS_DENIED
         if self.code in (C.INVALID_ARGUMENT, C.OUT_OF_RANGE):
             return INVALID_REQUEST
-        if self.code in (C.UNAVAILABLE, C.DEADLINE_EXCEEDED, C.CANCELLED, C.RESOURCE_EXHAUSTED):
+        if self.code in (C.UNAVAILABLE, C.DEADLINE_EXCEEDED, C.CANCELLED, C.RESOURCE_EXHAUSTED) or (
+                self.code in (C.ABORTED, C.UNKNOWN) and _CHAINCODE_DOWN.search(texts)):
             return UNREACHABLE
         return LEDGER_FAILURE
 
