@@ -38,18 +38,11 @@ def _login(base: str, user: dict) -> str:
         return r.json()["access_token"]
 
 
-@pytest.mark.slow
-def test_the_node_is_restarted_under_load_and_nothing_acknowledged_is_lost(tmp_path):
-    env = {**os.environ, "SERUMS_DATA_DIR": str(tmp_path)}
-    for var in ("SERUMS_DATABASE_URL", "SERUMS_AUTH_DATABASE_URL", "SERUMS_NODE_ADDRESS", "SERUMS_KEY_PASSPHRASE"):
-        env.pop(var, None)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    up = subprocess.Popen(
-        [sys.executable, "-m", "serums", "up", "--patients", "30", "--listen", f"127.0.0.1:{port}",
-         "--node-listen", f"127.0.0.1:{free_port()}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
-    )
+def _serums_up(env: dict, *args: str) -> tuple[subprocess.Popen, list[str], threading.Event]:
+    """``serums up`` with ``args`` in the background: the process, its output lines so far (a thread
+    keeps reading them) and an event set once it says it is up."""
+    up = subprocess.Popen([sys.executable, "-m", "serums", "up", *args], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
     out: list[str] = []
     ready = threading.Event()
 
@@ -60,6 +53,28 @@ def test_the_node_is_restarted_under_load_and_nothing_acknowledged_is_lost(tmp_p
                 ready.set()
 
     threading.Thread(target=drain, daemon=True).start()
+    return up, out, ready
+
+
+def _interrupt(up: subprocess.Popen, timeout: float) -> None:
+    """Ctrl-C to ``serums up``; killed if it has not stopped within ``timeout`` seconds."""
+    up.send_signal(signal.SIGINT)
+    try:
+        up.wait(timeout)
+    except subprocess.TimeoutExpired:
+        up.kill()
+        up.wait(10)
+
+
+@pytest.mark.slow
+def test_the_node_is_restarted_under_load_and_nothing_acknowledged_is_lost(tmp_path):
+    env = {**os.environ, "SERUMS_DATA_DIR": str(tmp_path)}
+    for var in ("SERUMS_DATABASE_URL", "SERUMS_AUTH_DATABASE_URL", "SERUMS_NODE_ADDRESS", "SERUMS_KEY_PASSPHRASE"):
+        env.pop(var, None)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    up, out, ready = _serums_up(env, "--patients", "30", "--listen", f"127.0.0.1:{port}",
+                                "--node-listen", f"127.0.0.1:{free_port()}")
     try:
         assert ready.wait(240), "".join(out)
         users = {u["username"]: u for u in json.loads((tmp_path / "demo-users.json").read_text())["users"]}
@@ -114,12 +129,7 @@ def test_the_node_is_restarted_under_load_and_nothing_acknowledged_is_lost(tmp_p
         assert "serving again after restart #1" in text
         assert "[supervisor] node: restart #1" in (tmp_path / "logs" / "node.log").read_text()
     finally:
-        up.send_signal(signal.SIGINT)
-        try:
-            up.wait(90)
-        except subprocess.TimeoutExpired:
-            up.kill()
-            up.wait(10)
+        _interrupt(up, 90)
     cfg = NetworkConfig.load(tmp_path / "network")
     for h in cfg.hospitals:
         store = PeerStore(cfg.ledger_dir() / f"peer0.{h.name}.db")
