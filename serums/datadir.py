@@ -18,7 +18,9 @@ import errno
 import fcntl
 import json
 import os
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,3 +177,23 @@ def running_file(data_dir: Path, name: str) -> dict | None:
     except (OSError, ValueError):
         return None
     return doc if isinstance(doc, dict) else None
+
+
+def stop_with_parent(on_gone: Callable[[int], None], data_dir: Path, interval: float = 1.0) -> threading.Thread:
+    """Call ``on_gone(parent_pid)`` once the ``serums up`` that started this process is gone, even
+    after ``kill -9`` (which runs no clean-up in it): once this process is no longer its child.
+    The parent is the data directory's recorded owner, not whatever ``getppid()`` says when this
+    is called, so a child still starting when ``serums up`` died (already re-parented) stops too.
+    Every child that ``serums up`` starts (node, gateway, notification service) watches this way,
+    so none outlives it holding a port or following a ledger nobody runs."""
+    owner = _read_owner(Path(data_dir) / LOCK_NAME)
+    parent = owner.pid if owner is not None else os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        on_gone(parent)
+
+    thread = threading.Thread(target=watch, name="parent-watch", daemon=True)
+    thread.start()
+    return thread

@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
-import time
+
+from serums.config import Settings
+from serums.datadir import stop_with_parent
 
 
 def when_ready(server) -> None:
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
+    def gone(parent: int) -> None:
         server.log.warning("serums up (pid %s) is gone; stopping the gateway", parent)
         os.kill(os.getpid(), signal.SIGTERM)
 
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    stop_with_parent(gone, Settings.from_env().data_dir)

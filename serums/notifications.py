@@ -17,6 +17,8 @@ import threading
 
 from .config import Settings
 
+log = logging.getLogger("serums.notifications")
+
 
 def main(argv: list[str] | None = None) -> None:
     from gateway.notifications import MqttPublisher, NotificationService, NotificationStore
@@ -27,6 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m serums.notifications", description=__doc__.split("\n\n")[0])
     ap.add_argument("--mqtt", help="the MQTT broker (host:port), or - for none (default: SERUMS_MQTT, else "
                                    "127.0.0.1:1883)")
+    ap.add_argument("--stop-with-parent", action="store_true",
+                    help="stop once the process that started it is gone (serums up passes this)")
     args = ap.parse_args(argv)
     private_umask()
     settings = Settings.from_env()
@@ -44,6 +48,11 @@ def main(argv: list[str] | None = None) -> None:
     service = NotificationService(services, store, publisher).start()
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
+    if args.stop_with_parent:
+        from .datadir import stop_with_parent
+
+        stop_with_parent(lambda parent: (log.warning("serums up (pid %s) is gone; stopping", parent), done.set()),
+                         settings.data_dir)
     with contextlib.suppress(KeyboardInterrupt):
         done.wait()
     service.stop()

@@ -56,7 +56,7 @@ def run_node(settings, listen: str | None = None, *, ready=None, stop_event: thr
     address) in the data directory so that other processes find the endpoint."""
     from network.node import EmbeddedNode
 
-    from ..datadir import DataDirLock
+    from ..datadir import DataDirLock, stop_with_parent
     from ..supervisor import port_in_use
 
     cfg = load_network(settings)
@@ -85,12 +85,15 @@ def run_node(settings, listen: str | None = None, *, ready=None, stop_event: thr
     print(f"embedded node: channel {cfg.channel}, {len(node.peers)} peers, serving on {address}{over}", flush=True)
     if ready is not None:
         ready(address)
-    parent = os.getppid()
+    if lock_fd is not None:  # started by serums up: stop when it is gone (kill -9)
+        def gone(parent: int) -> None:
+            print(f"serums up (pid {parent}) is gone; the node stops", flush=True)
+            stop.set()
+
+        stop_with_parent(gone, settings.data_dir, interval=0.5)
     try:
-        while not stop.wait(0.5):
-            if lock_fd is not None and os.getppid() != parent:  # our serums up is gone (kill -9)
-                print(f"serums up (pid {parent}) is gone; the node stops", flush=True)
-                break
+        while not stop.wait(0.5):  # wakes for signal handlers too
+            pass
     finally:
         node.stop()
         info.unlink(missing_ok=True)

@@ -302,7 +302,8 @@ def _up(args) -> int:
                   env=env, ready=lambda: _http_ready(f"http://{args.listen}/healthz"), timeout=90)
         # the notification service: follows the chain's events into the pages' store and MQTT; a
         # death is restarted like the node's (it resumes from its checkpoint: nothing lost or repeated)
-        sup.spawn("notifications", [sys.executable, "-m", "serums.notifications", "--mqtt", settings.mqtt or "-"],
+        sup.spawn("notifications", [sys.executable, "-m", "serums.notifications", "--mqtt", settings.mqtt or "-",
+                                    "--stop-with-parent"],
                   env=env, ready=lambda: True, restart=RestartPolicy())
         print(f"        notifications: following the chain's events; MQTT {settings.mqtt or 'off'}", flush=True)
         (data / "up.json").write_text(json.dumps({"url": f"http://{args.listen}", "node": node_address}))

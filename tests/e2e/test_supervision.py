@@ -167,14 +167,45 @@ def test_after_kill_9_of_serums_up_its_children_stop_and_the_data_directory_is_f
     assert "SERUMS is up" in "".join(lines), "".join(lines)
     owner = running_owner(tmp_path)
     assert owner is not None and owner.pid == up.pid and owner.node_pid
+    children = _children_of(up.pid)
+    assert any("serums.notifications" in argv for argv in children.values()), children
     up.kill()
     up.wait(10)
     deadline = time.monotonic() + 45
     while time.monotonic() < deadline and (running_owner(tmp_path) is not None or port_in_use("127.0.0.1", port)):
         time.sleep(0.5)
     assert running_owner(tmp_path) is None, "the node outlived its serums up"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(_alive(pid) for pid in children):
+        time.sleep(0.5)
+    survivors = {pid: argv for pid, argv in children.items() if _alive(pid)}
+    assert not survivors, f"children outlived their serums up: {survivors}"
     assert not port_in_use("127.0.0.1", port) and not port_in_use("127.0.0.1", node_port)
     assert (tmp_path / "up.json").exists()  # left behind by kill -9: stale, and known to be
     demo = subprocess.run([sys.executable, "-m", "serums", "demo"], env=env, capture_output=True, text=True,
                           timeout=60, cwd=ROOT)
     assert demo.returncode == 1 and "SERUMS is not running" in demo.stderr
+
+
+def _children_of(pid: int) -> dict[int, str]:
+    """The direct children of ``pid`` and their command lines, read from /proc."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == pid:
+                out[int(entry)] = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
