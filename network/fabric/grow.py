@@ -102,7 +102,7 @@ def add_hospital(net: FabricNetwork, name: str, *, display_name: str | None = No
     sequence = int(net.state.get("sequence", 1)) + 1
     policy = signature_policy(net.policy, [h.msp_id for h in net.cfg.hospitals])
     net._deploy_chaincode(progress, sequence=sequence, policy=policy, new=[org.name])
-    net._wait_for_discovery(timeout, progress)
+    net.wait_for_discovery(timeout, progress)
     ident, signer = net.cfg.load_user(org.name, "admin", net.passphrase)
     with connect(ident, signer, net.peer_address(org.name), tls_root_certs=net.tls_ca(org.name)) as gw:
         gw.network(net.cfg.channel).contract(net.chaincode, "UserContract").submit(

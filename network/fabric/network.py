@@ -394,7 +394,7 @@ class FabricNetwork:
         self.state["joined"] = True
         self._save_state()
         self._deploy_chaincode(progress)
-        self._wait_for_discovery(timeout - (time.monotonic() - started), progress)
+        self.wait_for_discovery(timeout - (time.monotonic() - started), progress)
         self.write_connection_profile()
         progress(f"Fabric network up in {time.monotonic() - started:.0f} s")
         return self.connection_profile()
@@ -450,13 +450,13 @@ class FabricNetwork:
             self.start_peer(h.name)
         for h in self.cfg.hospitals:
             self.start_chaincode_server(h.name)
-        self._wait_for_discovery(timeout - (time.monotonic() - started), progress)
+        self.wait_for_discovery(timeout - (time.monotonic() - started), progress)
         self.write_connection_profile()
         return self.connection_profile()
 
-    def _wait_for_discovery(self, timeout: float, progress: Callable[[str], None]) -> None:
+    def wait_for_discovery(self, timeout: float, progress: Callable[[str], None]) -> None:
         """Until the first hospital's gateway can endorse with the policy: Fabric needs gossip to
-        reach the other organisations' anchor peers first (~30 s)."""
+        reach the other organisations' anchor peers first (~30 s), and again after a peer restarts."""
         progress("waiting for gossip and discovery to satisfy the endorsement policy")
         org = self.cfg.hospitals[0].name
         ident, signer = self.cfg.load_user(org, "admin", self.passphrase)

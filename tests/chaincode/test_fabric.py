@@ -207,6 +207,7 @@ def test_a_hospital_runs_its_peer_from_its_bundle(world: World, tmp_path):
             os.killpg(peer.pid, 15)
         peer.wait(30)
         net.start_peer("zmc")
+    net.wait_for_discovery(180, lambda _: None)  # gossip has found the restarted peer again
     world.synced(target - 1)  # the original peer is back and up to date
 
 
@@ -234,4 +235,5 @@ def test_a_killed_peer_catches_up_after_its_restart(world: World, cast: Cast):
         assert time.monotonic() < deadline, "the restarted peer did not catch up"
         time.sleep(0.5)
     # and it endorses again: a transaction that needs all three hospitals' peers up to date
+    net.wait_for_discovery(180, lambda _: None)
     world.synced(target - 1)

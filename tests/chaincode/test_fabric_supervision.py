@@ -77,6 +77,8 @@ def test_killed_chaincode_server_and_peer_are_restarted_by_the_supervisor(world:
             assert f"{name} was killed by SIGKILL" in log and f"[supervisor] {name}: restart #1 (pid {new})" in log
             assert f"{name}: serving again after restart #1" in log
         assert loop.is_alive() and not rc  # nothing gave up, nothing else died
+        # a restarted peer is back in the gateway's discovery only once gossip has found it again
+        net.wait_for_discovery(180, lambda _: None)
         # a submit through lothian's peer, which endorses on its restarted chaincode server (the one
         # that failed above), succeeds and is committed
         world.admins["lothian"].submit("UserContract", "RegisterUser", user, "gp", gp)
@@ -101,6 +103,7 @@ def test_killed_chaincode_server_and_peer_are_restarted_by_the_supervisor(world:
     finally:
         stop.set()
         loop.join(10)
+        net.wait_for_discovery(180, lambda _: None)  # the session's network, as healthy as it was found
     assert rc == [0]
     out = capsys.readouterr().out
     assert "[up] chaincode.lothian: restart #1" in out and "[up] peer0.zmc: restart #1" in out

@@ -167,7 +167,11 @@ def test_after_kill_9_of_serums_up_its_children_stop_and_the_data_directory_is_f
     assert "SERUMS is up" in "".join(lines), "".join(lines)
     owner = running_owner(tmp_path)
     assert owner is not None and owner.pid == up.pid and owner.node_pid
+    deadline = time.monotonic() + 20  # the last child may still be between fork and exec
     children = _children_of(up.pid)
+    while time.monotonic() < deadline and not any("serums.notifications" in a for a in children.values()):
+        time.sleep(0.2)
+        children = _children_of(up.pid)
     assert any("serums.notifications" in argv for argv in children.values()), children
     up.kill()
     up.wait(10)
