@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +60,18 @@ BASELINE_RULES = [
      "max_grant_seconds": 3600},
 ]
 SETTINGS = {"max_grant_seconds": 12 * 3600, "break_glass_seconds": 2 * 3600}
+
+
+def concurrently(jobs) -> list:
+    """Run ``jobs`` (callables) at once, released together by a barrier; their results in order."""
+    barrier = threading.Barrier(len(jobs))
+
+    def run(job):
+        barrier.wait()
+        return job()
+
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        return list(pool.map(run, jobs))
 
 
 def uid(prefix: str = "u") -> str:

@@ -7,9 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from fabric_protos.common import ledger_pb2
@@ -18,21 +16,10 @@ from network import EndorseError, GatewayError, connect
 from network.fabric.network import _listening
 from network.protocol import VALID, TxValidationCode
 
-from .conftest import CC, HOSPITALS, Cast, World, uid
+from .conftest import CC, HOSPITALS, Cast, World, concurrently, uid
 
 pytestmark = [pytest.mark.fabric, pytest.mark.parametrize("world", ["fabric"], indirect=True)]
 MVCC = TxValidationCode.Value("MVCC_READ_CONFLICT")
-
-
-def _concurrently(jobs) -> list:
-    barrier = threading.Barrier(len(jobs))
-
-    def run(job):
-        barrier.wait()
-        return job()
-
-    with ThreadPoolExecutor(len(jobs)) as pool:
-        return list(pool.map(run, jobs))
 
 
 def _submit(actor, cname: str, fn: str, args: list):
@@ -78,7 +65,7 @@ def test_32_concurrent_submits_all_accounted_for_and_every_event_delivered(world
         role = "gp" if i % 2 else "nurse"
         jobs.append(lambda r=role: _submit(world.admins["lothian"], "UserContract", "UpdateUser",
                                            [target.name, {"role": r}]))
-    statuses = _concurrently(jobs)
+    statuses = concurrently(jobs)
     assert len(statuses) == 32 and len({s.transaction_id for s in statuses}) == 32  # none lost
     codes = [s.code for s in statuses]
     assert set(codes) <= {VALID, MVCC}, [s.code_name for s in statuses]

@@ -3,25 +3,11 @@
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 from network.protocol import VALID
 
-from .conftest import Actor, Cast, World, uid
+from .conftest import Actor, Cast, World, concurrently, uid
 
 N = 50
-
-
-def _concurrently(jobs) -> list:
-    barrier = threading.Barrier(len(jobs))
-
-    def run(job):
-        barrier.wait()
-        return job()
-
-    with ThreadPoolExecutor(len(jobs)) as pool:
-        return list(pool.map(run, jobs))
 
 
 def _request(doc: Actor, patient: str):
@@ -37,17 +23,17 @@ def test_fifty_concurrent_requests_for_different_patients_all_commit(world: Worl
     # registration of 50 patients, concurrently too: disjoint keys
     certs = [world.identity("lothian", "patient", uid("pat")) for _ in range(N)]
     ids = [uid("pat") for _ in range(N)]
-    regs = _concurrently([
+    regs = concurrently([
         (lambda i=i: admin.proposal("UserContract", "RegisterUser", [ids[i], "patient", certs[i][0].fingerprint])
          .endorse().submit().status()) for i in range(N)])
     assert [s.code for s in regs] == [VALID] * N
     doctors = [cast.spec, cast.gp, world.user("lothian", "specialist"), world.user("zmc", "specialist")]
-    treats = _concurrently([
+    treats = concurrently([
         (lambda i=i: admin.proposal("UserContract", "AddTreatment", [ids[i], doctors[i % 4].name, "", ""])
          .endorse().submit().status()) for i in range(N)])
     assert [s.code for s in treats] == [VALID] * N
     world.synced(max(s.block_number for s in treats))
-    statuses = _concurrently([_request(doctors[i % 4], ids[i]) for i in range(N)])
+    statuses = concurrently([_request(doctors[i % 4], ids[i]) for i in range(N)])
     assert [s.code_name for s in statuses] == ["VALID"] * N
     assert len({s.block_number for s in statuses}) < N  # they really were batched together
     world.synced(max(s.block_number for s in statuses))
@@ -61,5 +47,5 @@ def test_concurrent_requests_for_the_same_patient_also_commit(world: World, cast
     doctors = [cast.spec, cast.gp, cast.zspec]
     for d in doctors:
         world.treat(p, d)
-    statuses = _concurrently([_request(doctors[i % 3], p.name) for i in range(12)])
+    statuses = concurrently([_request(doctors[i % 3], p.name) for i in range(12)])
     assert [s.code_name for s in statuses] == ["VALID"] * 12
