@@ -29,6 +29,8 @@ access      access id (time-ordered)          an access logged by the vault (ste
 refusal     refusal id (time-ordered)         a refused token presentation logged by a vault
 cohort      cohort id (time-ordered)          a research cohort grant
 cm          cohort id, patient                a cohort member (active / withdrawn)
+ctok        cohort id, token hash             a cohort token a vault bound for its analytics service
+crel        cohort id, time, tx id            one release of cohort rows by a vault (paginated)
 blob        blob id                           a blob's anchored digest
 dataset     dataset id                        privacy budget: totals and spent so far
 release     dataset id, release id            marks a release id as used (idempotency)
@@ -110,6 +112,14 @@ def cohort(cid: str) -> str:
 
 def cohort_member(cid: str, patient: str) -> str:
     return ck("cm", cid, patient)
+
+
+def cohort_token(cid: str, token_hash: str) -> str:
+    return ck("ctok", cid, token_hash)
+
+
+def cohort_release(cid: str, ts: str, tx_id: str) -> str:
+    return ck("crel", cid, ts, tx_id)
 
 
 def blob(blob_id: str) -> str:

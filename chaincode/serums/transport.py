@@ -595,3 +595,107 @@ class TransportContract(SerumsContract):
                                    "requester_hospital": doc["requester_hospital"], "reason": reason,
                                    "revoked_by": c.label, "at": ctx.now_s})
         return doc
+
+    # ------------------------------------------------------------------ cohort tokens (research releases)
+
+    def _live_cohort(self, ctx: SerumsContext, doc: dict) -> None:
+        status, live = self._cohort_status(ctx, doc)
+        if not live:
+            reason = {GRANT_REVOKED: "cohort-revoked", "expired": "cohort-expired"}.get(status, "cohort-not-live")
+            raise Conflict(f"{reason}: cohort {doc['cohort_id']} is not live ({status})")
+
+    @transaction
+    def BindCohortToken(self, ctx: SerumsContext, cohort_id: str, token_hash: str, presenter_id: str,
+                        expires_at: str) -> dict:
+        """Step 7 for a research cohort: a hospital's vault binds the SHA-256 of the cohort token it
+        minted for its own site's ``analytics`` service identity ``presenter_id``, valid until
+        ``expires_at`` (never past the cohort's expiry). Refused while the cohort is not live."""
+        vault = ctx.caller.require_user("vault")
+        doc = self._cohort_or_404(ctx, cohort_id)
+        th = check_hex64(token_hash, "token_hash")
+        presenter = ctx.get(keys.user(check_id(presenter_id, "presenter_id")))
+        if presenter is None or presenter["role"] != "analytics" or presenter["status"] != ACTIVE:
+            raise InvalidArgument(f"presenter_id: {presenter_id!r} is not an active analytics service identity")
+        if presenter["hospital"] != vault["hospital"]:
+            raise ctx.caller.forbid(f"a vault of {vault['hospital']} binds cohort tokens only for its own analytics "
+                                    f"service, not for one of {presenter['hospital']}")
+        expires = parse_time(expires_at, "expires_at", optional=False)
+        self._live_cohort(ctx, doc)
+        if expires <= ctx.now or fmt_time(expires) > doc["expires_at"]:
+            raise InvalidArgument(f"expires_at: must lie after now and not after the cohort's expiry {doc['expires_at']}")
+        key = keys.cohort_token(doc["cohort_id"], th)
+        if ctx.get_raw(key) is not None:
+            raise Conflict(f"token_hash: already bound to cohort {doc['cohort_id']}")
+        token = {"cohort_id": doc["cohort_id"], "token_hash": th, "presenter_id": presenter_id,
+                 "vault_id": vault["id"], "hospital": vault["hospital"], "expires_at": fmt_time(expires),
+                 "bound_at": ctx.now_s}
+        ctx.put(key, token)
+        ctx.event("CohortTokenBound", token)
+        return token
+
+    @evaluate
+    def GetCohortToken(self, ctx: SerumsContext, cohort_id: str, token_hash: str) -> dict:
+        """A bound cohort token and whether it may be used now (cohort live, token unexpired)."""
+        doc = self._cohort_or_404(ctx, cohort_id)
+        self._may_read_cohort(ctx, doc)
+        token = ctx.get(keys.cohort_token(doc["cohort_id"], check_hex64(token_hash, "token_hash")))
+        if token is None:
+            raise NotFound(f"token_hash: no such token bound to cohort {doc['cohort_id']}")
+        status, live = self._cohort_status(ctx, doc)
+        return {**token, "cohort_status": status, "live": live and ctx.now_s < token["expires_at"],
+                "sections": doc["sections"], "purpose": doc["purpose"], "checked_at": ctx.now_s}
+
+    @transaction
+    def ReleaseCohort(self, ctx: SerumsContext, cohort_id: str, token_hash: str, patients: list,
+                      sections_returned: list, digest: str) -> dict:
+        """Steps 9–10 for a research cohort, in one transaction: the vault asks to release
+        ``sections_returned`` of ``patients`` (its own hospital's patients; digest of the rows)
+        against a cohort token it bound. Refused — nothing recorded, the vault releases nothing —
+        when the token is not bound by this hospital's vault or expired, the cohort is not live, a
+        patient is not an active member (withdrawn) or the sections exceed the cohort's; the message
+        starts with a stable reason (``token-not-bound``, ``token-expired``, ``cohort-revoked``,
+        ``cohort-expired``, ``cohort-not-live``, ``member-not-active``, ``token-grant-mismatch``).
+        Only the number of patients and the SHA-256 of their sorted ids are recorded."""
+        vault = ctx.caller.require_user("vault")
+        doc = self._cohort_or_404(ctx, cohort_id)
+        th = check_hex64(token_hash, "token_hash")
+        if not isinstance(patients, list) or len(patients) > MAX_COHORT:
+            raise InvalidArgument(f"patients: expected a list of at most {MAX_COHORT} patient ids")
+        pids = sorted({check_id(p, f"patients[{i}]") for i, p in enumerate(patients)})
+        if not isinstance(sections_returned, list):
+            raise InvalidArgument("sections_returned: expected a list of record sections")
+        secs = check_sections(sections_returned, "sections_returned") if sections_returned else []
+        dg = check_hex64(digest, "digest")
+        token = ctx.get(keys.cohort_token(doc["cohort_id"], th))
+        if token is None or token["hospital"] != vault["hospital"]:
+            raise Conflict(f"token-not-bound: the token is not bound to cohort {doc['cohort_id']} by a vault of "
+                           f"{vault['hospital']}")
+        self._live_cohort(ctx, doc)
+        if ctx.now_s >= token["expires_at"]:
+            raise Conflict(f"token-expired: the cohort token expired at {token['expires_at']}")
+        outside = sorted(set(secs) - set(doc["sections"]))
+        if outside:
+            raise Conflict(f"token-grant-mismatch: sections {', '.join(outside)} are outside cohort {doc['cohort_id']}")
+        for pid in pids:
+            m = ctx.get(keys.cohort_member(doc["cohort_id"], pid))
+            u = ctx.get(keys.user(pid))
+            if m is None or m["status"] != ACTIVE or u is None or u["hospital"] != vault["hospital"]:
+                raise Conflict(f"member-not-active: patient {pid} is not an active member of cohort "
+                               f"{doc['cohort_id']} at {vault['hospital']}")
+        rec = {"release_id": ctx.rid, "cohort_id": doc["cohort_id"], "token_hash": th,
+               "presenter_id": token["presenter_id"], "vault_id": vault["id"], "hospital": vault["hospital"],
+               "patients": len(pids), "patients_digest": sha256_hex(json.dumps(pids).encode()),
+               "sections_returned": secs, "digest": dg, "at": ctx.now_s}
+        ctx.put(keys.cohort_release(doc["cohort_id"], ctx.now_s, ctx.tx_id), rec)
+        ctx.event("CohortReleased", rec)
+        return rec
+
+    @evaluate
+    def CohortReleases(self, ctx: SerumsContext, cohort_id: str, page_size: int, bookmark: str) -> dict:
+        """Every release of the cohort's rows by the vaults, oldest first."""
+        doc = self._cohort_or_404(ctx, cohort_id)
+        self._may_read_cohort(ctx, doc)
+        size, bm = check_page(page_size, bookmark)
+        page = ctx.stub.get_state_by_partial_composite_key_with_pagination("crel", [doc["cohort_id"]], size, bm)
+        records = [json.loads(kv.value) for kv in page.records]
+        return {"records": records, "count": len(records), "bookmark": page.bookmark}
