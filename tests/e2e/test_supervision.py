@@ -157,38 +157,52 @@ def test_after_kill_9_of_serums_up_its_children_stop_and_the_data_directory_is_f
          "--node-listen", f"127.0.0.1:{node_port}"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT,
     )
-    lines = []
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        line = up.stdout.readline()
-        lines.append(line)
-        if not line or "Ctrl-C stops everything" in line:
-            break
-    assert "SERUMS is up" in "".join(lines), "".join(lines)
-    owner = running_owner(tmp_path)
-    assert owner is not None and owner.pid == up.pid and owner.node_pid
-    deadline = time.monotonic() + 20  # the last child may still be between fork and exec
-    children = _children_of(up.pid)
-    while time.monotonic() < deadline and not any("serums.notifications" in a for a in children.values()):
-        time.sleep(0.2)
+    try:
+        lines = []
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            line = up.stdout.readline()
+            lines.append(line)
+            if not line or "Ctrl-C stops everything" in line:
+                break
+        assert "SERUMS is up" in "".join(lines), "".join(lines)
+        owner = running_owner(tmp_path)
+        assert owner is not None and owner.pid == up.pid and owner.node_pid
+        deadline = time.monotonic() + 20  # the last child may still be between fork and exec
         children = _children_of(up.pid)
-    assert any("serums.notifications" in argv for argv in children.values()), children
-    up.kill()
-    up.wait(10)
-    deadline = time.monotonic() + 45
-    while time.monotonic() < deadline and (running_owner(tmp_path) is not None or port_in_use("127.0.0.1", port)):
-        time.sleep(0.5)
-    assert running_owner(tmp_path) is None, "the node outlived its serums up"
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and any(_alive(pid) for pid in children):
-        time.sleep(0.5)
-    survivors = {pid: argv for pid, argv in children.items() if _alive(pid)}
-    assert not survivors, f"children outlived their serums up: {survivors}"
-    assert not port_in_use("127.0.0.1", port) and not port_in_use("127.0.0.1", node_port)
-    assert (tmp_path / "up.json").exists()  # left behind by kill -9: stale, and known to be
-    demo = subprocess.run([sys.executable, "-m", "serums", "demo"], env=env, capture_output=True, text=True,
-                          timeout=60, cwd=ROOT)
-    assert demo.returncode == 1 and "SERUMS is not running" in demo.stderr
+        while time.monotonic() < deadline and not any("serums.notifications" in a for a in children.values()):
+            time.sleep(0.2)
+            children = _children_of(up.pid)
+        assert any("serums.notifications" in argv for argv in children.values()), children
+        up.kill()
+        up.wait(10)
+        deadline = time.monotonic() + 45
+        while time.monotonic() < deadline and (running_owner(tmp_path) is not None or port_in_use("127.0.0.1", port)):
+            time.sleep(0.5)
+        assert running_owner(tmp_path) is None, "the node outlived its serums up"
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(_alive(pid) for pid in children):
+            time.sleep(0.5)
+        survivors = {pid: argv for pid, argv in children.items() if _alive(pid)}
+        assert not survivors, f"children outlived their serums up: {survivors}"
+        assert not port_in_use("127.0.0.1", port) and not port_in_use("127.0.0.1", node_port)
+        assert (tmp_path / "up.json").exists()  # left behind by kill -9: stale, and known to be
+        demo = subprocess.run([sys.executable, "-m", "serums", "demo"], env=env, capture_output=True, text=True,
+                              timeout=60, cwd=ROOT)
+        assert demo.returncode == 1 and "SERUMS is not running" in demo.stderr
+    finally:
+        _stop(up)  # a failure before the kill must not leave a running system behind
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop a ``serums up`` still running (Ctrl-C, then kill): it owns a node, a gateway and ports."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 def _children_of(pid: int) -> dict[int, str]:
