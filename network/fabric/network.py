@@ -111,6 +111,28 @@ def _alive(pid: int, marker: str) -> bool:
     return marker in cmdline and stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
+def _stop_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
+    """A ``preexec_fn`` that has the kernel send ``sig`` to the child once the process that starts
+    it is gone, even after ``kill -9`` (``PR_SET_PDEATHSIG``): Fabric's orderer and peers are Go
+    binaries that cannot watch their parent as our own children do (``serums.datadir``). A child
+    whose parent died while it was being started exits at once. Linux only (elsewhere a no-op)."""
+    import ctypes
+
+    parent = os.getpid()
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return lambda: None
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:  # in the child, between fork and exec: no imports, no locks
+        prctl(pr_set_pdeathsig, int(sig), 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
 # --------------------------------------------------------------------------- the network
 
 
@@ -140,6 +162,10 @@ class FabricNetwork:
         self.batch_timeout_ms = batch_timeout_ms if batch_timeout_ms is not None else max(10.0, cfg.batch.timeout_ms)
         self.chaincode_command = chaincode_command or self._serve_command
         self.proposal_time_window_s = proposal_time_window_s
+        #: the processes stop (SIGTERM from the kernel) when the process that started them is gone —
+        #: set by a supervising caller (``serums up``, ``serums network up`` in the foreground); the
+        #: thread that starts them must live as long (the kernel watches the starting thread)
+        self.stop_with_parent = False
         self.state = self._load_state()
         self._procs: dict[str, subprocess.Popen] = {}  # the ones this object started (reaped by it)
         self.bin_dir = Path(bin_dir) if bin_dir else Path(self.state["bin"]) if self.state.get("bin") else None
@@ -199,12 +225,21 @@ class FabricNetwork:
             raise FabricError(f"{what or ' '.join(argv[:3])} failed: {' | '.join(tail)}")
         return res.stdout + (res.stderr if stderr else "")
 
+    def _reload_state(self) -> None:
+        """Take in what another process recorded meanwhile (``network add-hospital`` beside a
+        supervisor), so that a restart or :meth:`down` neither forgets nor overwrites it."""
+        on_disk = self._load_state()
+        if on_disk:
+            self.state = on_disk
+
     def _spawn(self, name: str, argv: list[str], env: dict, marker: str) -> None:
+        self._reload_state()
         log_path = self.log_path(name)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as out:
             proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+                                    stdin=subprocess.DEVNULL, start_new_session=True,
+                                    preexec_fn=_stop_with_parent() if self.stop_with_parent else None)
         self._procs[name] = proc
         self.state.setdefault("processes", {})[name] = {"pid": proc.pid, "marker": marker, "log": str(log_path)}
         self._save_state()
@@ -511,6 +546,7 @@ class FabricNetwork:
     def down(self, *, purge: bool = False) -> list[str]:
         """Stop what :meth:`up` started (chaincode servers, peers, orderer); ``purge`` also deletes the
         Fabric ledgers and material. Returns the names of the processes stopped."""
+        self._reload_state()
         names = list(self.state.get("processes", {}))
         order = sorted(names, key=lambda n: (not n.startswith("chaincode."), n == "orderer"))
         stopped = [n for n in order if self.stop_process(n)]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 from network import BatchConfig, ChaincodeDefinition, NetworkConfig, init_network, parse_hospitals
 
@@ -32,6 +33,10 @@ def register(sub) -> None:
     up.add_argument("--policy", help="the chaincode's endorsement policy: MAJORITY (default), ANY, ALL or an expression")
     up.add_argument("--batch-timeout-ms", type=float, help="the orderer's batch timeout (default 10)")
     up.add_argument("--timeout", type=float, default=240.0, help="give up after this many seconds")
+    up.add_argument("--detach", action="store_true",
+                    help="start the processes and return, unsupervised (`network status` tells what died); by "
+                         "default `network up` stays in the foreground restarting what dies until Ctrl-C or "
+                         "`serums network down`")
     up.set_defaults(handler=_up)
     down = nsub.add_parser("down", help="stop the Fabric network's processes (exactly those `up` started)")
     down.add_argument("--purge", action="store_true", help="also delete the Fabric ledgers and material")
@@ -91,8 +96,6 @@ def _one_line(handler):
 
 
 def _fabric(args, cfg=None):
-    import os
-
     from network.fabric import FabricNetwork, find_fabric_bin
 
     cfg = cfg or NetworkConfig.load(args.settings.network_dir)
@@ -112,11 +115,13 @@ def _up(args) -> int:
         raise CommandError("the embedded engine runs inside `serums node` (or `serums up`); "
                            "`network up` starts real Fabric: --engine fabric")
     s = args.settings
-    import os
-
     from network.fabric import find_fabric_bin
 
+    from ..datadir import DataDirLock
+
     find_fabric_bin(os.environ.get("FABRIC_BIN"))  # before anything is written
+    # in the foreground it owns the data directory as `serums up` does (one supervisor at a time)
+    lock = None if args.detach else DataDirLock.acquire(s.data_dir, "serums network up")
     wanted = parse_hospitals(args.hospitals) if args.hospitals else None
     if (s.network_dir / "network.json").exists():
         cfg = NetworkConfig.load(s.network_dir)
@@ -130,12 +135,36 @@ def _up(args) -> int:
         cfg.chaincodes.append(ChaincodeDefinition("serums", CHAINCODE_MODULE, "1.0", args.policy or "MAJORITY"))
         cfg.save()
     net = _fabric(args, cfg)
+    net.stop_with_parent = not args.detach  # supervised: they stop with this process, even after kill -9
     profile = net.up(timeout=args.timeout, progress=lambda m: print(f"  {m}", flush=True))
     print(f"Fabric network up: channel {cfg.channel}, {len(cfg.hospitals)} hospitals, chaincode serums")
     for name, peer in profile["peers"].items():
         print(f"  {name:<20} {peer['url']}")
     print(f"  connection profile {net.root / 'connection.json'}")
-    return 0
+    if args.detach:
+        print("detached: nothing restarts a process that dies (`serums network status` tells); "
+              "`serums network down` stops them", flush=True)
+        return 0
+    return _supervise_network(net, lock)
+
+
+def _supervise_network(net, lock) -> int:
+    """``network up`` in the foreground: the orderer, peers and chaincode servers supervised as
+    ``serums up`` supervises them (restart with back-off, give up after repeated fast failures),
+    until Ctrl-C or SIGTERM (``serums network down`` sends it); then the network stops."""
+    from ..supervisor import Supervisor
+
+    sup = Supervisor(net.root / "logs")
+    supervise_fabric(sup, net)
+    print(f"supervising the Fabric network (pid {os.getpid()}): a process that dies is restarted; "
+          "Ctrl-C or `serums network down` stops it", flush=True)
+    try:
+        return sup.wait()
+    finally:
+        sup.stop_all()
+        net.down()
+        lock.release()
+        print("Fabric network stopped", flush=True)
 
 
 @_one_line
@@ -144,10 +173,16 @@ def _down(args) -> int:
 
     net = _fabric(args)
     owner = running_owner(args.settings.data_dir)
-    if owner is not None and owner.command == "serums up" and any(r["running"] for r in net.status()):
+    running = [r["name"] for r in net.status() if r["running"]]
+    if owner is not None and owner.command == "serums up" and running:
         raise CommandError(f"{owner} supervises this Fabric network and would restart what `network down` stops: "
                            f"stop it instead (Ctrl-C, or kill -TERM {owner.pid}); it stops the network itself")
-    stopped = net.down(purge=args.purge)
+    stopped = []
+    if owner is not None and owner.command == "serums network up":
+        _stop_supervisor(args.settings.data_dir, owner)  # it stops the network itself
+        net = _fabric(args)
+        stopped = [n for n in running if not net.running(n)]
+    stopped += net.down(purge=args.purge)
     print(f"stopped {', '.join(stopped)}" if stopped else "nothing of the Fabric network was running")
     if args.purge:
         print(f"removed {net.root}")
@@ -156,17 +191,47 @@ def _down(args) -> int:
 
 @_one_line
 def _status(args) -> int:
+    from ..datadir import running_owner
+
     net = _fabric(args)
     rows = net.status()
+    owner = running_owner(args.settings.data_dir)
+    supervisor = ({"pid": owner.pid, "command": owner.command}
+                  if owner is not None and owner.command in ("serums up", "serums network up") else None)
     if args.json:
-        print(json.dumps({"engine": "fabric", "root": str(net.root), "processes": rows}, indent=2))
+        print(json.dumps({"engine": "fabric", "root": str(net.root), "supervised_by": supervisor, "processes": rows},
+                         indent=2))
         return 0
     if not rows:
         print(f"no Fabric network in {net.root}")
         return 1
+    if supervisor:
+        print(f"supervised by {supervisor['command']} (pid {supervisor['pid']}): a process that dies is restarted")
+    else:
+        print("not supervised (`network up --detach`, or its supervisor is gone): nothing restarts a process that dies")
     for r in rows:
-        print(f"{r['name']:<22} {'running' if r['running'] else 'stopped':<8} pid {r['pid']:<8} {r['address']}")
+        state = "running" if r["running"] else "stopped"
+        print(f"{r['name']:<22} {state:<8} pid {r['pid']:<8} {r['address']}"
+              + ("" if r["running"] else f"   (log {r['log']})"))
     return 0 if all(r["running"] for r in rows) else 1
+
+
+def _stop_supervisor(data_dir, owner, timeout: float = 90.0) -> None:
+    """SIGTERM to the ``serums network up`` supervising the network; back once it has stopped it."""
+    import signal
+    import time
+
+    from ..datadir import running_owner
+
+    try:
+        os.kill(owner.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while running_owner(data_dir) is not None:
+        if time.monotonic() > deadline:
+            raise CommandError(f"{owner} did not stop within {timeout:.0f}s after SIGTERM")
+        time.sleep(0.2)
 
 
 @_one_line
@@ -238,13 +303,13 @@ def _bundle(args) -> int:
 def start_fabric(settings, cfg: NetworkConfig):
     """``serums up --engine fabric``: the network up (or back up); returns it, the first hospital's
     peer's address (the gateway everything reaches the ledger through) and its TLS CA file."""
-    import os
 
     from network.fabric import FabricError, FabricNetwork, find_fabric_bin
 
     try:
         net = FabricNetwork(cfg, bin_dir=find_fabric_bin(os.environ.get("FABRIC_BIN")),
                             passphrase=settings.key_passphrase, proposal_time_window_s=settings.max_proposal_skew_s)
+        net.stop_with_parent = True  # like the node: none outlives serums up, even after kill -9
         net.up(timeout=300, progress=lambda m: print(f"        {m}", flush=True))
     except FabricError as exc:
         raise CommandError(exc.detail) from None
