@@ -46,6 +46,7 @@ from .features import (
 from .learning import RoundLog, TrainConfig, train_federated
 from .wall import check_privacy
 
+JOB_KINDS = ("train", "stats")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
@@ -61,6 +62,7 @@ class JobSpec:
     method: str = "dpsgd"
     rounds: int = 3
     local_epochs: int = 2
+    kind: str = "train"  # train: the toxicity predictor; stats: encrypted statistics (``run_statistics_job``)
 
     def __post_init__(self) -> None:
         for name in ("study", "cohort_id", "dataset"):
@@ -74,6 +76,10 @@ class JobSpec:
             raise InvalidParameters(f"sections: the toxicity task also reads {', '.join(missing)}")
         if self.method not in ("dpsgd", "wall"):
             raise InvalidParameters(f"method: a released job is private: 'dpsgd' or 'wall', not {self.method!r}")
+        if self.kind not in JOB_KINDS:
+            raise InvalidParameters(f"kind: {' or '.join(map(repr, JOB_KINDS))}, not {self.kind!r}")
+        if self.kind == "stats" and self.method != "wall":
+            raise InvalidParameters("method: encrypted statistics are noised by the privacy wall: 'wall'")
         check_privacy(self.epsilon, self.delta, allow_zero_delta=self.method == "wall")
         self.train_config()  # rounds, epochs
 
@@ -216,6 +222,33 @@ def release_statistics(ledger: AnalyticsLedger, keys: Any, ciphertext: bytes, la
             "delta": float(delta), "statistics": layout.read(noisy)}
 
 
+def run_statistics_job(spec: JobSpec, ledger: AnalyticsLedger, vaults: Mapping[str, Any], *,
+                       on_round: Callable[[RoundLog], None] | None = None, release_id: str | None = None) -> Release:
+    """A ``stats`` job: each hospital encrypts its cohort members' aggregates under a fresh study
+    context, the aggregator adds the ciphertexts with the public context only, and the key holder
+    decrypts after the chain recorded the release (``release_statistics``; SHA-256 of the summed
+    ciphertext). The document holds the noised statistics; one "round"."""
+    from .fhe import StudyKeys, add_encrypted
+
+    _check_cohort(ledger, spec)
+    check_budget(ledger, spec)
+    members = set(ledger.cohort_members(spec.cohort_id))
+    keys, layout, started = StudyKeys.create(), research_layout(), _dt.datetime.now(_dt.UTC)
+    public = StudyKeys.load(keys.public_bytes())
+    ciphertexts = [encrypted_site_statistics(v, members, layout, public) for _, v in sorted(vaults.items())]
+    out = release_statistics(ledger, keys, add_encrypted(public, ciphertexts), layout, study=spec.study,
+                             cohort_id=spec.cohort_id, dataset=spec.dataset, epsilon=spec.epsilon, delta=spec.delta,
+                             rng=np.random.default_rng(), release_id=release_id)
+    if on_round:
+        on_round(RoundLog(1, (_dt.datetime.now(_dt.UTC) - started).total_seconds(), float(spec.epsilon)))
+    document = {"release_id": out["release_id"], "study": spec.study, "cohort_id": spec.cohort_id,
+                "dataset": spec.dataset, "method": "fhe-statistics", "epsilon": out["epsilon"], "delta": out["delta"],
+                "hospitals": len(ciphertexts), "statistics": out["statistics"]}
+    remaining = ledger.budget(spec.dataset)
+    return Release(out["release_id"], out["sha256"], document,
+                   {"tx_id": out["tx_id"], "epsilon_remaining": remaining["epsilon_remaining"]})
+
+
 # --------------------------------------------------------------------------- job store
 
 
@@ -303,7 +336,8 @@ class JobStore:
             self.save(job)
 
         try:
-            rel = run_job(spec, ledger, vaults, on_round=progress)
+            run = run_statistics_job if spec.kind == "stats" else run_job
+            rel = run(spec, ledger, vaults, on_round=progress)
             job.status = "released"
             job.epsilon_spent = float(spec.epsilon) if math.isfinite(spec.epsilon) else job.epsilon_spent
             job.release = {"release_id": rel.release_id, "sha256": rel.sha256, "tx_id": rel.spend.get("tx_id"),

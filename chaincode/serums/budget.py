@@ -140,6 +140,15 @@ class BudgetContract(SerumsContract):
         return _view(self._dataset(ctx, dataset))
 
     @evaluate
+    def ListDatasets(self, ctx: SerumsContext, page_size: int, bookmark: str) -> dict:
+        """Every dataset's budget (totals, spent, remaining), by dataset id, paginated."""
+        self._reader(ctx)
+        size, bm = check_page(page_size, bookmark)
+        page = ctx.stub.get_state_by_partial_composite_key_with_pagination("dataset", [], size, bm)
+        records = [_view(json.loads(kv.value)) for kv in page.records]
+        return {"records": records, "count": len(records), "bookmark": page.bookmark}
+
+    @evaluate
     def SpendHistory(self, ctx: SerumsContext, dataset: str, page_size: int, bookmark: str) -> dict:
         """The dataset's spends, oldest first, paginated."""
         self._reader(ctx)

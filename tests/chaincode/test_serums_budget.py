@@ -106,3 +106,23 @@ def test_release_spends_and_logs_its_digest_in_one_transaction(world: World, cas
     refused(409, "revoked", cast.analytics.submit, "BudgetContract", "SpendRelease", ds, 0.1, 0.0, "rel-3", cid,
             digest)
     assert cast.analytics.evaluate("BudgetContract", "GetBudget", ds)["epsilon_spent"] == "0.5"
+
+
+def test_list_datasets_pages_every_budget(world: World, cast: Cast):
+    made = sorted(uid("ls") for _ in range(3))
+    for ds in made:
+        world.admins["lothian"].submit("BudgetContract", "CreateDataset", ds, 2.0, 1e-5)
+    cast.analytics.submit("BudgetContract", "Spend", made[0], 0.5, 0.0, "ls-r1")
+    listed, bookmark = [], ""
+    while True:
+        page = cast.auditor.evaluate("BudgetContract", "ListDatasets", 2, bookmark)
+        assert page["count"] <= 2
+        listed += page["records"]
+        bookmark = page["bookmark"]
+        if not bookmark:
+            break
+    mine = {d["dataset"]: d for d in listed if d["dataset"] in made}
+    assert sorted(mine) == made
+    assert mine[made[0]]["epsilon_remaining"] == "1.5" and mine[made[1]]["epsilon_remaining"] == "2.0"
+    refused(403, "only registered users", world.unregistered("lothian").evaluate, "BudgetContract", "ListDatasets",
+            10, "")
