@@ -137,21 +137,43 @@ def fetch_record(services, actor: Actor, token: str, record_format: str = "json"
                         evidence={"token_hash": release.token_hash, "access_digest": release.digest})
 
 
+#: what a patient's own-record request asks (the same whether the server or the patient's device signs)
+OWN_RECORD_REQUEST = ("treatment", "patient-request")
+
+
 def own_record(services, actor: Actor, sections: list[str], record_format: str = "json") -> dict[str, Any]:
     """A patient's own record, through the same gate as everyone (grant ``own-record``, token,
     release, access logged on chain)."""
     tx = L.submit(actor.contract(services, "TransportContract"), "RequestAccess", actor.user_id, sections,
-                  "treatment", "patient-request")
+                  *OWN_RECORD_REQUEST)
     decision = tx.result
     if not decision.get("grant_id"):
         raise P.Problem(OWN_RECORD, f"the chain refused: {decision.get('reasons')}")
+    return _release_own(services, actor, decision["grant_id"], record_format, decision["request_id"],
+                        {"request": tx.evidence()})
+
+
+def own_record_release(services, actor: Actor, grant_id: str, record_format: str = "json") -> dict[str, Any]:
+    """The release of a patient's own record for a grant the chain made them — the second half of
+    :func:`own_record` when the patient's device signed the request (offline signing): the grant
+    must be the patient's own, on their own record and live; then the token, the release and the
+    access logged on chain as for everyone."""
+    g = L.evaluate(actor.reader(services, "TransportContract"), "GetGrant", grant_id)
+    if g.get("requester_id") != actor.user_id or g.get("patient") != actor.user_id:
+        raise P.Problem(P.FORBIDDEN, "this grant is not one of your own-record grants")
+    if not g.get("live"):
+        raise P.Problem(OWN_RECORD, f"grant {grant_id} is no longer live ({g.get('not_live_reason') or g.get('status')}):"
+                                    " open your record again")
+    return _release_own(services, actor, grant_id, record_format, grant_id, {})
+
+
+def _release_own(services, actor: Actor, grant_id: str, record_format: str, request_id: str,
+                 evidence: dict[str, Any]) -> dict[str, Any]:
     v = services.vault(actor.hospital)
-    minted = v.mint_token(decision["grant_id"])
+    minted = v.mint_token(grant_id)
     release = v.redeem(minted.token, actor.user_id, fhir=record_format == "fhir")
-    return release_data(services, release, actor.hospital, record_format, decision["request_id"],
-                        {"request": tx.evidence(), "token_hash": minted.token_hash, "access_digest": release.digest})
-
-
+    return release_data(services, release, actor.hospital, record_format, request_id,
+                        {**evidence, "token_hash": minted.token_hash, "access_digest": release.digest})
 
 
 # ----------------------------------------------------------------------------- the patient's own actions
@@ -182,6 +204,14 @@ def preview_preferences(services, actor: Actor, requester: dict[str, Any], secti
     return out
 
 
+def consent_bundle(services, actor: Actor) -> dict[str, Any]:
+    """The patient's current preferences as FHIR R5 ``Consent`` resources (a collection Bundle)."""
+    from .consent import preferences_bundle
+
+    prefs = L.evaluate(actor.reader(services, "PreferenceContract"), "ListPreferences", actor.user_id)
+    return preferences_bundle(actor.user_id, prefs.get("rules") or {})
+
+
 def revoke_grant(services, actor: Actor, grant_id: str, reason: str) -> L.TxResult:
     """Revoke a grant (the patient on their record, a requester relinquishing): tokens stop at once."""
     return L.submit(actor.contract(services, "TransportContract"), "Revoke", grant_id, reason)
@@ -196,18 +226,32 @@ def patient_trail(services, actor: Actor, patient_id: str, kind: str, page_size:
 
 # ----------------------------------------------------------------------------- offline signing (own key)
 
-OFFLINE_FUNCTIONS = ("PreferenceContract:AddPreference", "PreferenceContract:WithdrawPreference")
+#: What a patient who holds their own key signs on their device (the server cannot sign for them):
+#: an action → (contract, function, its arguments from the action's parameters). Every one is the
+#: patient acting on themself; the chain checks the rest (a revocation: only on their own grants).
+OFFLINE_ACTIONS: dict[str, tuple[str, str, Callable[..., list]]] = {
+    "add": ("PreferenceContract", "AddPreference", lambda me, preference=None, **_: [me, preference]),
+    "withdraw": ("PreferenceContract", "WithdrawPreference", lambda me, pref_id=None, **_: [me, pref_id or ""]),
+    "own-record": ("TransportContract", "RequestAccess",
+                   lambda me, sections=None, **_: [me, sections or ["*"], *OWN_RECORD_REQUEST]),
+    "revoke": ("TransportContract", "Revoke",
+               lambda me, grant_id=None, reason="patient-request", **_: [grant_id or "", reason]),
+}
+OFFLINE_FUNCTIONS = tuple(dict.fromkeys(f"{c}:{f}" for c, f, _ in OFFLINE_ACTIONS.values()))
+#: the functions whose first argument must be the patient themself
+_ABOUT_ME = ("PreferenceContract:AddPreference", "PreferenceContract:WithdrawPreference",
+             "TransportContract:RequestAccess")
 
 
-def prepare_offline(services, actor: Actor, action: str, preference: dict[str, Any] | None = None,
-                    pref_id: str | None = None) -> dict[str, Any]:
-    """Offline signing, 1/3: the proposal of a preference change (``action`` add or withdraw) for
-    the patient's device to sign — the server never needs their key."""
-    contract = services.user_contract(actor.user_id, None, "PreferenceContract")
-    if action == "add":
-        proposal = contract.new_proposal("AddPreference", [actor.user_id, L.encode_arg(preference)])
-    else:
-        proposal = contract.new_proposal("WithdrawPreference", [actor.user_id, pref_id or ""])
+def prepare_offline(services, actor: Actor, action: str, **params: Any) -> dict[str, Any]:
+    """Offline signing, 1/3: the proposal of one of :data:`OFFLINE_ACTIONS` (a preference added or
+    withdrawn, the own-record request, a revocation) for the patient's device to sign — the server
+    never needs their key. ``params``: ``preference``, ``pref_id``, ``sections``, ``grant_id``, ``reason``."""
+    if action not in OFFLINE_ACTIONS:
+        raise P.Problem(P.VALIDATION, f"action: one of {', '.join(OFFLINE_ACTIONS)}")
+    contract_name, fn, arguments = OFFLINE_ACTIONS[action]
+    contract = services.user_contract(actor.user_id, None, contract_name)
+    proposal = contract.new_proposal(fn, [L.encode_arg(a) for a in arguments(actor.user_id, **params)])
     # ``message``: the bytes whose SHA-256 is ``digest`` (a signer that hashes itself, as WebCrypto
     # does, signs these; one that signs digests signs ``digest``)
     return {"transaction_id": proposal.transaction_id, "proposal": L.b64(proposal.bytes()),
@@ -222,8 +266,8 @@ def _check_proposal(services, actor: Actor, proposal_bytes: bytes):
     if (info.chaincode != L.CHAINCODE or info.channel != services.network.channel
             or info.function not in OFFLINE_FUNCTIONS):
         raise P.Problem(L.OFFLINE_INVALID, f"proposal: only {', '.join(OFFLINE_FUNCTIONS)} are signed offline here")
-    if not info.args or info.args[0] != actor.user_id.encode():
-        raise P.Problem(L.OFFLINE_INVALID, "proposal: it is not about your own preferences")
+    if info.function in _ABOUT_ME and (not info.args or info.args[0] != actor.user_id.encode()):
+        raise P.Problem(L.OFFLINE_INVALID, "proposal: it is not about yourself")
     return ident
 
 
@@ -367,6 +411,7 @@ def recent_blocks(services, actor: Actor, count: int = 10, before: int | None = 
     return {"height": height, "blocks": list(reversed(blocks)), "next_before": start if start > 0 else None}
 
 
-__all__ = ["OWN_RECORD", "SHARE_CODE_ROLES", "Actor", "add_preference", "fetch_record", "mint_token", "mint_token_data", "own_record",
+__all__ = ["OFFLINE_ACTIONS", "OFFLINE_FUNCTIONS", "OWN_RECORD", "SHARE_CODE_ROLES", "Actor", "add_preference", "consent_bundle", "fetch_record", "mint_token", "mint_token_data", "own_record", "own_record_release",
+           "prepare_offline", "endorse_offline", "submit_offline",
            "patient_trail", "redeem_share_code", "reinstate_user", "suspend_user", "release_data", "request_access", "revoke_grant",
            "trail_csv", "withdraw_preference"]

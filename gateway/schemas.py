@@ -275,6 +275,20 @@ class MeOut(Schema):
 class RecordQuery(Schema):
     format = Choice(("json", "fhir"), load_default="json")
     sections = Sections(load_default=lambda: [V.WILDCARD])
+    grant_id = Id(metadata={"description": "a patient who holds their own key: the grant of the own-record request "
+                                           "they signed (POST /patients/me/record/prepare …); released, not requested"})
+
+
+class FhirBundleOut(Schema):
+    """A FHIR R5 Bundle (``resourceType``, ``type``, ``entry``: the resources)."""
+
+    resourceType = fields.String()  # noqa: N815 - FHIR's field name
+    type = fields.String()
+    entry = fields.List(fields.Dict())
+
+
+class PrepareRecordIn(Schema):
+    sections = Sections(load_default=lambda: [V.WILDCARD])
 
 
 class ReleaseOut(Schema):

@@ -4,6 +4,9 @@ what and why, break-glass notices, the grants on their record."""
 
 from __future__ import annotations
 
+import json
+
+from flask import Response
 from flask_smorest import Blueprint
 
 from .. import flow
@@ -25,6 +28,12 @@ def _contract(name: str):
     return my_contract(name)
 
 
+def _reader(name: str):
+    """A contract to read my own things with (as myself; holding my own key, as my hospital's admin:
+    evaluations write nothing in anyone's name — see :meth:`gateway.flow.Actor.reader`)."""
+    return actor().reader(services(), name)
+
+
 @bp.route("/record", methods=["GET"])
 @patient_only
 @bp.arguments(S.RecordQuery, location="query")
@@ -32,8 +41,23 @@ def _contract(name: str):
 def my_record(query):
     """My record, from my hospital's vault — through the same gate as everyone: the chain grants me
     my own record (``own-record``), the vault mints a token and redeems it, and the access is
-    logged on chain (so my own reads are in my access log too)."""
+    logged on chain (so my own reads are in my access log too). Holding my own key, I sign that
+    request myself (``/record/prepare``, then ``/preferences/endorse`` and ``/preferences/submit``)
+    and fetch the release here with ``grant_id``, the grant the committed request made."""
+    if query.get("grant_id"):
+        return flow.own_record_release(services(), actor(), query["grant_id"], query["format"])
     return flow.own_record(services(), actor(), query["sections"], query["format"])
+
+
+@bp.route("/record/prepare", methods=["POST"])
+@patient_only
+@bp.arguments(S.PrepareRecordIn)
+@bp.response(201, S.PreparedOut)
+def prepare_record(body):
+    """Offline signing, 1/3, of the request for my own record (I hold my own key): endorse and
+    submit it as a preference change; the committed request's ``result.grant_id`` releases the
+    record at ``GET /record?grant_id=``."""
+    return flow.prepare_offline(services(), actor(), "own-record", sections=body["sections"])
 
 
 # --------------------------------------------------------------------------- preferences (step 2)
@@ -44,7 +68,7 @@ def my_record(query):
 @bp.response(200, S.PreferencesOut)
 def list_preferences():
     """My current preferences (versioned on chain)."""
-    return L.evaluate(_contract("PreferenceContract"), "ListPreferences", principal().user_id)
+    return L.evaluate(_reader("PreferenceContract"), "ListPreferences", principal().user_id)
 
 
 @bp.route("/preferences", methods=["POST"])
@@ -67,6 +91,18 @@ def withdraw_preference(pref_id: str):
     return tx_json(tx)
 
 
+@bp.route("/consent", methods=["GET"])
+@patient_only
+@bp.response(200, S.FhirBundleOut, content_type="application/fhir+json")
+def my_consent():
+    """My current preferences as FHIR R5 ``Consent`` resources, one per preference, in a collection
+    ``Bundle`` (``application/fhir+json``): ``decision`` permit/deny, and a ``provision`` with the
+    validity ``period``, the ``actor`` (a person, a role, a hospital; none for anyone), the
+    ``purpose`` (HL7 v3 ActReason) and the record sections as codes (``urn:serums:section``) —
+    beside the record's FHIR export (``GET /record?format=fhir``)."""
+    return Response(json.dumps(flow.consent_bundle(services(), actor())), mimetype="application/fhir+json")
+
+
 @bp.route("/preferences/preview", methods=["POST"])
 @patient_only
 @bp.arguments(S.PreviewIn)
@@ -83,7 +119,7 @@ def preview_preferences(body):
 @bp.response(200, S.PageOut)
 def preference_history(query):
     """Every change of my preferences, oldest first."""
-    return L.page(L.evaluate(_contract("PreferenceContract"), "PreferenceHistory", principal().user_id,
+    return L.page(L.evaluate(_reader("PreferenceContract"), "PreferenceHistory", principal().user_id,
                              query["page_size"], query["bookmark"]))
 
 
@@ -95,7 +131,7 @@ def prepare_preference(body):
     """Offline signing, 1/3: the proposal for my device to sign (the server never needs my key).
     Sign ``digest`` and send the proposal with the signature to ``/preferences/endorse``."""
     pref = preference_arg(body["preference"]) if body["action"] == "add" else None
-    return flow.prepare_offline(services(), actor(), body["action"], pref, body.get("pref_id"))
+    return flow.prepare_offline(services(), actor(), body["action"], preference=pref, pref_id=body.get("pref_id"))
 
 
 @bp.route("/preferences/endorse", methods=["POST"])
@@ -104,7 +140,8 @@ def prepare_preference(body):
 @bp.response(200, S.EndorsedOut)
 def endorse_preference(body):
     """Offline signing, 2/3: the signed proposal is endorsed by the peers; sign the transaction's
-    ``digest`` and send it to ``/preferences/submit``."""
+    ``digest`` and send it to ``/preferences/submit``. Any proposal prepared here (a preference
+    change, the own-record request, a revocation) is endorsed and submitted by these two."""
     return flow.endorse_offline(services(), actor(), L.unb64(body["proposal"], "proposal"),
                                 L.unb64(body["signature"], "signature"))
 
@@ -144,7 +181,7 @@ def access_log(query):
     """Who saw what, when and why: my trail on chain (``kind``: access — what was released —,
     decision, grant, refusal, revocation, break-glass, cohort); each entry's ``who`` names the
     person (display name, role, hospital) from the hospital's directory."""
-    page = L.page(L.evaluate(_contract("AuditContract"), "AuditByPatient", principal().user_id, *trail_args(query)))
+    page = L.page(L.evaluate(_reader("AuditContract"), "AuditByPatient", principal().user_id, *trail_args(query)))
     return {**page, "records": with_who(services(), page.get("records") or [])}
 
 
@@ -154,7 +191,7 @@ def access_log(query):
 @bp.response(200, S.PageOut)
 def break_glass_notices(query):
     """Emergency (break-glass) accesses to my record, granted or not, with their review."""
-    return L.page(L.evaluate(_contract("AuditContract"), "AuditByPatient", principal().user_id, "break-glass", "",
+    return L.page(L.evaluate(_reader("AuditContract"), "AuditByPatient", principal().user_id, "break-glass", "",
                              "", query["page_size"], query["bookmark"]))
 
 
@@ -164,7 +201,7 @@ def break_glass_notices(query):
 @bp.response(200, S.PageOut)
 def my_grants(query):
     """The grants made on my record, with their current status."""
-    return L.page(L.evaluate(_contract("AuditContract"), "AuditByPatient", principal().user_id, "grant", "", "",
+    return L.page(L.evaluate(_reader("AuditContract"), "AuditByPatient", principal().user_id, "grant", "", "",
                              query["page_size"], query["bookmark"]))
 
 
@@ -177,12 +214,22 @@ def revoke_grant(body, grant_id: str):
     return tx_json(L.submit(_contract("TransportContract"), "Revoke", grant_id, body["reason"]))
 
 
+@bp.route("/grants/<string:grant_id>/revoke/prepare", methods=["POST"])
+@patient_only
+@bp.arguments(S.RevokeIn)
+@bp.response(201, S.PreparedOut)
+def prepare_revoke(body, grant_id: str):
+    """Offline signing, 1/3, of a revocation (I hold my own key): endorse and submit it as a
+    preference change."""
+    return flow.prepare_offline(services(), actor(), "revoke", grant_id=grant_id, reason=body["reason"])
+
+
 @bp.route("/treatments", methods=["GET"])
 @patient_only
 @bp.response(200, S.RecordsOut)
 def my_treatments():
     """The clinicians recorded as treating me, each with ``who`` (display name, role, hospital)."""
-    return {"records": with_who(services(), L.evaluate(_contract("UserContract"), "ListTreatments",
+    return {"records": with_who(services(), L.evaluate(_reader("UserContract"), "ListTreatments",
                                                        principal().user_id))}
 
 

@@ -10,7 +10,7 @@ import json
 
 import qrcode
 import qrcode.image.svg
-from flask import Blueprint, Response, jsonify, render_template, request
+from flask import Blueprint, Response, jsonify, redirect, render_template, request, url_for
 from markupsafe import Markup
 
 from .. import flow
@@ -18,7 +18,6 @@ from .. import ledger as L
 from .. import problems as P
 from .. import vocab as V
 from ..api.common import preference_arg
-from ..consent import preferences_bundle
 from ..security import services
 from .common import attempt, form_list, record_tables, status_of
 from .session import actor
@@ -49,17 +48,40 @@ def home():
                            problem=problem, days=RECENT_DAYS)
 
 
-@bp.get("/record")
+def _own_key(a) -> bool:
+    """Whether the patient holds their own key (the server cannot sign for them: their browser does)."""
+    me = services().auth.get_user(a.user_id)
+    return bool(me and me.key_custody != "wallet")
+
+
+def _record(a, record_format: str = "json"):
+    """My record: requested and released at once when the server holds my key; when I hold it, my
+    browser signed the request and ``?grant_id=`` names the grant the chain made me (no grant yet:
+    None, the page offers to sign the request)."""
+    if not _own_key(a) or request.method == "POST":  # POST: the form without JavaScript (refused: "Key held by the user")
+        return flow.own_record(services(), a, list(V.SECTIONS), record_format)
+    grant = request.args.get("grant_id", "")
+    if not grant:
+        if request.args.get("signed"):
+            raise P.Problem(flow.OWN_RECORD, "the chain did not grant your own record")
+        return None
+    return flow.own_record_release(services(), a, grant, record_format)
+
+
+@bp.route("/record", methods=["GET", "POST"])
 def record():
     a = actor()
-    data, problem = attempt(lambda: flow.own_record(services(), a, list(V.SECTIONS)))
-    return render_template("web_patient/record.html", data=data, problem=problem, tables=record_tables(data))
+    data, problem = attempt(lambda: _record(a))
+    return render_template("web_patient/record.html", data=data, problem=problem, tables=record_tables(data),
+                           own_key=_own_key(a), grant=request.args.get("grant_id", "")), status_of(problem) if problem else 200
 
 
 @bp.get("/record.fhir.json")
 def record_fhir():
     a = actor()
-    data = flow.own_record(services(), a, list(V.SECTIONS), "fhir")
+    data, problem = attempt(lambda: _record(a, "fhir"))
+    if data is None:
+        return problem.response() if problem is not None else redirect(url_for(".record"))
     return Response(json.dumps(data["record"], indent=1), mimetype="application/fhir+json",
                     headers={"Content-Disposition": 'attachment; filename="my-record.fhir.json"'})
 
@@ -73,9 +95,7 @@ def _preferences_page(problem=None, done=None, status: int = 200, preview=None):
     prefs, p1 = attempt(lambda: L.evaluate(a.reader(svc, "PreferenceContract"), "ListPreferences", a.user_id))
     history, p2 = attempt(lambda: L.evaluate(a.reader(svc, "PreferenceContract"), "PreferenceHistory", a.user_id,
                                              50, ""))
-    me = svc.auth.get_user(a.user_id)
-    return render_template("web_patient/preferences.html", prefs=(prefs or {}).get("rules", {}),
-                           own_key=bool(me and me.key_custody != "wallet"),
+    return render_template("web_patient/preferences.html", prefs=(prefs or {}).get("rules", {}), own_key=_own_key(a),
                            history=list(reversed((history or {}).get("records", []))), problem=problem or p1 or p2,
                            done=done, hospitals=svc.hospitals, preview=preview, asked=request.form), status
 
@@ -90,9 +110,7 @@ def _date(name: str) -> dt.datetime | None:
 @bp.get("/preferences.fhir.json")
 def preferences_fhir():
     """My current preferences as FHIR R5 Consent resources."""
-    a = actor()
-    prefs = L.evaluate(a.reader(services(), "PreferenceContract"), "ListPreferences", a.user_id)
-    bundle = preferences_bundle(a.user_id, prefs.get("rules") or {})
+    bundle = flow.consent_bundle(services(), actor())
     return Response(json.dumps(bundle, indent=1), mimetype="application/fhir+json",
                     headers={"Content-Disposition": 'attachment; filename="my-consents.fhir.json"'})
 
@@ -107,6 +125,8 @@ def preferences():
 # ----------------------------------------------------------------------------- signing in the browser (own key)
 # The browser signs with the patient's key, kept in its own store (static/sign.js); these three
 # answer JSON to that script: the proposal to sign, then the transaction to sign, then the commit.
+# What is signed is one of flow.OFFLINE_ACTIONS: a preference added or withdrawn, the own-record
+# request, a revocation.
 
 
 def _json(run):
@@ -114,22 +134,30 @@ def _json(run):
     return problem.response() if problem is not None else jsonify(data)
 
 
-@bp.post("/preferences/prepare")
+#: the parameters of each action, from the form that asked for it
+_SIGNED_PARAMS = {
+    "add": lambda: {"preference": _preference_from_form()},
+    "withdraw": lambda: {"pref_id": request.form.get("pref_id", "")},
+    "own-record": lambda: {},
+    "revoke": lambda: {"grant_id": request.form.get("grant_id", "")},
+}
+
+
+@bp.post("/sign/prepare")
 def prepare_signed():
-    a = actor()
-    if request.form.get("action") == "withdraw":
-        return _json(lambda: flow.prepare_offline(services(), a, "withdraw", pref_id=request.form.get("pref_id")))
-    return _json(lambda: flow.prepare_offline(services(), a, "add", _preference_from_form()))
+    action = request.form.get("action", "")
+    params = _SIGNED_PARAMS.get(action, dict)
+    return _json(lambda: flow.prepare_offline(services(), actor(), action, **params()))
 
 
-@bp.post("/preferences/endorse")
+@bp.post("/sign/endorse")
 def endorse_signed():
     body = request.get_json(silent=True) or {}
     return _json(lambda: flow.endorse_offline(services(), actor(), L.unb64(body.get("proposal", ""), "proposal"),
                                               L.unb64(body.get("signature", ""), "signature")))
 
 
-@bp.post("/preferences/submit")
+@bp.post("/sign/submit")
 def submit_signed():
     body = request.get_json(silent=True) or {}
     return _json(lambda: flow.submit_offline(services(), actor(), L.unb64(body.get("transaction", ""), "transaction"),
@@ -238,12 +266,17 @@ def _grants_page(problem=None, done=None, status: int = 200):
     a = actor()
     page, p = attempt(lambda: flow.patient_trail(services(), a, a.user_id, "grant", 100))
     grants = [r["record"] for r in (page or {}).get("records", []) if r.get("record", {}).get("live")]
-    return render_template("web_patient/grants.html", grants=grants, problem=problem or p, done=done), status
+    return render_template("web_patient/grants.html", grants=grants, problem=problem or p, done=done,
+                           own_key=_own_key(a)), status
+
+
+REVOKED = "Revoked: the tokens of this grant stopped working at once."
 
 
 @bp.get("/grants")
 def grants():
-    return _grants_page()
+    tx = request.args.get("signed", "")
+    return _grants_page(done=f"{REVOKED} Signed in your browser, transaction {tx[:16]}…" if tx else None)
 
 
 @bp.post("/grants/<grant_id>/revoke")
@@ -251,4 +284,4 @@ def revoke(grant_id: str):
     tx, problem = attempt(lambda: flow.revoke_grant(services(), actor(), grant_id, "patient-request"))
     if problem is not None:
         return _grants_page(problem, status=status_of(problem))
-    return _grants_page(done="Revoked: the tokens of this grant stopped working at once.")
+    return _grants_page(done=REVOKED)

@@ -1,6 +1,7 @@
-/* SERUMS: a patient who holds their own key signs their preference changes here, in the browser.
+/* SERUMS: a patient who holds their own key signs here, in the browser: preference changes, the
+ * request that opens their own record, revocations (every form marked data-sign="<action>").
  * The key (PKCS#8, ECDSA P-256) is imported once into WebCrypto as NON-EXTRACTABLE and kept in this
- * browser's IndexedDB; it never leaves the browser. Each change goes through the gateway's
+ * browser's IndexedDB; it never leaves the browser. Each action goes through the gateway's
  * prepare -> endorse -> submit steps: the browser signs the proposal, then the transaction
  * (SHA-256, ECDSA, DER-encoded, low-S as Fabric requires). No inline script: the CSP forbids it. */
 (() => {
@@ -100,35 +101,38 @@
     return data;
   }
 
-  async function signedChange(form, extra) {
+  /* The form's fields (with action=<data-sign>) ask the server for the proposal; once committed the
+   * browser goes to the form's data-done with ?signed=<tx id> (and, with data-result="x",
+   * &x=<the chaincode's result.x>: the grant of the own-record request). */
+  async function signedAction(form) {
     const key = await loadKey();
     if (!key) { say("First keep your key in this browser (above).", true); return; }
     const fields = new URLSearchParams(new FormData(form));
-    for (const [k, v] of Object.entries(extra)) fields.set(k, v);
+    fields.set("action", form.dataset.sign);
     const csrf = fields.get("csrf_token");
     const urls = box.dataset;
     try {
-      say("Preparing the change…");
+      say("Preparing…");
       const prepared = await post(urls.prepare, fields, csrf);
-      say("Signing the change with your key…");
+      say("Signing with your key…");
       const endorsed = await post(urls.endorse, { proposal: prepared.proposal,
         signature: b64(await sign(key, unb64(prepared.message))) }, csrf);
       say("Signing the transaction and recording it on the ledger…");
       const done = await post(urls.submit, { transaction: endorsed.transaction,
         signature: b64(await sign(key, unb64(endorsed.message))) }, csrf);
-      window.location.assign(urls.done + "?signed=" + encodeURIComponent(done.transaction_id));
+      const next = new URL(form.dataset.done, window.location.href);
+      next.searchParams.set("signed", done.transaction_id);
+      const wanted = form.dataset.result;
+      if (wanted && done.result && done.result[wanted]) next.searchParams.set(wanted, done.result[wanted]);
+      window.location.assign(next.toString());
     } catch (err) {
       say(err.message || String(err), true);
     }
   }
 
-  document.querySelectorAll("form[data-sign='add']").forEach((form) => form.addEventListener("submit", (ev) => {
+  document.querySelectorAll("form[data-sign]").forEach((form) => form.addEventListener("submit", (ev) => {
     ev.preventDefault();
-    signedChange(form, { action: "add" });
-  }));
-  document.querySelectorAll("form[data-sign='withdraw']").forEach((form) => form.addEventListener("submit", (ev) => {
-    ev.preventDefault();
-    signedChange(form, { action: "withdraw", pref_id: form.dataset.pref });
+    signedAction(form);
   }));
   showState();
 })();
