@@ -6,14 +6,19 @@ budget pays and the (ε, δ) it will spend. ``run_job``:
 
 1. refuses unless the cohort is live, for ``research``, and covers the sections the task reads;
 2. refuses *before any training* when ε or δ exceeds what ``GetBudget`` says remains;
-3. reads at each hospital only the cohort's active members (withdrawn patients are never read),
-   only the sections research may read (no demographics: hospitals' rules deny them to research);
+3. reads each hospital's rows only through its vault's cohort token (``vault.mint_cohort_token`` /
+   ``vault.redeem_cohort``): minted for the cohort and the site's ``analytics`` service identity,
+   checked like a record token (signature, expiry, presenter, cohort live on chain); the vault
+   releases only the cohort's active members (withdrawn patients are never read) and only the
+   cohort's sections (never demographics: hospitals' rules deny them to research), and the chain
+   logs each release (``ReleaseCohort``);
 4. trains (DP-SGD with its accountant, or the privacy wall) with FedAvg across the hospitals,
    checking after every round that the cohort is still live (a revoked cohort stops the job);
 5. releases: the model document's SHA-256 is logged on chain by ``SpendRelease`` in the same
    transaction that spends the budget. The document is returned only after that commit.
 
-``JobStore`` keeps jobs as JSON files (one per job) so any gateway worker can report progress.
+A :class:`CohortSite` is one hospital as a job sees it: its vault and the analytics identity that
+presents cohort tokens there. ``JobStore`` keeps jobs as JSON files (one per job) so any gateway worker can report progress.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from .features import (
     RESEARCH_BOUNDS,
     RESEARCH_FEATURES,
     TOXICITY_SECTIONS,
+    Dataset,
     site_rows,
     toxicity_dataset,
 )
@@ -47,6 +53,7 @@ from .learning import RoundLog, TrainConfig, train_federated
 from .wall import check_privacy
 
 JOB_KINDS = ("train", "stats")
+JOB_ENGINES = ("inprocess", "flower")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
@@ -63,6 +70,7 @@ class JobSpec:
     rounds: int = 3
     local_epochs: int = 2
     kind: str = "train"  # train: the toxicity predictor; stats: encrypted statistics (``run_statistics_job``)
+    engine: str = "inprocess"  # inprocess: FedAvg in this process; flower: Flower's deployment engine
 
     def __post_init__(self) -> None:
         for name in ("study", "cohort_id", "dataset"):
@@ -78,6 +86,8 @@ class JobSpec:
             raise InvalidParameters(f"method: a released job is private: 'dpsgd' or 'wall', not {self.method!r}")
         if self.kind not in JOB_KINDS:
             raise InvalidParameters(f"kind: {' or '.join(map(repr, JOB_KINDS))}, not {self.kind!r}")
+        if self.engine not in JOB_ENGINES:
+            raise InvalidParameters(f"engine: {' or '.join(map(repr, JOB_ENGINES))}, not {self.engine!r}")
         if self.kind == "stats" and self.method != "wall":
             raise InvalidParameters("method: encrypted statistics are noised by the privacy wall: 'wall'")
         check_privacy(self.epsilon, self.delta, allow_zero_delta=self.method == "wall")
@@ -141,39 +151,105 @@ def check_budget(ledger: AnalyticsLedger, spec: JobSpec) -> dict[str, Any]:
     return budget
 
 
-def run_job(spec: JobSpec, ledger: AnalyticsLedger, vaults: Mapping[str, Any], *,
-            on_round: Callable[[RoundLog], None] | None = None, release_id: str | None = None) -> Release:
-    """Run ``spec`` over the hospitals' ``vaults`` ({hospital: vault.Vault}) and release the model."""
+@dataclass(frozen=True)
+class CohortSite:
+    """A hospital as a job sees it: its vault and the site's ``analytics`` service identity (the
+    only presenter its cohort tokens accept). ``node_config`` is how a Flower SuperNode beside this
+    vault reaches it (``{"loader": "module:function", …}``; the job adds ``cohort-id`` and
+    ``analytics-id``): needed only for jobs on the ``flower`` engine."""
+
+    hospital: str
+    vault: Any
+    analytics_id: str
+    node_config: Mapping[str, Any] | None = None
+
+    def release(self, cohort_id: str) -> Any:
+        """The cohort's rows held here (a ``vault.CohortRelease``), against a fresh cohort token."""
+        import vault as _vault
+
+        try:
+            minted = _vault.mint_cohort_token(self.vault, cohort_id, self.analytics_id)
+            return _vault.redeem_cohort(self.vault, minted.token, self.analytics_id)
+        except _vault.TokenError as exc:  # the vault refused: the job may not read here
+            raise CohortRefused(f"the vault of {self.hospital} refused cohort {cohort_id}: {exc.message}",
+                                reason=exc.type) from None
+
+    def dataset(self, cohort_id: str) -> Dataset:
+        """The research matrix of the cohort's rows held here (no demographics)."""
+        rel = self.release(cohort_id)
+        return toxicity_dataset(rel, rel.patients(), source=self.hospital, demographics=False)
+
+
+def _shards(spec: JobSpec, sites: Mapping[str, CohortSite]) -> list[Dataset]:
+    return [d for _, site in sorted(sites.items()) if len(d := site.dataset(spec.cohort_id)) >= 2]
+
+
+def _train_inprocess(spec: JobSpec, sites: Mapping[str, CohortSite], each_round: Callable[[RoundLog], None],
+                     work_dir: Path | None) -> tuple[dict[str, np.ndarray], float, int]:
+    shards = _shards(spec, sites)
+    if not shards:
+        raise CohortRefused(f"cohort {spec.cohort_id} has no rows to learn from at these hospitals", reason="empty")
+    result = train_federated(shards, RESEARCH_BOUNDS, spec.train_config(), on_round=each_round)
+    return result.parameters, result.epsilon_spent, len(shards)
+
+
+def _train_flower(spec: JobSpec, sites: Mapping[str, CohortSite], each_round: Callable[[RoundLog], None],
+                  work_dir: Path | None) -> tuple[dict[str, np.ndarray], float, int]:
+    """The same job on Flower's deployment engine: a SuperLink and one SuperNode per hospital on
+    loopback; each SuperNode's loader reads its vault through a cohort token every round (so the
+    vault itself refuses a revoked cohort), and the cohort is re-checked on chain after every round."""
+    import tempfile
+
+    from .flower import Federation, Site
+
+    missing = sorted(h for h, s in sites.items() if not s.node_config)
+    if missing:
+        raise InvalidParameters(f"engine 'flower': no SuperNode loader configured for {', '.join(missing)}")
+    fsites = [Site(h, {**dict(s.node_config or {}), "cohort-id": spec.cohort_id, "analytics-id": s.analytics_id})
+              for h, s in sorted(sites.items())]
+
+    def progress(entry: Mapping[str, Any]) -> None:
+        each_round(RoundLog(int(entry["round"]), float(entry["seconds"]), float(entry["epsilon_spent"])))
+
+    work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="serums-flower-"))
+    with Federation(work, fsites) as fed:
+        run = fed.run(spec.train_config(), features=len(RESEARCH_FEATURES), on_round=progress)
+    return run.parameters, run.epsilon_spent, len(fsites)
+
+
+_ENGINES = {"inprocess": _train_inprocess, "flower": _train_flower}
+
+
+def research_site_dataset(node_config: Mapping[str, Any], site: CohortSite) -> tuple[Dataset, list]:
+    """A SuperNode loader's answer for ``site``: the cohort named by the node config, read through a
+    cohort token, with the research bounds (what ``_train_flower``'s nodes load)."""
+    return site.dataset(str(node_config["cohort-id"])), list(RESEARCH_BOUNDS)
+
+
+def run_job(spec: JobSpec, ledger: AnalyticsLedger, sites: Mapping[str, CohortSite], *,
+            on_round: Callable[[RoundLog], None] | None = None, release_id: str | None = None,
+            work_dir: Path | None = None) -> Release:
+    """Run ``spec`` over the hospitals (``sites``: {hospital: CohortSite}) on ``spec.engine`` and
+    release the model. ``work_dir``: where the Flower engine keeps its processes' files."""
     _check_cohort(ledger, spec)
     check_budget(ledger, spec)
-    members = set(ledger.cohort_members(spec.cohort_id))
-    shards = []
-    for hospital, v in sorted(vaults.items()):
-        mine = [p for p in v.patients() if p in members]
-        if mine:
-            data = toxicity_dataset(v, mine, source=hospital, demographics=False)
-            if len(data) >= 2:
-                shards.append(data)
-    if not shards:
-        raise CohortRefused(f"cohort {spec.cohort_id} has no rows to learn from at these hospitals",
-                            reason="empty")
 
     def each_round(entry: RoundLog) -> None:
         _check_cohort(ledger, spec)  # a revoked cohort stops the job between rounds
         if on_round:
             on_round(entry)
 
-    result = train_federated(shards, RESEARCH_BOUNDS, spec.train_config(), on_round=each_round)
-    spent = min(float(spec.epsilon), result.epsilon_spent) if spec.method == "dpsgd" else float(spec.epsilon)
+    parameters, epsilon_spent, hospitals = _ENGINES[spec.engine](spec, sites, each_round, work_dir)
+    spent = min(float(spec.epsilon), epsilon_spent) if spec.method == "dpsgd" else float(spec.epsilon)
     release_id = release_id or f"rel-{uuid.uuid4().hex[:16]}"
     document = {
         "release_id": release_id, "study": spec.study, "cohort_id": spec.cohort_id, "dataset": spec.dataset,
         "method": spec.method, "epsilon": float(spec.epsilon), "epsilon_accountant": spent, "delta": float(spec.delta),
-        "rounds": spec.rounds, "hospitals": len(shards),
+        "rounds": spec.rounds, "hospitals": hospitals, "engine": spec.engine,
         "model": {"kind": "logistic-regression", "features": list(RESEARCH_FEATURES),
                   "bounds": [[b.low, b.high] for b in RESEARCH_BOUNDS],
-                  "weight": [float(w) for w in result.parameters["weight"].reshape(-1)],
-                  "bias": float(result.parameters["bias"].reshape(-1)[0])},
+                  "weight": [float(w) for w in parameters["weight"].reshape(-1)],
+                  "bias": float(parameters["bias"].reshape(-1)[0])},
     }
     digest = hashlib.sha256(canonical(document)).hexdigest()
     # the budget pays the job's declared ε (the accountant's ε never exceeds it)
@@ -192,12 +268,13 @@ def research_layout() -> Any:
     return StatsLayout(RESEARCH_BOUNDS, REGIMENS)
 
 
-def encrypted_site_statistics(vault: Any, members: set[str], layout: Any, public: Any) -> bytes:
-    """A hospital's side: the aggregates of its cohort members' rows, encrypted under the study's
-    public context (research sections only: no demographics)."""
+def encrypted_site_statistics(site: CohortSite, cohort_id: str, layout: Any, public: Any) -> bytes:
+    """A hospital's side: the aggregates of its cohort members' rows (read through a cohort token),
+    encrypted under the study's public context (research sections only: no demographics)."""
     from .fhe import encrypt
 
-    rows = site_rows(vault, [p for p in vault.patients() if p in members], demographics=False)
+    rel = site.release(cohort_id)
+    rows = site_rows(rel, rel.patients(), demographics=False)
     x = np.asarray([r.x for r in rows], dtype=float).reshape(-1, len(layout.bounds))
     return encrypt(public, layout.vector(x, [r.regimen for r in rows], [r.worst_grade for r in rows]))
 
@@ -222,7 +299,7 @@ def release_statistics(ledger: AnalyticsLedger, keys: Any, ciphertext: bytes, la
             "delta": float(delta), "statistics": layout.read(noisy)}
 
 
-def run_statistics_job(spec: JobSpec, ledger: AnalyticsLedger, vaults: Mapping[str, Any], *,
+def run_statistics_job(spec: JobSpec, ledger: AnalyticsLedger, sites: Mapping[str, CohortSite], *,
                        on_round: Callable[[RoundLog], None] | None = None, release_id: str | None = None) -> Release:
     """A ``stats`` job: each hospital encrypts its cohort members' aggregates under a fresh study
     context, the aggregator adds the ciphertexts with the public context only, and the key holder
@@ -232,10 +309,10 @@ def run_statistics_job(spec: JobSpec, ledger: AnalyticsLedger, vaults: Mapping[s
 
     _check_cohort(ledger, spec)
     check_budget(ledger, spec)
-    members = set(ledger.cohort_members(spec.cohort_id))
     keys, layout, started = StudyKeys.create(), research_layout(), _dt.datetime.now(_dt.UTC)
     public = StudyKeys.load(keys.public_bytes())
-    ciphertexts = [encrypted_site_statistics(v, members, layout, public) for _, v in sorted(vaults.items())]
+    ciphertexts = [encrypted_site_statistics(site, spec.cohort_id, layout, public)
+                   for _, site in sorted(sites.items())]
     out = release_statistics(ledger, keys, add_encrypted(public, ciphertexts), layout, study=spec.study,
                              cohort_id=spec.cohort_id, dataset=spec.dataset, epsilon=spec.epsilon, delta=spec.delta,
                              rng=np.random.default_rng(), release_id=release_id)
@@ -306,7 +383,7 @@ class JobStore:
         jobs = [Job(**json.loads(p.read_text())) for p in sorted(self.dir.glob("job-*.json"))]
         return [j for j in jobs if owner is None or j.owner == owner]
 
-    def submit(self, owner: str, spec: JobSpec, ledger: AnalyticsLedger, vaults: Mapping[str, Any], *,
+    def submit(self, owner: str, spec: JobSpec, ledger: AnalyticsLedger, sites: Mapping[str, CohortSite], *,
                wait: bool = False) -> Job:
         """Record the job, check the budget now (refused jobs are recorded too), run it in a thread."""
         job = Job(f"job-{uuid.uuid4().hex[:16]}", owner, {k: v for k, v in asdict(spec).items()})
@@ -319,7 +396,7 @@ class JobStore:
             self.save(job)
             raise
         self.save(job)
-        thread = threading.Thread(target=self._run, args=(job, spec, ledger, vaults), daemon=True,
+        thread = threading.Thread(target=self._run, args=(job, spec, ledger, sites), daemon=True,
                                   name=f"analytics-{job.job_id}")
         thread.start()
         if wait:
@@ -327,7 +404,7 @@ class JobStore:
             return self.get(job.job_id)
         return job
 
-    def _run(self, job: Job, spec: JobSpec, ledger: AnalyticsLedger, vaults: Mapping[str, Any]) -> None:
+    def _run(self, job: Job, spec: JobSpec, ledger: AnalyticsLedger, sites: Mapping[str, CohortSite]) -> None:
         job.status = "running"
         self.save(job)
 
@@ -336,8 +413,10 @@ class JobStore:
             self.save(job)
 
         try:
-            run = run_statistics_job if spec.kind == "stats" else run_job
-            rel = run(spec, ledger, vaults, on_round=progress)
+            if spec.kind == "stats":
+                rel = run_statistics_job(spec, ledger, sites, on_round=progress)
+            else:
+                rel = run_job(spec, ledger, sites, on_round=progress, work_dir=self.dir / "flower" / job.job_id)
             job.status = "released"
             job.epsilon_spent = float(spec.epsilon) if math.isfinite(spec.epsilon) else job.epsilon_spent
             job.release = {"release_id": rel.release_id, "sha256": rel.sha256, "tx_id": rel.spend.get("tx_id"),

@@ -10,11 +10,28 @@ Public API (what the gateway, analytics and ``serums`` use):
   ``export_fhir`` — operator reads by section, current or as of a time.
 - ``Vault.mint_token(grant_id)`` (step 7) and ``Vault.redeem(token, presenter_id)`` (steps 9–10),
   ``Vault.put_blob`` / ``redeem_blob`` — all through the ``GrantLedger`` seam to the chain.
+- ``mint_cohort_token(vault, cohort_id, analytics_id)`` / ``redeem_cohort(vault, token, analytics_id)``
+  — a research cohort's active members, only the cohort's sections, against a cohort token
+  (``vault.cohorts``), the release checked and logged on chain.
 - ``Vault.erase_patient`` (cryptographic erasure with proof), ``Vault.rotate_kek``.
 - ``Masker`` / ``mask_file`` — format-preserving masking for test copies.
 """
 
 from .blobs import BlobStore, FilesystemBlobStore, IpfsBlobStore
+from .cohorts import (
+    Cohort,
+    CohortClaims,
+    CohortExpired,
+    CohortLedger,
+    CohortNotFound,
+    CohortNotLive,
+    CohortRelease,
+    CohortRevoked,
+    MemberNotActive,
+    MintedCohortToken,
+    mint_cohort_token,
+    redeem_cohort,
+)
 from .config import SettingsLike, VaultConfig
 from .core import (
     BlobRelease,
@@ -72,6 +89,8 @@ from .recordformat import RecordFormat, load_format, parse_format, shipped_forma
 from .tokens import MintedToken, TokenClaims, TokenIssuer, token_hash
 
 __all__ = [
+    "Cohort", "CohortClaims", "CohortExpired", "CohortLedger", "CohortNotFound", "CohortNotLive", "CohortRelease",
+    "CohortRevoked", "MemberNotActive", "MintedCohortToken", "mint_cohort_token", "redeem_cohort",
     "GRANT_ACTIVE", "GRANT_EXPIRED", "GRANT_REVOKED",
     "BlobAnchor", "BlobNotFound", "BlobRef", "BlobRelease", "BlobStore", "BlobStoreError", "Entry", "ErasureReport",
     "FhirExportError", "FilesystemBlobStore", "FormatError", "Grant", "GrantError", "GrantExpired", "GrantLedger", "AtomicGrantLedger", "LedgerRefusal",

@@ -10,6 +10,10 @@ The vault signs as its hospital's vault service identity (a user registered on c
 - ``release`` submits ``ReleaseAccess``: the chain checks the grant is live, the token bound
   and the sections within the grant, and records the access, in one transaction — the vault's
   redeem uses it, so a revocation can never slip between a check and its log.
+- Cohort tokens (:mod:`vault.cohorts`): ``get_cohort`` evaluates ``GetCohort``, ``cohort_members``
+  ``CohortMembers`` (active members only), ``bind_cohort_token`` submits ``BindCohortToken`` and
+  ``release_cohort`` ``ReleaseCohort`` (checked and logged in one transaction; a refusal is a
+  :class:`LedgerRefusal` with the chain's reason).
 - ``bind_token``, ``log_access``, ``log_refusal``, ``log_refusal_summary``, ``anchor_blob`` submit
   ``BindToken``, ``LogAccess``, ``LogRefusal``, ``LogRefusalSummary``, ``AnchorBlob`` and wait until the transaction is committed
   VALID. In particular a release happens only after its access log is on the ledger: an access
@@ -27,6 +31,7 @@ from collections.abc import Sequence
 
 from network import Contract, Gateway, GatewayError, Identity, connect
 
+from .cohorts import Cohort
 from .ledger import GRANT_ACTIVE, BlobAnchor, Grant, LedgerRefusal, Refusal
 from .refusals import RefusalSummary
 
@@ -120,3 +125,55 @@ class ChainGrantLedger:
             "AnchorBlob", anchor.blob_id, anchor.patient, anchor.section, anchor.sha256, anchor.store,
             anchor.address, anchor.size,
         )
+
+    # ------------------------------------------------------------------ CohortLedger
+
+    def get_cohort(self, cohort_id: str) -> Cohort | None:
+        try:
+            doc = self.contract.evaluate_json("GetCohort", cohort_id)
+        except GatewayError as exc:
+            if exc.chaincode_status == 404:
+                return None
+            raise
+        expires = doc.get("expires_at")
+        return Cohort(cohort_id=str(doc["cohort_id"]), status=str(doc.get("status") or "unknown"),
+                      live=bool(doc.get("live")), purpose=str(doc.get("purpose") or ""),
+                      sections=frozenset(doc.get("sections") or ()), expires_at=_parse_time(expires) if expires else None)
+
+    def cohort_members(self, cohort_id: str) -> list[str]:
+        members, bookmark = [], ""
+        while True:
+            page = self.contract.evaluate_json("CohortMembers", cohort_id, 200, bookmark)
+            members += [r["patient"] for r in page["records"] if r.get("status") == GRANT_ACTIVE]
+            bookmark = page.get("bookmark") or ""
+            if not bookmark:
+                return members
+
+    def bind_cohort_token(self, cohort_id: str, token_hash: str, presenter_id: str, expires_at: _dt.datetime) -> None:
+        try:
+            self.contract.submit_json("BindCohortToken", cohort_id, token_hash, presenter_id,
+                                      expires_at.astimezone(_dt.UTC).isoformat())
+        except GatewayError as exc:
+            raise _cohort_refusal(exc) from None
+
+    def release_cohort(self, cohort_id: str, token_hash: str, patients: Sequence[str], sections: Sequence[str],
+                       digest: str) -> dict:
+        try:
+            return self.contract.submit_json("ReleaseCohort", cohort_id, token_hash, list(patients),
+                                             sorted(sections), digest)
+        except GatewayError as exc:
+            raise _cohort_refusal(exc) from None
+
+
+def _cohort_refusal(exc: GatewayError) -> Exception:
+    """The chain's refusal of a cohort transaction as a :class:`LedgerRefusal` (its stable reason is
+    the message's prefix); anything else as it came."""
+    message = exc.chaincode_message or str(exc)
+    if exc.chaincode_status == 404:
+        return LedgerRefusal("cohort-not-found", message)
+    if exc.chaincode_status == 403 or (exc.chaincode_status == 400 and message.startswith("presenter_id")):
+        return LedgerRefusal("token-presenter-mismatch", message)
+    if exc.chaincode_status == 409:
+        reason = message.split(":", 1)[0]
+        return LedgerRefusal(reason if " " not in reason else "cohort-not-live", message)
+    return exc

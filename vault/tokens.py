@@ -133,33 +133,61 @@ class TokenIssuer:
             purpose=purpose, issued_at=issued_at, expires_at=expires_at, nonce=_b64e(os.urandom(16)),
             key_id=self.key_id,
         )
-        signing_input = f"{PREFIX}.{_b64e(claims.to_json())}"
-        token = f"{signing_input}.{_b64e(self._signer.sign(signing_input.encode('ascii')))}"
+        token = self.sign(PREFIX, claims.to_json())
         return MintedToken(token=token, token_hash=token_hash(token), claims=claims)
 
-    @staticmethod
-    def peek(token: str) -> TokenClaims | None:
-        """The claims without verifying anything — only to say what a refused token claimed."""
-        try:
-            _, payload, _ = token.split(".")
-            return TokenClaims.from_json(_b64d(payload))
-        except (ValueError, TokenMalformed, binascii.Error):
-            return None
+    def sign(self, prefix: str, payload: bytes) -> str:
+        """``<prefix>.<payload>.<signature>``: the signed form every token of this vault has."""
+        signing_input = f"{prefix}.{_b64e(payload)}"
+        return f"{signing_input}.{_b64e(self._signer.sign(signing_input.encode('ascii')))}"
 
-    def verify(self, token: str) -> TokenClaims:
-        """Check form and signature; return the claims. Expiry and grant are the caller's checks."""
+    def open(self, token: str, prefix: str) -> bytes:
+        """Check a signed token's form and signature (:meth:`sign`); return its payload bytes."""
+        payload, check = self._split(token, prefix)
+        check()
+        return payload
+
+    def _split(self, token: str, prefix: str):
+        """(payload, a function that checks the signature): the form is checked here."""
         if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or not token.isascii():
             raise TokenMalformed("a token is a short ASCII string")
         parts = token.split(".")
-        if len(parts) != 3 or parts[0] != PREFIX:
-            raise TokenMalformed(f"a token has three dot-separated parts and starts with {PREFIX}.")
+        if len(parts) != 3 or parts[0] != prefix:
+            raise TokenMalformed(f"a token has three dot-separated parts and starts with {prefix}.")
         try:
             payload, signature = _b64d(parts[1]), _b64d(parts[2])
         except (ValueError, binascii.Error):
             raise TokenMalformed("token parts are not base64url") from None
+
+        def check() -> None:
+            if not verify(self.public_key, f"{parts[0]}.{parts[1]}".encode("ascii"), signature):
+                raise TokenSignatureInvalid("token signature does not verify: it was altered")
+
+        return payload, check
+
+    @staticmethod
+    def payload(token: str) -> bytes | None:
+        """A token's payload bytes without verifying anything (None when it has no such part)."""
+        try:
+            _, payload, _ = token.split(".")
+            return _b64d(payload)
+        except (ValueError, binascii.Error, AttributeError):
+            return None
+
+    @staticmethod
+    def peek(token: str) -> TokenClaims | None:
+        """The claims without verifying anything — only to say what a refused token claimed."""
+        payload = TokenIssuer.payload(token)
+        try:
+            return TokenClaims.from_json(payload) if payload is not None else None
+        except TokenMalformed:
+            return None
+
+    def verify(self, token: str) -> TokenClaims:
+        """Check form and signature; return the claims. Expiry and grant are the caller's checks."""
+        payload, check_signature = self._split(token, PREFIX)
         claims = TokenClaims.from_json(payload)
         if claims.key_id != self.key_id:
             raise TokenSignatureInvalid("token was not signed by this vault's key")
-        if not verify(self.public_key, f"{parts[0]}.{parts[1]}".encode("ascii"), signature):
-            raise TokenSignatureInvalid("token signature does not verify: it was altered")
+        check_signature()
         return claims

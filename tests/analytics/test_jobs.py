@@ -8,62 +8,12 @@ import hashlib
 import pytest
 
 from analytics import BudgetExceeded, CohortRefused, InvalidParameters
-from analytics.chain import ChainAnalyticsLedger, DatasetNotFound
+from analytics.chain import DatasetNotFound
 from analytics.features import TOXICITY_SECTIONS
 from analytics.jobs import JobSpec, JobStore, canonical, run_job
-from serums.bootstrap import DEFAULT_RULES, DEFAULT_SETTINGS
-from tests.chaincode.conftest import HOSPITALS, World, uid
-from tests.chaincode.test_serums_transport import allow
+from tests.chaincode.conftest import uid
 
-
-class RecordingVault:
-    """A vault whose reads are recorded (the real vault underneath)."""
-
-    def __init__(self, vault):
-        self.vault, self.read, self.sections = vault, [], set()
-
-    def patients(self):
-        return self.vault.patients()
-
-    def read_record(self, patient, **kw):
-        self.read.append(patient)
-        self.sections |= set(kw["sections"])
-        return self.vault.read_record(patient, **kw)
-
-
-@pytest.fixture(scope="module")
-def chain(tmp_path_factory, edinburgh):
-    _, vaults = edinburgh
-    w = World(tmp_path_factory.mktemp("analytics-chain") / "network")
-    try:
-        for org in HOSPITALS:
-            w.admins[org].submit("UserContract", "RegisterHospital", org.upper())
-            for rule in DEFAULT_RULES:  # the rules `serums up` publishes
-                w.admins[org].submit("PolicyContract", "PutRule", rule)
-            w.admins[org].submit("PolicyContract", "SetPolicySettings", DEFAULT_SETTINGS)
-        consenting, refusing = set(), set()
-        for hospital, v in vaults.items():
-            for i, ref in enumerate(v.patients()):
-                p = w.user(hospital, "patient", ref)
-                if i % 3:  # two in three allow research by researchers
-                    p.submit("PreferenceContract", "AddPreference", ref,
-                             allow("role", "researcher", purposes=["research"]))
-                    consenting.add(ref)
-                else:
-                    refusing.add(ref)
-        researcher = w.user("lothian", "researcher")
-        analytics = w.user("lothian", "analytics")
-        ledger = ChainAnalyticsLedger.of(analytics.gw.network(w.cfg.channel))
-        yield w, researcher, analytics, ledger, consenting, refusing
-    finally:
-        w.close()
-
-
-def _cohort(w, researcher, consenting, refusing) -> str:
-    c = researcher.submit("TransportContract", "RequestCohort", sorted(consenting | refusing),
-                          list(TOXICITY_SECTIONS), "research", "research-protocol")
-    assert sorted(c["included"]) == sorted(consenting)
-    return c["cohort_id"]
+from .conftest import RecordingVault
 
 
 def _dataset(w, epsilon: float) -> str:
@@ -72,13 +22,14 @@ def _dataset(w, epsilon: float) -> str:
     return ds
 
 
-def test_a_job_reads_only_the_cohort_and_its_release_spends_and_logs_the_digest(chain, edinburgh):
-    w, researcher, analytics, ledger, consenting, refusing = chain
-    cid, ds = _cohort(w, researcher, consenting, refusing), _dataset(w, 1.5)
-    vaults = {h: RecordingVault(v) for h, v in edinburgh[1].items()}
+def test_a_job_reads_only_the_cohort_and_its_release_spends_and_logs_the_digest(chain):
+    w, analytics, ledger, consenting, refusing = chain.w, chain.analytics, chain.ledger, chain.consenting, chain.refusing
+    cid, ds = chain.cohort(), _dataset(w, 1.5)
+    sites = chain.sites(RecordingVault)
+    vaults = {h: s.vault for h, s in sites.items()}
     spec = JobSpec(study="tox-2026", cohort_id=cid, dataset=ds, epsilon=1.0, delta=1e-5, rounds=2, local_epochs=1)
     rounds = []
-    rel = run_job(spec, ledger, vaults, on_round=rounds.append)
+    rel = run_job(spec, ledger, sites, on_round=rounds.append)
     read = {p for v in vaults.values() for p in v.read}
     assert read and read <= consenting and not read & refusing
     assert set().union(*(v.sections for v in vaults.values())) == set(TOXICITY_SECTIONS)  # never demographics
@@ -92,15 +43,15 @@ def test_a_job_reads_only_the_cohort_and_its_release_spends_and_logs_the_digest(
     for v in vaults.values():
         v.read.clear()
     with pytest.raises(BudgetExceeded) as e:
-        run_job(JobSpec(study="tox-2026", cohort_id=cid, dataset=ds, epsilon=1.0, delta=1e-5), ledger, vaults)
+        run_job(JobSpec(study="tox-2026", cohort_id=cid, dataset=ds, epsilon=1.0, delta=1e-5), ledger, sites)
     assert e.value.status == 409 and e.value.extra["epsilon_remaining"] == 0.5
     assert not any(v.read for v in vaults.values())
     assert ledger.budget(ds)["spends"] == 1
 
 
-def test_a_revoked_cohort_stops_the_job_and_spends_nothing(chain, edinburgh):
-    w, researcher, analytics, ledger, consenting, refusing = chain
-    cid, ds = _cohort(w, researcher, consenting, refusing), _dataset(w, 5.0)
+def test_a_revoked_cohort_stops_the_job_and_spends_nothing(chain):
+    researcher, ledger = chain.researcher, chain.ledger
+    cid, ds = chain.cohort(), _dataset(chain.w, 5.0)
     spec = JobSpec(study="tox-2026", cohort_id=cid, dataset=ds, epsilon=1.0, delta=1e-5, rounds=3, local_epochs=1)
 
     def revoke_after_first(entry):
@@ -108,23 +59,23 @@ def test_a_revoked_cohort_stops_the_job_and_spends_nothing(chain, edinburgh):
             researcher.submit("TransportContract", "RevokeCohort", cid, "relinquished")
 
     with pytest.raises(CohortRefused) as e:
-        run_job(spec, ledger, edinburgh[1], on_round=revoke_after_first)
+        run_job(spec, ledger, chain.sites(), on_round=revoke_after_first)
     assert e.value.extra["reason"] == "revoked"
     assert ledger.budget(ds)["spends"] == 0
     with pytest.raises(CohortRefused):  # and no new job starts on it
-        run_job(spec, ledger, edinburgh[1])
+        run_job(spec, ledger, chain.sites())
 
 
-def test_job_store_records_progress_refusals_and_the_release(chain, edinburgh, tmp_path):
-    w, researcher, _, ledger, consenting, refusing = chain
-    cid, ds = _cohort(w, researcher, consenting, refusing), _dataset(w, 1.0)
+def test_job_store_records_progress_refusals_and_the_release(chain, tmp_path):
+    researcher, ledger = chain.researcher, chain.ledger
+    cid, ds = chain.cohort(), _dataset(chain.w, 1.0)
     store = JobStore(tmp_path / "jobs")
     with pytest.raises(BudgetExceeded):
         store.submit(researcher.name, JobSpec(study="s", cohort_id=cid, dataset=ds, epsilon=2.0, delta=1e-5),
-                     ledger, edinburgh[1])
+                     ledger, chain.sites())
     assert [j.status for j in store.list()] == ["refused"]
     job = store.submit(researcher.name, JobSpec(study="s", cohort_id=cid, dataset=ds, epsilon=1.0, delta=1e-5,
-                                                method="wall", rounds=2, local_epochs=1), ledger, edinburgh[1],
+                                                method="wall", rounds=2, local_epochs=1), ledger, chain.sites(),
                        wait=True)
     assert job.status == "released" and job.round == 2 and job.epsilon_spent == 1.0
     assert job.release["sha256"] == hashlib.sha256(canonical(job.release["document"])).hexdigest()
@@ -133,21 +84,22 @@ def test_job_store_records_progress_refusals_and_the_release(chain, edinburgh, t
         ledger.budget("ds-missing")
 
 
-def test_encrypted_statistics_are_released_only_against_the_chain(chain, edinburgh):
+def test_encrypted_statistics_are_released_only_against_the_chain(chain):
     import numpy as np
 
     from analytics import fhe
     from analytics.features import site_rows
     from analytics.jobs import encrypted_site_statistics, release_statistics, research_layout
 
-    w, researcher, analytics, ledger, consenting, refusing = chain
-    cid, ds = _cohort(w, researcher, consenting, refusing), _dataset(w, 1.0)
+    analytics, ledger, consenting = chain.analytics, chain.ledger, chain.consenting
+    cid, ds = chain.cohort(), _dataset(chain.w, 1.0)
     keys = fhe.StudyKeys.create()
     public = fhe.StudyKeys.load(keys.public_bytes())
     layout = research_layout()
     members = set(ledger.cohort_members(cid))
-    vaults = {h: RecordingVault(v) for h, v in edinburgh[1].items()}
-    parts = [encrypted_site_statistics(v, members, layout, public) for v in vaults.values()]
+    sites = chain.sites(RecordingVault)
+    vaults = {h: s.vault for h, s in sites.items()}
+    parts = [encrypted_site_statistics(s, cid, layout, public) for s in sites.values()]
     assert {p for v in vaults.values() for p in v.read} <= consenting
     total = fhe.add_encrypted(public, parts)  # the aggregator: public context only
     args = dict(study="s", cohort_id=cid, dataset=ds, delta=1e-5, rng=np.random.default_rng(0))
