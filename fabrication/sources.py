@@ -6,11 +6,13 @@ installed packages (``sklearn:breast_cancer``, ``lifelines:gbsg2``, ``sksurv:flc
     read_table("real.csv")
     read_table("postgresql+psycopg://postgres@127.0.0.1/test", table="patients")
     read_table("mqtt://127.0.0.1:1883/serums/in?count=500&timeout=10")
+    read_database("sqlite:///h.sqlite")   # every table, with declared primary and foreign keys
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -182,6 +184,42 @@ def _sql(url: str, table: str | None) -> pd.DataFrame:
         if table not in names:
             raise InputError(f"no table {table!r} in {shown} (tables: {', '.join(names[:20]) or 'none'})")
         return pd.read_sql_table(table, engine)
+    except sa.exc.OperationalError as exc:
+        raise InputError(f"cannot read {shown}: {str(exc.orig).splitlines()[0]}") from None
+    finally:
+        engine.dispose()
+
+
+@dataclass
+class Database:
+    """Every table of a database with the keys its schema declares: ``primary_keys`` (table → its
+    key columns) and ``foreign_keys`` (``(table, column, parent table, parent column)``, single-column
+    constraints only)."""
+
+    frames: dict[str, pd.DataFrame]
+    primary_keys: dict[str, list[str]] = field(default_factory=dict)
+    foreign_keys: list[tuple[str, str, str, str]] = field(default_factory=list)
+
+
+def read_database(url: str, schema: str | None = None) -> Database:
+    """All tables of a database (SQLAlchemy URL; ``schema`` for PostgreSQL) and its declared keys."""
+    import sqlalchemy as sa
+
+    engine = sql_engine(url)
+    shown = engine.url.render_as_string(hide_password=True)
+    try:
+        insp = sa.inspect(engine)
+        names = insp.get_table_names(schema=schema)
+        if not names:
+            raise InputError(f"no table in {shown}" + (f" schema {schema}" if schema else ""))
+        db = Database({t: pd.read_sql_table(t, engine, schema=schema) for t in names})
+        for t in names:
+            db.primary_keys[t] = list(insp.get_pk_constraint(t, schema=schema).get("constrained_columns") or [])
+            for fk in insp.get_foreign_keys(t, schema=schema):
+                if len(fk["constrained_columns"]) == 1 and fk["referred_table"] in db.frames:
+                    db.foreign_keys.append((t, fk["constrained_columns"][0], fk["referred_table"],
+                                            fk["referred_columns"][0]))
+        return db
     except sa.exc.OperationalError as exc:
         raise InputError(f"cannot read {shown}: {str(exc.orig).splitlines()[0]}") from None
     finally:

@@ -6,7 +6,7 @@
     serums fabricate verify REAL FABRICATED [--project P] [--holdout H] [--iterate] [--rounds 3] [--json]
     serums fabricate privacy DATA [--seed S] [--json]
     serums fabricate mask SOURCE --rules masking.yaml --out TARGET [--table T] [--key-file K] [--mix PROJECT]
-    serums fabricate inflate DATABASE_URL --table T --rows N [--seed S]
+    serums fabricate inflate DATABASE_URL --table T --rows N [--seed S] [--schema S] [--no-children]
     serums fabricate validate PROJECT
 
 PROJECT is a YAML file or a packaged project name (``edinburgh``). A first argument that is not one
@@ -36,6 +36,8 @@ def register(sub) -> None:
     p.add_argument("--key-file", default="masking.key", help="(mask) hex key file, created (0600) when missing")
     p.add_argument("--mix", help="(mask) also write this project's fabricated rows (mixed real + fabricated)")
     p.add_argument("--schema", help="PostgreSQL schema for the tables")
+    p.add_argument("--no-children", action="store_true", help="(inflate) add rows to --table only, none to the "
+                   "tables that refer to it")
     p.add_argument("--if-exists", default="replace", choices=["replace", "append", "fail"])
     p.add_argument("--workers", type=int, default=1, help="worker processes (output is the same for any count)")
     p.add_argument("--seed", type=int)
@@ -308,7 +310,7 @@ def _inflate(args, rest) -> int:
         raise CommandError("inflate needs --table T and --rows N", code=2)
     if "://" not in url and Path(url).suffix.lower() in (".sqlite", ".db", ".sqlite3"):
         url = f"sqlite:///{Path(url).resolve()}"
-    print(inflate(url, args.table, n, seed=args.seed or 0))
+    print(inflate(url, args.table, n, seed=args.seed or 0, schema=args.schema, children=not args.no_children))
     return 0
 
 
