@@ -30,6 +30,7 @@ KEY = "u"
 AREAS = {
     "web_patient": ("patient",),
     "web_clinician": ("gp", "specialist", "nurse", "insurer", "researcher"),
+    "web_oncology": ("gp", "specialist", "nurse"),
     "web_auditor": ("auditor",),
     "web_admin": ("hospital_admin",),
 }
