@@ -803,6 +803,33 @@ class AuthService:
         self.gate.forget(user_id)
         return self.sessions.revoke_user(user_id, "suspended")
 
+    def change_role(self, user_id: str, role: str, register: Callable[[Identity], object]) -> AuthUser:
+        """Give a user another role (a hospital admin's decision). Their certificate carries the role
+        (attribute ``role``, node role ``admin`` for a hospital admin), so a new one is issued for
+        the same key — the wallet, or the key the user holds, stays as it is; ``register`` records it
+        elsewhere first (the chain: ``UserContract:UpdateUser``) and may refuse, leaving nothing
+        changed; then the directory, and every session of the user ends (they sign in again, in
+        their new role). A patient's role never changes, nor anyone's into a patient."""
+        user = self.get_user(user_id)
+        if user is None:
+            raise UserNotFound(f"no user {user_id!r}")
+        role = check_role(role)
+        if role == user.role:
+            raise InvalidInput(f"{user.username} is already {role.replace('_', ' ')}")
+        if "patient" in (role, user.role):
+            raise InvalidInput("a patient's role cannot change, nor anyone's into a patient (enrol them as a patient)")
+        identity, _ = self._issue_identity(user.hospital, user_id, role, self.identity_of(user_id).public_key)
+        register(identity)
+        with self._db.begin() as s:
+            s.execute(sa.update(UserRow).where(UserRow.id == user_id).values(
+                role=role, certificate_pem=identity.pem.decode(), certificate_fingerprint=identity.fingerprint,
+            ).execution_options(synchronize_session=False))
+        self.sessions.revoke_user(user_id, "role-changed")
+        log.info("%s is now %s (was %s)", user_id, role, user.role)
+        changed = self.get_user(user_id)
+        assert changed is not None
+        return changed
+
     def discard_enrolment(self, user_id: str) -> None:
         """Undo an enrolment whose other half failed (the gateway registers the user on chain right
         after :meth:`register`; if the chain refuses, the directory entry must not stay behind).

@@ -45,7 +45,7 @@ class Actor:
 
     def contract(self, services, name: str) -> Contract:
         """A contract of the ``serums`` chaincode as this actor (their certificate and signer)."""
-        return services.user_contract(self.user_id, self.signer(), name)
+        return services.user_contract(self.user_id, self.signer(), name, self.role)
 
     def reader(self, services, name: str) -> Contract:
         """A contract to *read* (evaluate) what this actor may read: as themselves when their session
@@ -250,7 +250,7 @@ def prepare_offline(services, actor: Actor, action: str, **params: Any) -> dict[
     if action not in OFFLINE_ACTIONS:
         raise P.Problem(P.VALIDATION, f"action: one of {', '.join(OFFLINE_ACTIONS)}")
     contract_name, fn, arguments = OFFLINE_ACTIONS[action]
-    contract = services.user_contract(actor.user_id, None, contract_name)
+    contract = services.user_contract(actor.user_id, None, contract_name, actor.role)
     proposal = contract.new_proposal(fn, [L.encode_arg(a) for a in arguments(actor.user_id, **params)])
     # ``message``: the bytes whose SHA-256 is ``digest`` (a signer that hashes itself, as WebCrypto
     # does, signs these; one that signs digests signs ``digest``)
@@ -259,7 +259,7 @@ def prepare_offline(services, actor: Actor, action: str, **params: Any) -> dict[
 
 
 def _check_proposal(services, actor: Actor, proposal_bytes: bytes):
-    ident = services.user_identity(actor.user_id)
+    ident = services.user_identity(actor.user_id, actor.role)
     info = L.inspect_proposal(proposal_bytes)
     if info.creator != ident.serialize():
         raise P.Problem(L.OFFLINE_INVALID, "proposal: it was not made for your identity")
@@ -285,7 +285,7 @@ def endorse_offline(services, actor: Actor, proposal_bytes: bytes, signature: by
 
 def submit_offline(services, actor: Actor, tx_bytes: bytes, signature: bytes) -> dict[str, Any]:
     """Offline signing, 3/3: the signed transaction is ordered; answers once it is committed."""
-    ident = services.user_identity(actor.user_id)
+    ident = services.user_identity(actor.user_id, actor.role)
     creator, tx_id, payload = L.transaction_creator(tx_bytes)
     if creator != ident.serialize():
         raise P.Problem(L.OFFLINE_INVALID, "transaction: it was not made for your identity")
@@ -309,6 +309,16 @@ def suspend_user(services, actor: Actor, user_id: str, reason: str) -> tuple[dic
     if services.auth.get_user(user_id) is not None:
         services.auth.suspend(user_id)
     return doc, services.auth.get_user(user_id)
+
+
+def change_role(services, actor: Actor, user_id: str, role: str) -> tuple[dict, Any]:
+    """Give a user of the admin's hospital another role, on chain (``UserContract:UpdateUser``,
+    signed by the admin, with the new certificate the role needs) and in the directory; their
+    sessions end, and they sign in again in the new role. Returns the chain's user and the entry."""
+    user = services.auth.get_user(user_id)
+    if user is None or user.hospital != actor.hospital:
+        raise P.Problem(P.NOT_FOUND, f"no user {user_id!r} in the directory of {actor.hospital}")
+    return services.change_role(actor.contract(services, "UserContract"), user_id, role)
 
 
 def reinstate_user(services, actor: Actor, user_id: str) -> tuple[dict, Any]:
@@ -412,6 +422,6 @@ def recent_blocks(services, actor: Actor, count: int = 10, before: int | None = 
 
 
 __all__ = ["OFFLINE_ACTIONS", "OFFLINE_FUNCTIONS", "OWN_RECORD", "SHARE_CODE_ROLES", "Actor", "add_preference", "consent_bundle", "fetch_record", "mint_token", "mint_token_data", "own_record", "own_record_release",
-           "prepare_offline", "endorse_offline", "submit_offline",
+           "prepare_offline", "endorse_offline", "submit_offline", "change_role",
            "patient_trail", "redeem_share_code", "reinstate_user", "suspend_user", "release_data", "request_access", "revoke_grant",
            "trail_csv", "withdraw_preference"]

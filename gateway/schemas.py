@@ -633,6 +633,11 @@ class SuspendIn(Schema):
     reason = Choice(V.SUSPEND_REASONS, load_default="administrative")
 
 
+class RoleIn(Schema):
+    role = Choice(tuple(r for r in V.PERSON_ROLES if r != "patient"), required=True,
+                  metadata={"description": "the new role (a patient's role never changes, nor anyone's into a patient)"})
+
+
 class TreatmentIn(Schema):
     patient_id = Id(required=True)
     clinician_id = Id(required=True)

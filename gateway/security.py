@@ -83,7 +83,8 @@ def signer() -> Signer:
 
 def my_contract(contract_name: str) -> Contract:
     """A contract of the ``serums`` chaincode as the caller (their certificate and signer)."""
-    return services().user_contract(principal().user_id, signer(), contract_name)
+    p = principal()
+    return services().user_contract(p.user_id, signer(), contract_name, p.role)
 
 
 def actor():

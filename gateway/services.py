@@ -234,10 +234,13 @@ class Services:
     def contract(self, identity: Identity, signer: Signer | None, contract_name: str) -> Contract:
         return self.gateway(identity, signer).network(self.network.channel).contract(L.CHAINCODE, contract_name)
 
-    def user_identity(self, user_id: str) -> Identity:
+    def user_identity(self, user_id: str, role: str | None = None) -> Identity:
+        """A user's certificate (cached). With ``role`` (the role their session was opened in), a
+        cached certificate for another role is read again: after a role change (a new certificate)
+        every process sees the new one from the user's next session on."""
         with self._lock:
             ident = self._identities.get(user_id)
-        if ident is None:
+        if ident is None or (role is not None and ident.attributes.get("role", role) != role):
             ident = self.auth.identity_of(user_id)
             with self._lock:
                 if len(self._identities) > 10_000:
@@ -245,9 +248,23 @@ class Services:
                 self._identities[user_id] = ident
         return ident
 
-    def user_contract(self, user_id: str, signer: Signer | None, contract_name: str) -> Contract:
+    def user_contract(self, user_id: str, signer: Signer | None, contract_name: str, role: str | None = None) -> Contract:
         """A contract as the logged-in user: their certificate, their session's wallet signer."""
-        return self.contract(self.user_identity(user_id), signer, contract_name)
+        return self.contract(self.user_identity(user_id, role), signer, contract_name)
+
+    def change_role(self, admin: Contract, user_id: str, role: str) -> tuple[dict, auth.AuthUser]:
+        """A user's new role: a new certificate for the same key (auth), recorded on chain by the
+        admin (``UserContract:UpdateUser`` with the role and the new certificate's fingerprint, in one
+        transaction; a refusal changes nothing), then the directory; the user's sessions end."""
+        done: dict = {}
+
+        def register(identity: Identity) -> None:
+            done["chain"] = L.submit(admin, "UpdateUser", user_id, {"role": role, "fingerprint": identity.fingerprint}).result
+
+        entry = self.auth.change_role(user_id, role, register)
+        with self._lock:
+            self._identities.pop(user_id, None)
+        return done["chain"], entry
 
     def hospital_admin(self, hospital: str) -> tuple[Identity, Signer]:
         """The hospital's bootstrap admin (``network init``'s ``users/admin``), for enrolment desks

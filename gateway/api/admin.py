@@ -1,5 +1,5 @@
 """``/admin``: a hospital admin's desk for their own hospital — users (enrol, invite, list,
-suspend, reinstate: on chain and in the directory), treating relationships, and the hospital's
+suspend, reinstate, change role: on chain and in the directory), treating relationships, and the hospital's
 generic access rules (step 1). Every change is a transaction signed with the admin's own key."""
 
 from __future__ import annotations
@@ -99,6 +99,17 @@ def suspend(body, user_id: str):
     """Suspend a user on chain (every decision denies them; their grants stop being live) and in
     the directory (their sessions end now)."""
     return _user_json(*flow.suspend_user(services(), actor(), user_id, body["reason"]))
+
+
+@bp.route("/users/<string:user_id>/role", methods=["POST"])
+@admins
+@bp.arguments(S.RoleIn)
+@bp.response(200, S.UserOut)
+def change_role(body, user_id: str):
+    """Give a user of my hospital another role: recorded on chain (``UserContract:UpdateUser``, signed
+    by me, with the new certificate the role needs — same key) and in the directory; their sessions
+    end and they sign in again in the new role."""
+    return _user_json(*flow.change_role(services(), actor(), user_id, body["role"]))
 
 
 @bp.route("/users/<string:user_id>/reinstate", methods=["POST"])

@@ -1,5 +1,6 @@
-"""A hospital admin's pages: the hospital's users (suspend with a reason, reinstate) and its
-generic access rules (step 1) with their history. Every change is signed with the admin's key."""
+"""A hospital admin's pages: the hospital's users (suspend with a reason, reinstate, change role),
+enrolment at the desk and invitations, treating relationships, and the hospital's generic access
+rules (step 1) with their history. Every change is signed with the admin's key."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from .. import problems as P
 from .. import vocab as V
 from ..security import services
 from .common import attempt, form_list, status_of
+from .pages import chosen_secret, enrolled_page, secret_form
 from .session import actor
 
 bp = Blueprint("web_admin", __name__, url_prefix="/hospital-admin")
@@ -40,6 +42,17 @@ def suspend(user_id: str):
     if problem is not None:
         return _users(problem, status=status_of(problem))
     return _users(done="Suspended: their sessions ended and every request of theirs is now refused.")
+
+
+@bp.post("/users/<user_id>/role")
+def change_role(user_id: str):
+    role = request.form.get("role", "")
+    changed, problem = attempt(lambda: flow.change_role(services(), actor(), user_id, role))
+    if problem is not None or changed is None:
+        return _users(problem, status=status_of(problem))
+    label = V.ROLE_LABELS.get(role, role)
+    return _users(done=f"{changed[1].username} is now {P.article(label)} {label}, recorded on the ledger; their sessions "
+                       "ended and they sign in again.")
 
 
 @bp.post("/users/<user_id>/reinstate")
@@ -100,30 +113,63 @@ def invitations():
     return render_template("web_admin/invitations.html", invitation=None, problem=None, form={})
 
 
+def _newcomer() -> dict:
+    """Who is being enrolled or invited, from the form: username, role, a patient's vault reference
+    (found by their CHI) and treating relationships (existing users named by username)."""
+    a = actor()
+    svc = services()
+    form = request.form
+    chi = form.get("chi", "").strip()
+    treating = []
+    for name in filter(None, (n.strip() for n in form.get("treating", "").split(","))):
+        user = svc.auth.find_user(name)
+        if user is None:
+            raise P.Problem(P.NOT_FOUND, f"treating: nobody is called {name!r}")
+        treating.append(user.user_id)
+    return {"username": form.get("username", "").strip(), "role": form.get("role", ""),
+            "user_id": svc.vault(a.hospital).find_patient(chi) if chi else None, "treating": treating}
+
+
 @bp.post("/invitations")
 def invite():
-    """An invitation code for a new user of this hospital (a patient is found in our vault by their
-    CHI; treating relationships name existing users by username)."""
+    """An invitation code for a new user of this hospital, who enrols with it later (``/enrol``)."""
+    a = actor()
+    hours = request.form.get("hours", "72")
+    invitation, problem = attempt(lambda: services().invite(
+        a.hospital, **_newcomer(), ttl=3600.0 * (int(hours) if hours.isdigit() else 72)))
+    return render_template("web_admin/invitations.html", invitation=invitation, problem=problem,
+                           form=request.form), status_of(problem) if problem else 200
+
+
+# ----------------------------------------------------------------------------- enrolment at the desk
+
+
+@bp.get("/desk")
+def desk():
+    return secret_form("web_admin/desk.html")
+
+
+@bp.post("/desk")
+def enrol_at_desk():
+    """Enrol a person who is here, in person: the admin fills in who they are; they type their own
+    textual key and pick their pictures on this screen; the registration on chain is signed by the
+    admin; the TOTP set-up and recovery codes are then shown once, for them to keep."""
     a = actor()
     svc = services()
     form = request.form
 
     def run():
-        chi = form.get("chi", "").strip()
-        user_id = svc.vault(a.hospital).find_patient(chi) if chi else None
-        treating = []
-        for name in filter(None, (n.strip() for n in form.get("treating", "").split(","))):
-            user = svc.auth.find_user(name)
-            if user is None:
-                raise P.Problem(P.NOT_FOUND, f"treating: nobody is called {name!r}")
-            treating.append(user.user_id)
-        hours = form.get("hours", "72")
-        return svc.invite(a.hospital, form.get("username", "").strip(), form.get("role", ""), user_id=user_id,
-                          treating=treating, ttl=3600.0 * (int(hours) if hours.isdigit() else 72))
+        text_key, images = chosen_secret()
+        who = _newcomer()
+        reg = svc.enrol(svc.user_identity(a.user_id, a.role), a.signer(), a.hospital, who.pop("username"),
+                        who.pop("role"), text_key, images, **who)
+        return reg, text_key, images
 
-    invitation, problem = attempt(run)
-    return render_template("web_admin/invitations.html", invitation=invitation, problem=problem,
-                           form=form), status_of(problem) if problem else 200
+    done, problem = attempt(run)
+    if problem is not None or done is None:
+        return secret_form("web_admin/desk.html", problem, status_of(problem), **{
+            k: form.get(k, "") for k in ("username", "role", "chi", "treating")}, images=form.getlist("images"))
+    return enrolled_page(*done, desk=True)
 
 
 # ----------------------------------------------------------------------------- treating relationships

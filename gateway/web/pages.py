@@ -194,16 +194,33 @@ def choose_kinds():
 # ----------------------------------------------------------------------------- enrolment from an invitation
 
 
-def _enrol_form(problem=None, status: int = 200, **values):
+def secret_form(template: str, problem=None, status: int = 200, **values):
+    """A page with the secret's fields (``web/_secret_fields.html``): the enrolment from an
+    invitation, and the admin's enrolment desk."""
     cfg = services().auth.config
-    return render_template("web/enrol.html", library=services().auth.image_library(), problem=problem,
+    return render_template(template, library=services().auth.image_library(), problem=problem,
                            min_images=cfg.graphical_min_images, max_images=cfg.graphical_max_images,
                            values=values), status
 
 
+def chosen_secret() -> tuple[str, list[str]]:
+    """The textual key (typed twice, the same) and the pictures the person chose on the form."""
+    text_key = request.form.get("text_key", "")
+    if text_key != request.form.get("text_key_again", ""):
+        raise P.Problem(P.VALIDATION, "The two textual keys differ: type the same sentence twice.")
+    return text_key, request.form.getlist("images")
+
+
+def enrolled_page(reg, text_key: str, images: list[str], *, desk: bool = False):
+    """The answer to an enrolment, shown once: the keys, the TOTP QR code, the recovery codes."""
+    qr = "data:image/png;base64," + base64.b64encode(reg.totp.qr_png).decode()
+    return render_template("web/enrolled.html", reg=reg, text_key=text_key, qr=qr, desk=desk,
+                           images=[i for i in services().auth.image_library() if i.id in images])
+
+
 @bp.get("/enrol")
 def enrol():
-    return _enrol_form(code=request.args.get("code", ""))
+    return secret_form("web/enrol.html", code=request.args.get("code", ""))
 
 
 @bp.post("/enrol/strength")
@@ -220,14 +237,11 @@ def enrol_submit():
     """Accept the invitation: the chosen textual key and pictures become the FlexPass secret; the
     TOTP set-up (QR code) and the recovery codes are shown once, on this answer only."""
     code = request.form.get("code", "").strip()
-    text_key = request.form.get("text_key", "")
     images = request.form.getlist("images")
-    if text_key != request.form.get("text_key_again", ""):
-        return _enrol_form(P.Problem(P.VALIDATION, "The two textual keys differ: type the same sentence twice."),
-                           422, code=code, images=images)
-    reg, problem = attempt(lambda: services().accept_invitation(code, text_key, images))
-    if problem is not None or reg is None:
-        return _enrol_form(problem, status_of(problem), code=code, images=images)
-    qr = "data:image/png;base64," + base64.b64encode(reg.totp.qr_png).decode()
-    return render_template("web/enrolled.html", reg=reg, text_key=text_key, qr=qr,
-                           images=[i for i in services().auth.image_library() if i.id in images])
+    secret, problem = attempt(chosen_secret)
+    reg = None
+    if secret is not None:
+        reg, problem = attempt(lambda: services().accept_invitation(code, *secret))
+    if problem is not None or reg is None or secret is None:
+        return secret_form("web/enrol.html", problem, status_of(problem), code=code, images=images)
+    return enrolled_page(reg, *secret)
