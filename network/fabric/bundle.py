@@ -11,9 +11,10 @@ three scripts::
 
 Paths in the bundle's core.yaml are relative to it (Fabric resolves them against the file's folder),
 except the ledger folders and the ccaas builder, which ``start-peer.sh`` fills in (the bundle's own
-place, and ``FABRIC_BIN``). Addresses and TLS
-names are the network's (127.0.0.1 and localhost): the bundle moves the hospital's peer into a
-folder of its own on the same host; spanning machines also needs certificates for the host's name.
+place, and ``FABRIC_BIN``). The peer and the chaincode server listen on every interface of the
+hospital's machine and are reached at the hospital's host (``--host`` at ``network up`` or
+``add-hospital``, named in their TLS certificates; 127.0.0.1 by default); the orderer's endpoint
+and the other hospitals' anchor peers are the channel's, at their own hosts.
 """
 
 from __future__ import annotations
@@ -85,8 +86,9 @@ def write_bundle(net: FabricNetwork, hospital: str, out: Path) -> Path:
     home = Path(net.state["bin"]).parent
     ports = net.state["ports"][org.name]
     top = f"{org.name}-bundle"
+    host = net.host(org.name)
     core = core_yaml(home / "config" / "core.yaml", org.name, org.msp_id, Path("."), ports,
-                     Path(BUILDERS) / "ccaas", net.proposal_time_window_s)
+                     Path(BUILDERS) / "ccaas", net.proposal_time_window_s, host, bind="0.0.0.0")  # noqa: S104
     # Fabric wants absolute ledger folders: start-peer.sh writes the bundle's own place in
     core["peer"]["fileSystemPath"] = f"{HERE}/peer0/data"
     core["ledger"]["snapshots"]["rootDir"] = f"{HERE}/peer0/data/snapshots"
@@ -98,7 +100,7 @@ def write_bundle(net: FabricNetwork, hospital: str, out: Path) -> Path:
         "hospital": org.name, "msp_id": org.msp_id, "channel": net.cfg.channel,
         "peer": net.peer_address(org.name), "orderer_endpoints": [net.orderer_address],
         "chaincode": net.chaincode, "package_id": net.state["package_ids"][org.name],
-        "chaincode_server": f"127.0.0.1:{ports['ccserver']}",
+        "host": host, "chaincode_server": f"{host}:{ports['ccserver']}",
         "anchor_peers": {h.msp_id: net.peer_address(h.name) for h in net.cfg.hospitals},
     }
     profile = net.connection_profile()
@@ -125,7 +127,7 @@ def write_bundle(net: FabricNetwork, hospital: str, out: Path) -> Path:
         _add(tar, f"{top}/join.sh", JOIN.format(org=org.name, channel=net.cfg.channel, msp=org.msp_id,
                                                 peer=info["peer"], chaincode=net.chaincode).encode(), 0o755)
         _add(tar, f"{top}/start-chaincode.sh", START_CHAINCODE.format(
-            org=org.name, package_id=info["package_id"], address=info["chaincode_server"],
+            org=org.name, package_id=info["package_id"], address=f"0.0.0.0:{ports['ccserver']}",
             module=net.chaincode_module).encode(), 0o755)
     os.chmod(out, 0o600)  # it holds the hospital's private keys
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import ipaddress
 import json
 import tarfile
 from pathlib import Path
@@ -17,6 +18,17 @@ from pathlib import Path
 import yaml
 
 from ..config import NetworkConfig
+
+LOOPBACK = "127.0.0.1"
+
+
+def bind_host(host: str) -> str:
+    """Where a node whose address is ``host`` listens: that IP address itself, or every interface
+    (0.0.0.0) for a DNS name."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return "0.0.0.0"  # noqa: S104 - a named host is reached from other machines
 
 
 def _sig(rule: str) -> dict:
@@ -45,17 +57,21 @@ def org_section(msp_id: str, msp_dir: Path, *, anchor: tuple[str, int] | None = 
     return out
 
 
-def configtx(cfg: NetworkConfig, root: Path, ports: dict, batch_timeout_ms: float) -> dict:
+def configtx(cfg: NetworkConfig, root: Path, ports: dict, batch_timeout_ms: float,
+             hosts: dict[str, str] | None = None) -> dict:
     """configtx.yaml with one profile, ``SerumsChannel``: each hospital an application organisation
-    with its anchor peer, one Raft orderer, TLS everywhere, Fabric v3 capabilities."""
+    with its anchor peer, one Raft orderer, TLS everywhere, Fabric v3 capabilities; each
+    organisation's nodes at its host in ``hosts`` (default 127.0.0.1)."""
+    hosts = hosts or {}
+    ohost = hosts.get(cfg.orderer.name, LOOPBACK)
     orderer_org = org_section(cfg.orderer.msp_id, root / "orgs" / cfg.orderer.name / "msp",
-                              orderer_endpoint=f"127.0.0.1:{ports['orderer']['listen']}")
+                              orderer_endpoint=f"{ohost}:{ports['orderer']['listen']}")
     hospitals = [org_section(h.msp_id, root / "orgs" / h.name / "msp",
-                             anchor=("127.0.0.1", ports[h.name]["listen"])) for h in cfg.hospitals]
+                             anchor=(hosts.get(h.name, LOOPBACK), ports[h.name]["listen"])) for h in cfg.hospitals]
     otls = root / "orgs" / cfg.orderer.name / "orderer0" / "tls" / "server.crt"
     orderer = {
         "OrdererType": "etcdraft",
-        "EtcdRaft": {"Consenters": [{"Host": "127.0.0.1", "Port": ports["orderer"]["listen"],
+        "EtcdRaft": {"Consenters": [{"Host": ohost, "Port": ports["orderer"]["listen"],
                                      "ClientTLSCert": str(otls), "ServerTLSCert": str(otls)}]},
         "BatchTimeout": f"{max(1, int(batch_timeout_ms))}ms",
         "BatchSize": {"MaxMessageCount": cfg.batch.max_message_count, "AbsoluteMaxBytes": "10 MB",
@@ -90,16 +106,17 @@ def _set(doc: dict, path: str, value) -> None:
 
 
 def core_yaml(sample: Path, org: str, msp_id: str, node_dir: Path, ports: dict, builder: Path,
-              time_window_s: float = 900.0) -> dict:
+              time_window_s: float = 900.0, host: str = LOOPBACK, bind: str | None = None) -> dict:
     """A peer's core.yaml: Fabric's sample with this peer's addresses, TLS, MSP and the ccaas builder;
-    proposals dated further than ``time_window_s`` from the peer's clock are refused."""
+    proposals dated further than ``time_window_s`` from the peer's clock are refused. Others reach
+    it at ``host``; it listens on ``bind`` (default :func:`bind_host` of ``host``)."""
     doc = yaml.safe_load(sample.read_text())
-    addr = f"127.0.0.1:{ports['listen']}"
+    addr = f"{host}:{ports['listen']}"
     tls = node_dir / "tls"
     for path, value in {
         "peer.id": f"peer0.{org}",
         "peer.networkId": "serums",
-        "peer.listenAddress": addr,
+        "peer.listenAddress": f"{bind or bind_host(host)}:{ports['listen']}",
         "peer.address": addr,
         "peer.chaincodeListenAddress": f"127.0.0.1:{ports['chaincode']}",
         "peer.chaincodeAddress": f"127.0.0.1:{ports['chaincode']}",
@@ -128,13 +145,15 @@ def core_yaml(sample: Path, org: str, msp_id: str, node_dir: Path, ports: dict, 
     return doc
 
 
-def orderer_yaml(sample: Path, msp_id: str, node_dir: Path, ports: dict, admin_client_ca: Path) -> dict:
-    """The orderer's orderer.yaml: TLS on its listener (Raft's cluster shares it), the admin endpoint
-    with mutual TLS for osnadmin, no system channel, a short keepalive minimum for gateways."""
+def orderer_yaml(sample: Path, msp_id: str, node_dir: Path, ports: dict, admin_client_ca: Path,
+                 host: str = LOOPBACK) -> dict:
+    """The orderer's orderer.yaml: TLS on its listener (Raft's cluster shares it) at ``host``, the
+    admin endpoint (on loopback) with mutual TLS for osnadmin, no system channel, a short
+    keepalive minimum for gateways."""
     doc = yaml.safe_load(sample.read_text())
     tls = node_dir / "tls"
     for path, value in {
-        "General.ListenAddress": "127.0.0.1",
+        "General.ListenAddress": bind_host(host),
         "General.ListenPort": ports["listen"],
         "General.TLS.Enabled": True,
         "General.TLS.PrivateKey": str(tls / "server.key"),

@@ -5,7 +5,8 @@ For every organisation (each hospital and the ordering organisation)::
     orgs/<org>/msp/               the organisation's MSP for the channel: cacerts, tlscacerts, NodeOUs
     orgs/<org>/tlsca/             its TLS CA (ca.pem, ca.key 0600)
     orgs/<org>/<node>/msp/        the node's local MSP (peer0 or orderer0): signcerts, keystore
-    orgs/<org>/<node>/tls/        the node's TLS server certificate (127.0.0.1, localhost), key, ca.crt
+    orgs/<org>/<node>/tls/        the node's TLS server certificate (127.0.0.1, localhost and the
+                                  organisation's host when it has one), key, ca.crt
     orgs/<org>/admin/msp/ , tls/  the organisation admin's MSP (OU admin) and TLS client certificate
     orgs/<org>/chaincode/tls/     the hospital's chaincode server certificate (TLS CA of the hospital)
 
@@ -16,6 +17,7 @@ reads unencrypted PKCS#8 keys only: keys are written 0600.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import yaml
@@ -23,8 +25,19 @@ from cryptography.hazmat.primitives import serialization
 
 from ..config import NetworkConfig
 from ..identity import CertificateAuthority, Identity, Signer, write_private_file
+from .configs import LOOPBACK
 
-TLS_HOSTS = {"dns_names": ["localhost"], "ip_addresses": ["127.0.0.1"]}
+
+def tls_hosts(host: str | None = None) -> dict[str, list[str]]:
+    """The subject alternative names of a node's TLS certificate: 127.0.0.1 and localhost, and
+    ``host`` (an IP address or a DNS name) where other machines reach it."""
+    names = {"dns_names": ["localhost"], "ip_addresses": [LOOPBACK]}
+    if host and host not in ("localhost", LOOPBACK):
+        try:
+            names["ip_addresses"].append(str(ipaddress.ip_address(host)))
+        except ValueError:
+            names["dns_names"].append(host)
+    return names
 
 
 def _pem(ca: CertificateAuthority) -> bytes:
@@ -54,9 +67,11 @@ def write_msp(directory: Path, ca_pem: bytes, tlsca_pem: bytes, identity: Identi
     return directory
 
 
-def write_tls(directory: Path, tlsca: CertificateAuthority, common_name: str, role: str) -> Path:
-    """A TLS key pair from ``tlsca`` valid for 127.0.0.1 and localhost: server.crt, server.key, ca.crt."""
-    ident, signer = tlsca.issue(common_name, role, **TLS_HOSTS)
+def write_tls(directory: Path, tlsca: CertificateAuthority, common_name: str, role: str,
+              host: str | None = None) -> Path:
+    """A TLS key pair from ``tlsca`` valid for 127.0.0.1, localhost and ``host``: server.crt,
+    server.key, ca.crt."""
+    ident, signer = tlsca.issue(common_name, role, **tls_hosts(host))
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "server.crt").write_bytes(ident.pem)
     (directory / "ca.crt").write_bytes(_pem(tlsca))
@@ -73,8 +88,10 @@ def load_or_create_tlsca(directory: Path, msp_id: str, org: str) -> CertificateA
     return ca
 
 
-def org_material(cfg: NetworkConfig, root: Path, org: str, passphrase: str | None = None) -> None:
-    """Write (or complete) the Fabric material of one organisation under ``root/orgs/<org>``."""
+def org_material(cfg: NetworkConfig, root: Path, org: str, passphrase: str | None = None,
+                 host: str | None = None) -> None:
+    """Write (or complete) the Fabric material of one organisation under ``root/orgs/<org>``; its
+    node's and chaincode server's TLS certificates also name ``host``."""
     o = cfg.org(org)
     base = root / "orgs" / org
     ca = cfg.load_ca(org, passphrase)
@@ -86,10 +103,10 @@ def org_material(cfg: NetworkConfig, root: Path, org: str, passphrase: str | Non
     if not (base / node / "msp" / "keystore" / "priv_sk").exists():
         ident, signer = cfg.load_peer(org, passphrase)
         write_msp(base / node / "msp", ca_pem, tlsca_pem, ident, signer)
-        write_tls(base / node / "tls", tlsca, f"{node}.{org}", "orderer" if is_orderer else "peer")
+        write_tls(base / node / "tls", tlsca, f"{node}.{org}", "orderer" if is_orderer else "peer", host)
     if not (base / "admin" / "msp" / "keystore" / "priv_sk").exists():
         ident, signer = cfg.load_user(org, "admin", passphrase)
         write_msp(base / "admin" / "msp", ca_pem, tlsca_pem, ident, signer)
         write_tls(base / "admin" / "tls", tlsca, f"admin.{org}", "client")
     if not is_orderer and not (base / "chaincode" / "tls" / "server.key").exists():
-        write_tls(base / "chaincode" / "tls", tlsca, f"chaincode.{org}", "peer")
+        write_tls(base / "chaincode" / "tls", tlsca, f"chaincode.{org}", "peer", host)

@@ -62,8 +62,9 @@ def _config_update_envelope(net: FabricNetwork, work: Path, org_json: dict) -> P
 
 
 def add_hospital(net: FabricNetwork, name: str, *, display_name: str | None = None, timeout: float = 180.0,
-                 progress: Callable[[str], None] = log.info) -> str:
-    """Add hospital ``name`` to the running network; returns its MSP id (see the module)."""
+                 progress: Callable[[str], None] = log.info, host: str | None = None) -> str:
+    """Add hospital ``name`` to the running network, its nodes reached at ``host`` (default
+    127.0.0.1); returns its MSP id (see the module)."""
     if not net.state.get("committed"):
         raise FabricError(f"no Fabric network in {net.root}: run `serums network up --engine fabric` first")
     down = [n for n in net.state["processes"] if not net.running(n)]
@@ -75,11 +76,13 @@ def add_hospital(net: FabricNetwork, name: str, *, display_name: str | None = No
     p = _free_ports(4)
     net.state["ports"][org.name] = {"listen": p[0], "chaincode": p[1], "operations": p[2], "ccserver": p[3]}
     net.state["hospitals"] = [*existing, org.name]
+    if host:
+        net.state.setdefault("hosts", {})[org.name] = host
     net._save_state()
-    org_material(net.cfg, net.root, org.name, net.passphrase)
+    org_material(net.cfg, net.root, org.name, net.passphrase, net.host(org.name))
     with tempfile.TemporaryDirectory(prefix="serums-add-") as tmp:
         work = Path(tmp)
-        section = org_section(org.msp_id, net.org_dir(org.name) / "msp", anchor=("127.0.0.1", p[0]))
+        section = org_section(org.msp_id, net.org_dir(org.name) / "msp", anchor=(net.host(org.name), p[0]))
         (work / "configtx.yaml").write_text(yaml.safe_dump({"Organizations": [section]}))
         org_json = json.loads(net._run([net._tool("configtxgen"), "-printOrg", org.msp_id, "-configPath", str(work)],
                                        what="configtxgen -printOrg", stderr=False))
@@ -94,7 +97,7 @@ def add_hospital(net: FabricNetwork, name: str, *, display_name: str | None = No
     home = Path(net.state["bin"]).parent
     (net.node_dir(org.name) / "core.yaml").write_text(yaml.safe_dump(core_yaml(
         home / "config" / "core.yaml", org.name, org.msp_id, net.node_dir(org.name), net.state["ports"][org.name],
-        home / "builders" / "ccaas", net.proposal_time_window_s)))
+        home / "builders" / "ccaas", net.proposal_time_window_s, net.host(org.name))))
     progress(f"peer0.{org.name} on {net.peer_address(org.name)}, joining {net.cfg.channel}")
     net.start_peer(org.name)
     net._run([net._tool("peer"), "channel", "join", "-b", str(net.root / "channel" / "genesis.block")],

@@ -36,7 +36,7 @@ import yaml
 
 from ..client import GatewayError, connect
 from ..config import NetworkConfig
-from .configs import ccaas_package, configtx, core_yaml, orderer_yaml, signature_policy
+from .configs import LOOPBACK, bind_host, ccaas_package, configtx, core_yaml, orderer_yaml, signature_policy
 from .crypto import org_material
 
 log = logging.getLogger(__name__)
@@ -93,10 +93,13 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
-def _listening(port: int) -> bool:
+def _listening(port: int, host: str = LOOPBACK) -> bool:
+    """True when something on this machine accepts connections on ``port`` where a node with the
+    address ``host`` listens (loopback for a DNS name: it listens on every interface)."""
+    bind = bind_host(host)
     with socket.socket() as s:
         s.settimeout(0.3)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+        return s.connect_ex((LOOPBACK if bind == "0.0.0.0" else bind, port)) == 0  # noqa: S104
 
 
 def _alive(pid: int, marker: str) -> bool:
@@ -151,6 +154,7 @@ class FabricNetwork:
         batch_timeout_ms: float | None = None,
         chaincode_command: Callable[[dict], list[str]] | None = None,
         proposal_time_window_s: float = 900.0,
+        hosts: dict[str, str] | None = None,
     ):
         self.cfg = cfg
         self.root = cfg.root / "fabric"
@@ -162,6 +166,7 @@ class FabricNetwork:
         self.batch_timeout_ms = batch_timeout_ms if batch_timeout_ms is not None else max(10.0, cfg.batch.timeout_ms)
         self.chaincode_command = chaincode_command or self._serve_command
         self.proposal_time_window_s = proposal_time_window_s
+        self.hosts = dict(hosts or {})  # for a new network; then the ones state.json records
         #: the processes stop (SIGTERM from the kernel) when the process that started them is gone —
         #: set by a supervising caller (``serums up``, ``serums network up`` in the foreground); the
         #: thread that starts them must live as long (the kernel watches the starting thread)
@@ -196,15 +201,20 @@ class FabricNetwork:
     def node_dir(self, org: str) -> Path:
         return self.org_dir(org) / ("orderer0" if org == self.cfg.orderer.name else "peer0")
 
+    def host(self, org: str) -> str:
+        """Where organisation ``org``'s nodes are reached (an IP address or a DNS name; its TLS
+        certificates name it): ``--host`` at ``network up``/``add-hospital``, else 127.0.0.1."""
+        return self.state.get("hosts", {}).get(org, LOOPBACK)
+
     def peer_address(self, org: str) -> str:
-        return f"127.0.0.1:{self.state['ports'][org]['listen']}"
+        return f"{self.host(org)}:{self.state['ports'][org]['listen']}"
 
     def tls_ca(self, org: str) -> bytes:
         return (self.org_dir(org) / "tlsca" / "ca.pem").read_bytes()
 
     @property
     def orderer_address(self) -> str:
-        return f"127.0.0.1:{self.state['ports'][self.cfg.orderer.name]['listen']}"
+        return f"{self.host(self.cfg.orderer.name)}:{self.state['ports'][self.cfg.orderer.name]['listen']}"
 
     # ------------------------------------------------------------------ processes
 
@@ -244,17 +254,17 @@ class FabricNetwork:
         self.state.setdefault("processes", {})[name] = {"pid": proc.pid, "marker": marker, "log": str(log_path)}
         self._save_state()
 
-    def _wait_port(self, name: str, port: int, timeout: float = 60) -> None:
+    def _wait_port(self, name: str, port: int, timeout: float = 60, host: str = LOOPBACK) -> None:
         deadline = time.monotonic() + timeout
         info = self.state["processes"][name]
         while time.monotonic() < deadline:
-            if _listening(port):
+            if _listening(port, host):
                 return
             proc = self._procs.get(name)
             if proc is not None and proc.poll() is not None:
                 raise FabricError(f"{name} exited during start-up; see {info['log']}")
             time.sleep(0.2)
-        raise FabricError(f"{name} does not listen on 127.0.0.1:{port} after {timeout:.0f} s; see {info['log']}")
+        raise FabricError(f"{name} does not listen on {host}:{port} after {timeout:.0f} s; see {info['log']}")
 
     def running(self, name: str) -> bool:
         info = self.state.get("processes", {}).get(name)
@@ -294,7 +304,7 @@ class FabricNetwork:
         if kind == "chaincode":
             tls = self.org_dir(org) / "chaincode" / "tls"
             spec = {"org": org, "package_id": self.state["package_ids"][org], "module": self.chaincode_module,
-                    "address": f"127.0.0.1:{self.state['ports'][org]['ccserver']}",
+                    "address": f"{bind_host(self.host(org))}:{self.state['ports'][org]['ccserver']}",
                     "tls_cert": str(tls / "server.crt"), "tls_key": str(tls / "server.key"),
                     "client_ca": str(tls / "ca.crt")}
             return self.chaincode_command(spec), {}, spec["package_id"]
@@ -307,9 +317,13 @@ class FabricNetwork:
         kind, _, org = name.partition(".")
         return self.state["ports"][org]["ccserver" if kind == "chaincode" else "listen"]
 
+    def process_host(self, name: str) -> str:
+        """The host of process ``name``'s organisation."""
+        return self.host(self.cfg.orderer.name if name == "orderer" else name.partition(".")[2])
+
     def serving(self, name: str) -> bool:
         """True when process ``name`` accepts connections on its port (its readiness probe)."""
-        return _listening(self.port(name))
+        return _listening(self.port(name), self.process_host(name))
 
     def log_path(self, name: str) -> Path:
         return self.root / "logs" / f"{name}.log"
@@ -327,16 +341,16 @@ class FabricNetwork:
 
     def start_orderer(self) -> None:
         self.spawn("orderer")
-        self._wait_port("orderer", self.state["ports"][self.cfg.orderer.name]["listen"])
+        self._wait_port("orderer", self.port("orderer"), host=self.process_host("orderer"))
         self._wait_port("orderer", self.state["ports"][self.cfg.orderer.name]["admin"])
 
     def start_peer(self, org: str) -> None:
         self.spawn(f"peer0.{org}")
-        self._wait_port(f"peer0.{org}", self.port(f"peer0.{org}"))
+        self._wait_port(f"peer0.{org}", self.port(f"peer0.{org}"), host=self.host(org))
 
     def start_chaincode_server(self, org: str) -> None:
         self.spawn(f"chaincode.{org}")
-        self._wait_port(f"chaincode.{org}", self.port(f"chaincode.{org}"))
+        self._wait_port(f"chaincode.{org}", self.port(f"chaincode.{org}"), host=self.host(org))
 
     @staticmethod
     def _serve_command(spec: dict) -> list[str]:
@@ -390,8 +404,13 @@ class FabricNetwork:
         orgs = [h.name for h in cfg.hospitals]
         o = cfg.orderer.name
         ports = _free_ports(3 + 5 * len(orgs))
+        unknown = set(self.hosts) - {*orgs, o}
+        if unknown:
+            raise FabricError(f"--host for {', '.join(sorted(unknown))}: not an organisation of this network "
+                              f"({', '.join([*orgs, o])})")
         self.state = {"bin": str(self.bin_dir), "channel": cfg.channel, "hospitals": orgs, "chaincode": self.chaincode,
                       "policy": self.policy, "batch_timeout_ms": self.batch_timeout_ms, "processes": {},
+                      "hosts": {org: h for org, h in self.hosts.items() if h != LOOPBACK},
                       "ports": {o: {"listen": ports[0], "admin": ports[1], "operations": ports[2]}}}
         for i, org in enumerate(orgs):
             p = ports[3 + 5 * i: 8 + 5 * i]
@@ -399,18 +418,19 @@ class FabricNetwork:
         self._save_state()
         progress("crypto material from the hospitals' CAs, TLS CAs")
         for org in [*orgs, o]:
-            org_material(cfg, self.root, org, self.passphrase)
+            org_material(cfg, self.root, org, self.passphrase, self.host(org))
         chan = self.root / "channel"
         chan.mkdir(parents=True, exist_ok=True)
         (chan / "configtx.yaml").write_text(
-            yaml.safe_dump(configtx(cfg, self.root, self.state["ports"], self.batch_timeout_ms), sort_keys=False))
+            yaml.safe_dump(configtx(cfg, self.root, self.state["ports"], self.batch_timeout_ms, self.state["hosts"]),
+                           sort_keys=False))
         block = chan / "genesis.block"
         self._run([self._tool("configtxgen"), "-profile", "SerumsChannel", "-outputBlock", str(block),
                    "-channelID", cfg.channel, "-configPath", str(chan)], what="configtxgen")
         progress(f"orderer on {self.orderer_address}, channel {cfg.channel!r}")
         (self.node_dir(o) / "orderer.yaml").write_text(yaml.safe_dump(orderer_yaml(
             home / "config" / "orderer.yaml", cfg.orderer.msp_id, self.node_dir(o), self.state["ports"][o],
-            self.org_dir(o) / "tlsca" / "ca.pem")))
+            self.org_dir(o) / "tlsca" / "ca.pem", self.host(o))))
         self.start_orderer()
         atls = self.org_dir(o) / "admin" / "tls"
         self._run([self._tool("osnadmin"), "channel", "join", "--channelID", cfg.channel, "--config-block", str(block),
@@ -421,7 +441,7 @@ class FabricNetwork:
             progress(f"peer0.{h.name} on {self.peer_address(h.name)}")
             (self.node_dir(h.name) / "core.yaml").write_text(yaml.safe_dump(core_yaml(
                 home / "config" / "core.yaml", h.name, h.msp_id, self.node_dir(h.name), self.state["ports"][h.name],
-                home / "builders" / "ccaas", self.proposal_time_window_s)))
+                home / "builders" / "ccaas", self.proposal_time_window_s, self.host(h.name))))
             self.start_peer(h.name)
         for h in cfg.hospitals:
             self._run([self._tool("peer"), "channel", "join", "-b", str(block)], self.admin_env(h.name),
@@ -446,7 +466,7 @@ class FabricNetwork:
             tls = self.org_dir(org) / "chaincode" / "tls"
             peer_tls = self.node_dir(org) / "tls"
             connection = {
-                "address": f"127.0.0.1:{self.state['ports'][org]['ccserver']}", "dial_timeout": "10s",
+                "address": f"{self.host(org)}:{self.state['ports'][org]['ccserver']}", "dial_timeout": "10s",
                 "tls_required": True, "client_auth_required": True,
                 "client_key": (peer_tls / "server.key").read_text(), "client_cert": (peer_tls / "server.crt").read_text(),
                 "root_cert": (tls / "ca.crt").read_text(),
@@ -516,7 +536,8 @@ class FabricNetwork:
         cfg = self.cfg
         peers = {f"peer0.{h.name}": {"url": f"grpcs://{self.peer_address(h.name)}",
                                      "tlsCACerts": {"pem": self.tls_ca(h.name).decode()},
-                                     "grpcOptions": {"ssl-target-name-override": "localhost"}}
+                                     "grpcOptions": {"ssl-target-name-override": (
+                                         "localhost" if self.host(h.name) == LOOPBACK else self.host(h.name))}}
                  for h in cfg.hospitals}
         return {
             "name": f"serums-{cfg.channel}", "version": "1.0.0",
@@ -540,7 +561,7 @@ class FabricNetwork:
         for name, info in self.state.get("processes", {}).items():
             port = self.port(name)
             out.append({"name": name, "pid": info["pid"], "running": _alive(info["pid"], info["marker"]),
-                        "address": f"127.0.0.1:{port}", "log": info["log"]})
+                        "address": f"{self.process_host(name)}:{port}", "log": info["log"]})
         return out
 
     def down(self, *, purge: bool = False) -> list[str]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 
@@ -33,6 +34,10 @@ def register(sub) -> None:
     up.add_argument("--policy", help="the chaincode's endorsement policy: MAJORITY (default), ANY, ALL or an expression")
     up.add_argument("--batch-timeout-ms", type=float, help="the orderer's batch timeout (default 10)")
     up.add_argument("--timeout", type=float, default=240.0, help="give up after this many seconds")
+    up.add_argument("--host", action="append", default=[], type=org_host, metavar="ORG=HOST",
+                    help="where an organisation's nodes are reached (IP address or DNS name, put in its TLS "
+                         "certificates, anchor peer, orderer endpoint, connection profile and bundle); repeat "
+                         "per organisation (the orderer's is `orderer`); default 127.0.0.1; a new network only")
     up.add_argument("--detach", action="store_true",
                     help="start the processes and return, unsupervised (`network status` tells what died); by "
                          "default `network up` stays in the foreground restarting what dies until Ctrl-C or "
@@ -48,6 +53,8 @@ def register(sub) -> None:
                           "node, else the data directory's Fabric network)")
     add.add_argument("--display-name", help="the name it registers on chain (default: the hospital's, capitalised)")
     add.add_argument("--timeout", type=float, default=240.0)
+    add.add_argument("--host", type=host_name, help="Fabric: where the new hospital's peer is reached (IP address or "
+                                                    "DNS name; default 127.0.0.1)")
     add.set_defaults(handler=_add_hospital)
     bundle = nsub.add_parser("bundle", help="one hospital's keys, config and scripts to run its own peer")
     bundle.add_argument("hospital")
@@ -56,6 +63,29 @@ def register(sub) -> None:
     st = nsub.add_parser("status", help="what of the Fabric network runs")
     st.add_argument("--json", action="store_true")
     st.set_defaults(handler=_status)
+
+
+def host_name(text: str) -> str:
+    """An IP address or a DNS name (``--host``)."""
+    import ipaddress
+    import re
+
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    if re.fullmatch(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9]([A-Za-z0-9-]{0,61}"
+                    r"[A-Za-z0-9])?", text):
+        return text.lower()
+    raise argparse.ArgumentTypeError(f"{text!r} is neither an IP address nor a DNS name")
+
+
+def org_host(text: str) -> tuple[str, str]:
+    """``ORG=HOST`` (``--host``)."""
+    org, sep, host = text.partition("=")
+    if not sep or not org:
+        raise argparse.ArgumentTypeError(f"{text!r}: give ORG=HOST, e.g. zmc=10.0.0.6")
+    return org.strip().lower(), host_name(host.strip())
 
 
 def _init(args) -> int:
@@ -135,6 +165,14 @@ def _up(args) -> int:
         cfg.chaincodes.append(ChaincodeDefinition("serums", CHAINCODE_MODULE, "1.0", args.policy or "MAJORITY"))
         cfg.save()
     net = _fabric(args, cfg)
+    hosts = dict(args.host)
+    if hosts and net.state.get("committed"):
+        differ = {o: h for o, h in hosts.items() if net.host(o) != h}
+        if differ:
+            raise CommandError(f"--host: the network in {net.root} exists with its hosts in its certificates and "
+                               f"channel ({', '.join(f'{o}={net.host(o)}' for o in differ)}); `serums network down "
+                               "--purge` and up again to change them")
+    net.hosts = hosts
     net.stop_with_parent = not args.detach  # supervised: they stop with this process, even after kill -9
     profile = net.up(timeout=args.timeout, progress=lambda m: print(f"  {m}", flush=True))
     print(f"Fabric network up: channel {cfg.channel}, {len(cfg.hospitals)} hospitals, chaincode serums")
@@ -242,7 +280,7 @@ def _add_hospital(args) -> int:
         return _add_hospital_embedded(args)
     net = _fabric(args)
     msp = add_hospital(net, args.hospital, display_name=args.display_name, timeout=args.timeout,
-                       progress=lambda m: print(f"  {m}", flush=True))
+                       progress=lambda m: print(f"  {m}", flush=True), host=args.host)
     print(f"{msp} joined channel {net.cfg.channel}: peer0.{args.hospital} on {net.peer_address(args.hospital)}")
     return 0
 
@@ -268,6 +306,8 @@ def _add_hospital_embedded(args) -> int:
     from network.node.grow import add_hospital
 
     settings = args.settings
+    if args.host:
+        raise CommandError("--host is for Fabric: the embedded node runs every hospital's peer in one process")
     address = settings.running_node_address()
     if not address:
         raise CommandError("the embedded node is not running: start it (`serums node` or `serums up`), "
