@@ -30,6 +30,7 @@ import numpy as np
 
 from .errors import InvalidParameters
 from .features import LABEL, Dataset
+from .progress import progress
 from .wall import ColumnBounds, PrivacyWall, check_privacy
 
 METHODS = ("none", "dpsgd", "wall")
@@ -239,7 +240,7 @@ def train_federated(shards: Sequence[Dataset], bounds: Sequence[ColumnBounds], c
     params: Parameters | None = get_parameters(make_model(len(bounds)))
     log: list[RoundLog] = []
     spent = max(c.epsilon_spent for c in clients)
-    for rnd in range(1, config.rounds + 1):
+    for rnd in progress(range(1, config.rounds + 1), description="federated rounds"):
         started = time.perf_counter()
         results = [c.fit(copy.deepcopy(params)) for c in clients]
         params = federated_average(results)

@@ -136,8 +136,7 @@ def fhe_figures(model, x: np.ndarray, y: np.ndarray, *, single: int, stats_value
     per_hospital = []
     for _ in range(3):  # each hospital encrypts its values in ciphertexts of 4,096 slots
         values = rng.integers(0, 50, stats_values).astype(float)
-        per_hospital.append([fhe.encrypt(public, values[i:i + fhe.SLOTS])
-                             for i in range(0, len(values), fhe.SLOTS)])
+        per_hospital.append(fhe.encrypt_many(public, values))
     totals = [fhe.add_encrypted(public, list(parts)) for parts in zip(*per_hospital, strict=True)]
     decrypted = np.concatenate([fhe.decrypt(keys, c) for c in totals])
     stats_s = time.perf_counter() - t

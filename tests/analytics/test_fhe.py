@@ -16,7 +16,11 @@ from analytics.fhe import (
     add_encrypted,
     decrypt,
     encrypt,
+    encrypt_many,
+    encrypted_logit,
+    logit_of,
     predict_batch,
+    predict_many,
     predict_one,
 )
 from analytics.learning import TrainConfig, evaluate, predict_proba, scale, train_centralised
@@ -76,3 +80,27 @@ def test_encrypted_inference_matches_plaintext(keys, public):
     assert np.max(np.abs(batch - plain)) < 1e-4
     gap = abs(np.mean((batch >= 0.5) == test.y) - evaluate(model, x, test.y).accuracy)
     assert gap <= 0.01
+
+
+def test_the_servers_reply_reveals_the_logit_not_the_weights(keys, public):
+    rng = np.random.default_rng(3)
+    x, w, b = rng.uniform(-1, 1, 15), rng.normal(size=15), 0.25
+    reply = encrypted_logit(public, encrypt(keys, x), w, b)
+    assert logit_of(keys, reply) == pytest.approx(float(x @ w + b), abs=1e-5)
+    shares = decrypt(keys, reply)
+    assert len(shares) == 15 and np.min(np.abs(shares - x * w)) > 1.0  # each product masked
+    other = decrypt(keys, encrypted_logit(public, encrypt(keys, x), w, b))
+    assert np.max(np.abs(other - shares)) > 1.0  # fresh masks every time
+    with pytest.raises(InvalidParameters):
+        encrypted_logit(public, encrypt(keys, x), w[:3], b)
+
+
+def test_many_values_and_many_patients_span_ciphertexts(keys, public):
+    values = np.arange(10_000, dtype=float)
+    parts = encrypt_many(public, values)
+    assert len(parts) == 3
+    assert np.allclose(np.concatenate([decrypt(keys, c) for c in parts])[:10_000], values, atol=1e-3)
+    rng = np.random.default_rng(4)
+    x, w = rng.uniform(-1, 1, (5000, 4)), rng.normal(size=4)
+    p = predict_many(keys, public, x, w, -0.5)
+    assert p.shape == (5000,) and np.max(np.abs(p - 1 / (1 + np.exp(-(x @ w - 0.5))))) < 1e-4
