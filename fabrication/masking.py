@@ -2,7 +2,8 @@
 
 - ``substitute`` — a value from a code list chosen by a keyed hash of the original (the same
   original always gets the same substitute, so joins survive); given names follow the row's sex
-  (``sex: sex`` names the column; Sheila stays a woman's name);
+  (``sex: sex`` names the column; Sheila stays a woman's name) — the pick and the name lists are
+  ``pseudonyms``', the same the vault's masking uses;
 - ``shuffle`` — the value's own characters in a keyed order (same original → same result);
 - ``fpe`` — format-preserving encryption, FF3-1 (NIST SP 800-38G Rev. 1) from the ``ff3`` package
   (AES from pycryptodome underneath; no cipher is written here): digits stay digits, letters stay
@@ -19,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import string
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 
@@ -27,9 +28,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from pseudonyms import given_names, pick_name
+
 METHODS = ("substitute", "shuffle", "fpe", "keep", "drop")
-FEMALE = {"f", "female", "woman", "w", "2"}
-MALE = {"m", "male", "man", "1"}
 
 
 class MaskingError(ValueError):
@@ -52,9 +53,8 @@ def _digest(key: bytes, purpose: str, value: str) -> bytes:
     return hmac.new(key, f"{purpose}\x1f{value}".encode(), hashlib.sha256).digest()
 
 
-def substitute(value: str, key: bytes, column: str, names: list[str]) -> str:
-    pick = names[int.from_bytes(_digest(key, f"substitute:{column}", value.strip().lower())[:8], "big") % len(names)]
-    return pick.upper() if value.isupper() else pick.lower() if value.islower() else pick
+def substitute(value: str, key: bytes, column: str, names: Sequence[str]) -> str:
+    return pick_name(key, f"substitute:{column}", value, names)
 
 
 def shuffle(value: str, key: bytes, column: str) -> str:
@@ -152,10 +152,4 @@ def _substitute(df: pd.DataFrame, col: str, text: pd.Series, opts: dict, key: by
         return [substitute(v, key, col, _names(str(lists))) for v in text]
     if sex_col not in df.columns:
         raise MaskingError(f"{col}: no sex column {sex_col!r}")
-    female, male = _names("female_given_names"), _names("male_given_names")
-    out = []
-    for i, v in text.items():
-        s = str(df.at[i, sex_col]).strip().lower()
-        names = female if s in FEMALE else male if s in MALE else female + male
-        out.append(substitute(v, key, col, names))
-    return out
+    return [substitute(v, key, col, given_names(df.at[i, sex_col])) for i, v in text.items()]

@@ -9,8 +9,9 @@ the same key — joins survive — and nobody without the key can invert or reco
   shifted like every other date of theirs), three serial digits through a keyed permutation
   that keeps the sex digit's parity, and a valid modulus-11 check digit (cycle-walking the
   permutation past serials whose check digit would be 10).
-- ``given_name``/``family_name``: a name from built-in lists, chosen by the keyed hash of the
-  original (case style kept).
+- ``given_name``/``family_name``: a name from the shared lists of ``pseudonyms`` (the ones
+  fabrication draws from), chosen by the keyed hash of the original (case style kept); a given name
+  follows the row's ``sex`` column: a woman keeps a woman's name (Sheila never becomes Peter).
 - ``shift_date``: every date of a patient moves by the same keyed offset (±1–180 days), so
   intervals (length of stay, time between cycles, age at an event) are preserved.
 - ``postcode``: the postcode area (leading letters) stays, every other character is replaced
@@ -31,27 +32,16 @@ from pathlib import Path
 from typing import Any
 
 from network import write_private_file
+from pseudonyms import family_names, given_names, pick_name
 
 from .errors import IngestError, IngestRejected, RowProblem
 from .recordformat import RecordFormat, RowError, TableSpec
 
-GIVEN_NAMES = (
-    "Ailsa", "Alasdair", "Alison", "Andrew", "Angus", "Anna", "Archie", "Callum", "Catriona", "Christina",
-    "Colin", "Craig", "David", "Deborah", "Donald", "Douglas", "Eilidh", "Elizabeth", "Euan", "Fiona",
-    "Fraser", "Gordon", "Graham", "Hamish", "Heather", "Iain", "Innes", "Isla", "Jamie", "Janet", "Jean",
-    "Jessica", "Kenneth", "Kirsty", "Lachlan", "Lorna", "Malcolm", "Margaret", "Mhairi", "Morag", "Muriel",
-    "Neil", "Niamh", "Oliver", "Peter", "Rhona", "Robert", "Rory", "Ruth", "Sandra", "Scott", "Seonaid",
-    "Shona", "Stewart", "Stuart", "Susan", "Thomas", "Una", "William", "Yvonne",
-)
-FAMILY_NAMES = (
-    "Anderson", "Baird", "Black", "Brown", "Buchanan", "Burns", "Cameron", "Campbell", "Clark", "Craig",
-    "Crawford", "Cunningham", "Davidson", "Dickson", "Douglas", "Duncan", "Ferguson", "Fleming", "Forbes",
-    "Fraser", "Gibson", "Gordon", "Graham", "Grant", "Gray", "Hamilton", "Henderson", "Hunter", "Johnston",
-    "Kerr", "Kennedy", "Lindsay", "MacDonald", "MacKenzie", "MacLeod", "Marshall", "Martin", "Miller",
-    "Mitchell", "Morrison", "Muir", "Murray", "Paterson", "Reid", "Robertson", "Ross", "Russell", "Scott",
-    "Simpson", "Sinclair", "Smith", "Stewart", "Sutherland", "Taylor", "Thomson", "Walker", "Wallace",
-    "Watson", "Wilson", "Young",
-)
+#: every substitute given name (women's and men's) and family name: the shared lists of ``pseudonyms``
+GIVEN_NAMES = given_names()
+FAMILY_NAMES = family_names()
+#: the column of a table that gives a row's sex, for given names that follow it
+SEX_COLUMNS = ("sex", "gender")
 _INWARD_LETTERS = "ABDEFGHJLNPQRSTUWXYZ"  # letters used in the inward code of UK postcodes
 _CHI_WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
 
@@ -132,14 +122,10 @@ class Masker:
                 out.append(ch)
         return "".join(out)
 
-    def mask_name(self, value: str, kind: str) -> str:
-        names = GIVEN_NAMES if kind == "given_name" else FAMILY_NAMES
-        pick = names[int.from_bytes(self._mac(kind, value.strip().lower())[:8], "big") % len(names)]
-        if value.isupper():
-            return pick.upper()
-        if value.islower():
-            return pick.lower()
-        return pick
+    def mask_name(self, value: str, kind: str, sex: object = None) -> str:
+        """A substitute name; a given name is a woman's for a woman and a man's for a man (both lists
+        when the sex is unknown)."""
+        return pick_name(self._key, kind, value, given_names(sex) if kind == "given_name" else FAMILY_NAMES)
 
     def mask_postcode(self, value: str) -> str:
         text = value.strip().upper()
@@ -189,6 +175,7 @@ class Masker:
         """Mask a converted row (typed values as the record format yields them)."""
         person = row.get(table.person_column)
         person = str(person) if person is not None else ""
+        sex = next((row.get(c) for c in SEX_COLUMNS if c in table.columns), None)
         out: dict[str, Any] = {}
         for name, col in table.columns.items():
             v = row.get(name)
@@ -199,7 +186,7 @@ class Masker:
             elif col.mask == "chi":
                 out[name] = self.mask_chi(str(v), person if name != table.person_column else str(v))
             elif col.mask in ("given_name", "family_name"):
-                out[name] = self.mask_name(str(v), col.mask)
+                out[name] = self.mask_name(str(v), col.mask, sex)
             elif col.mask == "shift_date":
                 out[name] = self.mask_date(str(v), person)
             elif col.mask == "postcode":
