@@ -25,8 +25,8 @@ A section not released is reported withheld and nothing of it is read. Beside th
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -310,16 +310,22 @@ def regimen_comparison(model: dict[str, Any], features: dict[str, float], curren
     return sorted(rows, key=lambda r: r["p"])
 
 
-def statistics_comparison(stats: dict[str, Any], regimens: Iterable[str] | None = None) -> list[dict[str, Any]]:
-    """From a released (noised) grade histogram per regimen: assessments counted, share with a
-    worst grade ≥ 3. Noise can make small counts meaningless: regimens under 5 are shown as such."""
+def statistics_comparison(stats: dict[str, Any], epsilon: float, layout: Any = None) -> dict[str, Any]:
+    """From a released (noised) grade histogram per regimen: assessments counted and the share with
+    a worst grade ≥ 3. Each count carries the privacy wall's noise, Laplace(d/ε) with d the
+    histogram slots' sensitivity; a regimen's share is given only where its count is at least four
+    standard deviations of the noise on it (else it is noise, not a rate)."""
+    from analytics.jobs import research_layout
+
+    layout = layout or research_layout()
+    scale = float(layout.sensitivity()[-1]) / float(epsilon)
+    noise_sd = math.sqrt(2 * layout.grades) * scale
     rows = []
     for r, hist in stats["grade_histogram"].items():
-        if regimens is not None and r not in regimens:
-            continue
         n = int(sum(hist))
-        rows.append({"regimen": r, "n": n, "p": (sum(hist[3:]) / n) if n >= 5 else None})
-    return sorted(rows, key=lambda r: (r["p"] is None, r["p"] or 0))
+        rows.append({"regimen": r, "n": n, "p": min(max(sum(hist[3:]) / n, 0.0), 1.0) if n >= 4 * noise_sd else None})
+    rows.sort(key=lambda r: (r["p"] is None, r["p"] or 0, r["regimen"]))
+    return {"rows": rows, "noise_sd": noise_sd, "shown": sum(r["p"] is not None for r in rows)}
 
 
 # --------------------------------------------------------------------------- the dashboard
@@ -389,7 +395,8 @@ def dashboard(services, actor: flow.Actor, *, grant_id: str | None = None, token
         "treatment": cycles, "toxicity": toxicity(record), "comorbidities": charlson,
         "admissions": admissions(record),
         "risk": _risk(services, actor, cycles, charlson, granted, encrypted),
-        "statistics": None if stats is None else {**stats, "comparison": statistics_comparison(stats["statistics"])},
+        "statistics": None if stats is None else {
+            **stats, "comparison": statistics_comparison(stats["statistics"], stats["epsilon"])},
     }
 
 

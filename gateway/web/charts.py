@@ -282,12 +282,12 @@ def admissions_chart(admissions: Sequence[dict[str, Any]], marks: Sequence[dict[
 # --------------------------------------------------------------------------- risk
 
 
-def risk_bars(rows: Sequence[dict[str, Any]], title: str) -> Markup:
-    """``rows``: ``{"label", "p", "highlight"}`` with p in [0, 1] (None: not known): one bar each."""
+def risk_bars(rows: Sequence[dict[str, Any]], title: str, missing: str = "not known") -> Markup:
+    """``rows``: ``{"label", "p", "highlight"}`` with p in [0, 1] (None: ``missing`` is written): one bar each."""
     left, top, row_h, width = 170, 24, 30, 640
     right = width - 70
     svg = Svg(width, top + row_h * max(len(rows), 1) + 30, title,
-              "; ".join(f"{r['label']}: " + (f"{100 * r['p']:.0f}%" if r.get("p") is not None else "not known")
+              "; ".join(f"{r['label']}: " + (f"{100 * r['p']:.0f}%" if r.get("p") is not None else missing)
                         for r in rows) or "Nothing to compare.")
 
     def x(p: float) -> float:
@@ -301,7 +301,7 @@ def risk_bars(rows: Sequence[dict[str, Any]], title: str) -> Markup:
         svg.text(left - 8, yy + row_h / 2 + 4, r["label"], "ch-tick-strong" if r.get("highlight") else "ch-label",
                  "end")
         if r.get("p") is None:
-            svg.text(left + 4, yy + row_h / 2 + 4, "not known", "ch-tick")
+            svg.text(left + 4, yy + row_h / 2 + 4, missing, "ch-tick")
             continue
         svg.rect(left, yy + 6, x(r["p"]) - left, row_h - 12, "ch-risk-mine" if r.get("highlight") else "ch-risk")
         svg.text(x(r["p"]) + 6, yy + row_h / 2 + 4, f"{100 * r['p']:.0f}%", "ch-value")

@@ -36,8 +36,10 @@ def _charts(d: dict) -> dict:
              for r in risk["regimens"]], "Predicted risk of grade 3 or worse toxicity at the next cycle, by regimen")
     if d["statistics"]:
         out["statistics"] = charts.risk_bars(
-            [{"label": f"{r['regimen']} (n≈{r['n']})", "p": r["p"]} for r in d["statistics"]["comparison"]],
-            "Share of assessments with grade 3 or worse toxicity, by regimen, in the released cohort statistics")
+            [{"label": r["regimen"] + (f" (n ≈ {r['n']})" if r["p"] is not None else ""), "p": r["p"]}
+             for r in d["statistics"]["comparison"]["rows"]],
+            "Share of assessments with grade 3 or worse toxicity, by regimen, in the released cohort statistics",
+            missing="too few to tell under the noise")
     return out
 
 

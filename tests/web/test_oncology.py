@@ -107,7 +107,8 @@ class Onc:
     patients: list  # their actors
     oncologist: Account
     insurer: Account
-    release: dict
+    release: dict  # the toxicity predictor's
+    stats: dict  # the encrypted statistics'
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +145,15 @@ def onc(site) -> Onc:
     done = _wait(http, researcher, r.json["job_id"])
     assert done["status"] == "released", done
     release = http.get(f"/analytics/jobs/{done['job_id']}/release", token=researcher).json
-    return Onc(refs, patients, oncologist, enrol(svc, HOSPITAL, "insurer", prefix="insurer"), release)
+    # and encrypted statistics of the same cohort (TenSEAL, noised by the privacy wall after release)
+    r = http.post("/analytics/jobs", token=researcher, json={
+        "study": "edinburgh-toxicity-stats", "cohort_id": cohort, "dataset": dataset, "epsilon": 0.5,
+        "delta": 1e-5, "method": "wall", "kind": "stats"})
+    assert r.status == 202, r
+    done = _wait(http, researcher, r.json["job_id"])
+    assert done["status"] == "released", done
+    stats = http.get(f"/analytics/jobs/{done['job_id']}/release", token=researcher).json
+    return Onc(refs, patients, oncologist, enrol(svc, HOSPITAL, "insurer", prefix="insurer"), release, stats)
 
 
 def _grant(site, onc: Onc, ref: str, sections=FOUR) -> str:
@@ -274,13 +283,17 @@ def test_prediction_in_clear_and_on_encrypted_features_agree():
         oncology.predict({**MODEL, "features": ["age", *MODEL["features"][1:]]}, FEATURES)
 
 
-def test_statistics_comparison_from_a_released_histogram():
+def test_statistics_comparison_gives_shares_only_above_the_noise():
     layout = StatsLayout(research_layout().bounds, ("FEC-T", "TC", "CAPE"))
     x = np.zeros((13, len(layout.bounds)))
     stats = layout.read(layout.vector(x, ["FEC-T"] * 10 + ["TC"] * 3, [0, 1, 2, 3, 3, 4, 2, 1, 0, 0, 1, 3, 2]))
-    rows = oncology.statistics_comparison(stats)
-    assert rows[0] == {"regimen": "FEC-T", "n": 10, "p": 0.3}
-    assert {r["regimen"]: r["p"] for r in rows[1:]} == {"TC": None, "CAPE": None}  # under 5: no share
+    # the noise on a regimen's count: sqrt(2 · 6 grades) · d/ε, d = 2 + 2·15 for the histogram slots
+    loose = oncology.statistics_comparison(stats, 1e4, layout)
+    assert loose["noise_sd"] == pytest.approx(np.sqrt(12) * 32 / 1e4)
+    assert loose["rows"][0] == {"regimen": "FEC-T", "n": 10, "p": 0.3} and loose["rows"][1]["p"] == pytest.approx(1 / 3)
+    assert loose["rows"][2] == {"regimen": "CAPE", "n": 0, "p": None} and loose["shown"] == 2
+    strict = oncology.statistics_comparison(stats, 1.0, layout)  # ±111 per regimen: 10 assessments tell nothing
+    assert strict["shown"] == 0 and all(r["p"] is None for r in strict["rows"])
 
 
 # --------------------------------------------------------------------------- the application layer
@@ -311,6 +324,10 @@ def test_dashboard_reads_the_granted_sections_of_a_logged_release(site, onc):
     assert risk["release"]["sha256"] == onc.release["sha256"] and risk["release"]["epsilon"] == 1.0
     assert 0 < risk["p"] < 1 and risk["computed"] == "plain" and risk["features"]["cycle_number"] == 7
     assert len(risk["regimens"]) == 8 and sum(r["current"] for r in risk["regimens"]) == 1
+    # the encrypted statistics: 18 assessments under noise of ε = 0.5 tell no regimen's rate
+    st = d["statistics"]
+    assert st["release_id"] == onc.stats["release_id"] and st["sha256"] == onc.stats["sha256"]
+    assert st["epsilon"] == 0.5 and len(st["comparison"]["rows"]) == 8 and st["comparison"]["shown"] == 0
     # the view was an access, logged on the chain like any other
     after = accesses()
     assert len(after) == len(before) + 1
@@ -415,10 +432,11 @@ def test_the_oncologist_sees_the_toxicity_chart_and_the_risk(site, onc, new_page
     assert page.locator("#release-id").inner_text() == onc.release["release_id"]
     assert "ε = 1, δ = 1e-05" in page.locator("#guarantee").inner_text()
     assert "computed in clear" in page.locator("#risk").inner_text()
+    assert onc.stats["release_id"] in page.locator("#statistics-release").inner_text()
     for heading in ("Treatment timeline", "Comorbidities (Charlson index)", "Admissions",
                     "Similar patients: regimens compared"):
         assert page.get_by_role("heading", name=heading).is_visible()
-    assert page.locator("svg.ch").count() == 5  # dose, toxicity, Charlson, admissions, regimens
+    assert page.locator("svg.ch").count() == 6  # dose, toxicity, Charlson, admissions, regimens, statistics
     page.get_by_role("button", name="Compute it on encrypted features").click()
     page.wait_for_selector("text=computed on encrypted features")
     assert abs(int(page.locator("#risk-value").inner_text().rstrip("%")) - int(risk.rstrip("%"))) <= 1
@@ -435,8 +453,9 @@ def test_an_ungranted_section_stays_withheld_on_the_dashboard(site, onc, new_pag
     shot(page, "oncology-dashboard-withheld")
     assert section.count() == 1
     assert "Other conditions" in section.locator("h2").inner_text() and "withheld" in section.inner_text()
-    # dose, toxicity, admissions: no Charlson chart, and no regimen comparison (the model needs the index)
-    assert page.locator("svg.ch").count() == 3
+    # dose, toxicity, admissions, the released statistics: no Charlson chart, and no regimen comparison
+    # by the model (it needs the index)
+    assert page.locator("svg.ch").count() == 4
     assert "Charlson comorbidity index" not in page.content()
     assert "was not released to you" in page.locator("#risk").inner_text()
 
