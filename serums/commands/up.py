@@ -103,17 +103,17 @@ def ensure_network(settings) -> NetworkConfig:
 
 
 def _split_by_hospital(frames) -> dict[str, dict[str, list[dict]]]:
-    """Each hospital's share of the fabricated tables: its patients and their rows."""
+    """Each hospital's share of the fabricated tables: its patients and their rows (a table with no
+    row for the hospital is left out: a small hospital may have no chemotherapy at all)."""
     from fabrication import records
 
     patients = frames["patients"]
     out: dict[str, dict[str, list[dict]]] = {}
     for hospital, group in patients.groupby("hospital"):
         ids = set(group["patient_id"])
-        out[str(hospital)] = {
-            table: list(records(df[df["patient_id"].isin(ids)] if table != "patients" else group))
-            for table, df in frames.items()
-        }
+        tables = {table: list(records(df[df["patient_id"].isin(ids)] if table != "patients" else group))
+                  for table, df in frames.items()}
+        out[str(hospital)] = {table: rows for table, rows in tables.items() if rows}
     return out
 
 
