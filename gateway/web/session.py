@@ -33,8 +33,10 @@ AREAS = {
     "web_oncology": ("gp", "specialist", "nurse"),
     "web_auditor": ("auditor",),
     "web_admin": ("hospital_admin",),
+    "web_researcher": ("researcher",),
 }
-HOME = {"patient": "web_patient.home", "auditor": "web_auditor.trail", "hospital_admin": "web_admin.users"}
+HOME = {"patient": "web_patient.home", "auditor": "web_auditor.trail", "hospital_admin": "web_admin.users",
+        "researcher": "web_researcher.home"}
 
 
 class CookieSessions(SecureCookieSessionInterface):

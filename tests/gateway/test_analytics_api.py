@@ -8,6 +8,7 @@ consent to research by researchers through their own API; the researcher's cohor
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import pytest
 
@@ -16,32 +17,48 @@ from gateway.app import create_app
 from serums.bootstrap import DEFAULT_RULES
 
 from .conftest import FAST
-from .stack import HOSPITALS, Http, enrol, provision, running_services
+from .stack import HOSPITALS, Account, Http, enrol, provision, running_services
 
 RESEARCH_RULE = next(r for r in DEFAULT_RULES if r["rule_id"] == "research-with-consent")
 CONSENT = {"effect": "allow", "grantee": {"kind": "role", "id": "researcher"}, "sections": ["*"],
            "purposes": ["research"]}
 
 
+@dataclass
+class ResearchWorld:
+    services: object
+    refs: list[str]
+    consenting: set[str]
+    researcher: Account
+    admin: Account
+    auditor: Account
+
+
+def research_world(services) -> ResearchWorld:
+    """Every hospital with the research rule ``serums up`` publishes; the eight fixture patients
+    enrolled, the first six (by id) consenting to research by researchers through their own API;
+    a researcher and an admin of Lothian, an auditor of FCRB."""
+    world = provision(services)
+    for h in HOSPITALS:
+        L.submit(services.admin_contract(h, "PolicyContract"), "PutRule", RESEARCH_RULE)
+    http = Http(create_app({"TESTING": True}, services=services).test_client())
+    refs = sorted(ref for _, ref in world.patients.values())
+    for ref in refs:
+        hospital = next(h for h, r in world.patients.values() if r == ref)
+        account = enrol(services, hospital, "patient", user_id=ref)
+        if ref in refs[:6]:
+            r = http.post("/patients/me/preferences", token=http.login(account), json=CONSENT)
+            assert r.status == 201, r
+    return ResearchWorld(services, refs, set(refs[:6]), enrol(services, "lothian", "researcher"),
+                         enrol(services, "lothian", "hospital_admin"), enrol(services, "fcrb", "auditor"))
+
+
 @pytest.fixture(scope="module")
 def aw(tmp_path_factory):
     with running_services(tmp_path_factory.mktemp("analytics-gateway"), FAST) as services:
-        world = provision(services)
-        for h in HOSPITALS:
-            L.submit(services.admin_contract(h, "PolicyContract"), "PutRule", RESEARCH_RULE)
+        rw = research_world(services)
         http = Http(create_app({"TESTING": True}, services=services).test_client())
-        refs = sorted(ref for _, ref in world.patients.values())
-        consenting = refs[:6]
-        for ref in refs:
-            hospital = next(h for h, r in world.patients.values() if r == ref)
-            account = enrol(services, hospital, "patient", user_id=ref)
-            if ref in consenting:
-                r = http.post("/patients/me/preferences", token=http.login(account), json=CONSENT)
-                assert r.status == 201, r
-        researcher = http.login(enrol(services, "lothian", "researcher"))
-        admin = http.login(enrol(services, "lothian", "hospital_admin"))
-        auditor = http.login(enrol(services, "fcrb", "auditor"))
-        yield http, refs, set(consenting), researcher, admin, auditor
+        yield (http, rw.refs, rw.consenting, http.login(rw.researcher), http.login(rw.admin), http.login(rw.auditor))
 
 
 def _wait(http, token, job_id, timeout=120.0):
@@ -80,6 +97,8 @@ def test_a_researchers_job_from_cohort_to_release(aw):
     assert [(s["sha256"], s["cohort_id"]) for s in spends.json["records"]] == [(rel.json["sha256"], cohort)]
     budget = http.get("/analytics/datasets/tox-ds", token=researcher).json
     assert budget["epsilon_remaining"] == "0.5"
+    listed = http.get("/analytics/datasets", token=auditor).json["datasets"]
+    assert [(d["dataset"], d["epsilon_remaining"], d["hospital_name"]) for d in listed] == [("tox-ds", "0.5", "lothian")]
     # auditors see every job; other roles see none of these
     assert http.get("/analytics/jobs", token=auditor).json["count"] == 2
     assert http.get(f"/analytics/jobs/{done['job_id']}/release", token=auditor).status == 403

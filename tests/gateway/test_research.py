@@ -1,0 +1,131 @@
+"""The research application layer (``gateway.research``) that the ``/analytics`` API and the
+researcher's, admins' and auditors' pages share: studies whose cohort the chain decides (the
+researcher learns its size and the number excluded, never who), jobs refused before they start
+when the budget would be overspent, training and encrypted-statistics releases recorded on chain."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from analytics.features import REGIMENS, RESEARCH_FEATURES, TOXICITY_SECTIONS
+from gateway import problems as P
+from gateway import research as R
+from tests.web.conftest import actor_of
+
+from .conftest import FAST
+from .stack import enrol, running_services
+from .test_analytics_api import research_world
+
+
+@pytest.fixture(scope="module")
+def rw(tmp_path_factory):
+    with running_services(tmp_path_factory.mktemp("research"), FAST) as services:
+        world = research_world(services)
+        admin = actor_of(services, world.admin)
+        R.create_dataset(services, admin, "tox-study", 1.5, 1e-4)
+        yield world, actor_of(services, world.researcher), admin, actor_of(services, world.auditor)
+
+
+def _done(services, actor, job_id: str, timeout: float = 180.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        j = R.job(services, actor, job_id)
+        if j["status"] not in ("queued", "running"):
+            return j
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def _study(rw, **kw):
+    world, researcher, _, _ = rw
+    fields = {"name": "tox-regimens", "sections": list(TOXICITY_SECTIONS), "dataset": "tox-study", "epsilon": "1",
+              "delta": "1e-5", "method": "dpsgd", "hospitals": ["lothian", "zmc"], "rounds": "2"} | kw
+    return R.define_study(world.services, researcher, **fields)
+
+
+def test_a_study_sees_only_how_many_the_chain_allows(rw):
+    world, researcher, _, _ = rw
+    study = _study(rw)
+    assert study.cohort["size"] == len(world.consenting) and study.cohort["excluded"] == 2, study.cohort
+    assert "included" not in study.cohort and not any(ref in str(study.cohort) for ref in world.refs)
+    now = R.cohort(world.services, researcher, study.cohort["cohort_id"])
+    assert now["live"] and now["size"] == 6 and now["purpose"] == "research"
+    assert [s.study_id for s in R.studies(world.services, researcher)][:1] == [study.study_id]
+    other = actor_of(world.services, enrol(world.services, "zmc", "researcher"))
+    with pytest.raises(P.Problem) as exc:
+        R.study(world.services, other, study.study_id)
+    assert exc.value.type is P.NOT_FOUND and R.studies(world.services, other) == []
+
+
+def test_a_run_spends_the_budget_and_an_overspending_run_is_refused_before_it_starts(rw):
+    world, researcher, admin, auditor = rw
+    svc = world.services
+    study = _study(rw)
+    before = R.budget(svc, researcher, "tox-study")
+    job = R.run_study(svc, researcher, study.study_id)
+    assert job["status"] in ("queued", "running") and job["spec"]["study"] == "tox-regimens"
+    done = _done(svc, researcher, job["job_id"])
+    assert done["status"] == "released" and done["round"] == 2 and done["epsilon_spent"] == 1.0, done
+    after = R.budget(svc, researcher, "tox-study")
+    assert float(after["epsilon_remaining"]) == pytest.approx(float(before["epsilon_remaining"]) - 1.0)
+    rel = R.release(svc, researcher, job["job_id"])
+    record = R.release_record(svc, researcher, "tox-study", rel["release_id"])
+    assert record["sha256"] == rel["sha256"] == R.document_digest(rel) and record["tx_id"] == rel["tx_id"]
+    assert record["cohort_id"] == study.cohort["cohort_id"]
+    # the study's ε again: more than what is left — refused before anything runs, nothing spent
+    with pytest.raises(P.Problem) as exc:
+        R.run_study(svc, researcher, study.study_id)
+    assert exc.value.type.slug == "privacy-budget-exceeded" and exc.value.type.status == 409
+    assert "has ε=0.5" in exc.value.detail and exc.value.extra["epsilon_remaining"] == 0.5
+    assert R.budget(svc, researcher, "tox-study")["spends"] == after["spends"]
+    refused = [j for j in R.jobs(svc, auditor) if j["status"] == "refused"]
+    assert refused and refused[0]["problem"]["type"] == "privacy-budget-exceeded"
+    # the auditor reads every release and spend; the admin lists their hospital's budgets
+    overview = {d["dataset"]: d for d in R.ledger_overview(svc, auditor)}
+    assert [s["release_id"] for s in overview["tox-study"]["spends"]] == [rel["release_id"]]
+    assert [d["dataset"] for d in R.datasets(svc, admin, "lothian")] == ["tox-study"]
+    assert R.datasets(svc, admin, "zmc") == []
+    # only the owner reads the release
+    with pytest.raises(P.Problem):
+        R.release(svc, auditor, job["job_id"])
+
+
+def test_an_encrypted_statistics_job_releases_noised_aggregates_recorded_on_chain(rw):
+    world, researcher, admin, _ = rw
+    svc = world.services
+    R.create_dataset(svc, admin, "tox-stats", 2.0, 0.0)
+    study = _study(rw, method="stats", dataset="tox-stats", epsilon="1", delta="0")
+    done = _done(svc, researcher, R.run_study(svc, researcher, study.study_id)["job_id"])
+    assert done["status"] == "released" and done["spec"]["kind"] == "stats", done
+    rel = R.release(svc, researcher, done["job_id"])
+    stats = rel["document"]["statistics"]
+    # six patients' rows under ε = 1 are mostly noise: the shape is what a researcher can rely on
+    assert stats["count"] >= 0 and set(stats["mean"]) == set(RESEARCH_FEATURES)
+    assert set(stats["grade_histogram"]) == set(REGIMENS) and rel["document"]["method"] == "fhe-statistics"
+    assert rel["document"]["hospitals"] == 2 and done["round"] == 1  # the two vaults holding patients
+    record = R.release_record(svc, researcher, "tox-stats", rel["release_id"])
+    assert record["sha256"] == rel["sha256"] and R.document_digest(rel) is None
+    assert R.budget(svc, researcher, "tox-stats")["epsilon_remaining"] == "1.0"
+
+
+@pytest.mark.parametrize(("change", "slug"), [
+    ({"sections": ["comorbidities"]}, "analytics-invalid"),
+    ({"epsilon": "-1"}, "analytics-invalid"),
+    ({"epsilon": "lots"}, "validation-error"),
+    ({"method": "none"}, "validation-error"),
+    ({"hospitals": []}, "validation-error"),
+    ({"name": "no spaces please"}, "analytics-invalid"),
+    ({"dataset": "no-such-dataset"}, "chain-not-found"),
+])
+def test_a_bad_study_is_a_4xx_problem_and_asks_the_chain_nothing(rw, change, slug):
+    world, researcher, _, _ = rw
+    count = len(R.studies(world.services, researcher))
+    with pytest.raises(P.Problem if slug != "chain-not-found" else Exception) as exc:
+        _study(rw, **change)
+    from gateway.errors import problem_of
+
+    problem = problem_of(exc.value)
+    assert problem.type.slug == slug and 400 <= problem.type.status < 500, problem
+    assert len(R.studies(world.services, researcher)) == count
