@@ -458,6 +458,15 @@ def test_an_ungranted_section_stays_withheld_on_the_dashboard(site, onc, new_pag
     assert page.locator("svg.ch").count() == 4
     assert "Charlson comorbidity index" not in page.content()
     assert "was not released to you" in page.locator("#risk").inner_text()
+    # a token in hand (the decision page's) opens the dashboard too: only its sections
+    svc = site.world.services
+    d = flow.request_access(svc, actor_of(svc, onc.oncologist), onc.refs[1], HOSPITAL, sections=["oncology.toxicity"],
+                            purpose="treatment", justification="direct-care")
+    csrf = page.locator("input[name=csrf_token]").first.get_attribute("value")
+    r = page.request.post("/clinician/oncology/", form={"csrf_token": csrf, "token": d["token"]["token"]})
+    assert r.status == 200 and "Toxicity by cycle" in r.text() and r.text().count("badge withheld") == 3
+    r = page.request.post("/clinician/oncology/", form={"csrf_token": csrf, "token": ""})
+    assert r.status == 422 and "choose one of your grants, or give a token" in r.text()
 
 
 @pytest.mark.browser
