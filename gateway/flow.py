@@ -114,6 +114,17 @@ def request_access(services, actor: Actor, patient_id: str, hospital: str | None
     return out
 
 
+def my_patients(services, actor: Actor, *, current_only: bool = True, page_size: int = 100,
+                bookmark: str = "") -> dict[str, Any]:
+    """The patients a clinician treats (``UserContract:ListPatientsOfClinician``, a range over the
+    chain's clinician → patient index), one page, each with its hospital's name (``hospital``)."""
+    page = L.page(L.evaluate(actor.contract(services, "UserContract"), "ListPatientsOfClinician", actor.user_id,
+                             current_only, page_size, bookmark))
+    for r in page["records"]:
+        r["hospital"] = services.hospital_of(r["patient_hospital"]) if r.get("patient_hospital") else ""
+    return page
+
+
 def mint_token_data(services, hospital: str, grant_id: str) -> dict[str, Any]:
     minted = services.vault(hospital).mint_token(grant_id)
     return {"token": minted.token, "token_hash": minted.token_hash,
@@ -421,7 +432,7 @@ def recent_blocks(services, actor: Actor, count: int = 10, before: int | None = 
     return {"height": height, "blocks": list(reversed(blocks)), "next_before": start if start > 0 else None}
 
 
-__all__ = ["OFFLINE_ACTIONS", "OFFLINE_FUNCTIONS", "OWN_RECORD", "SHARE_CODE_ROLES", "Actor", "add_preference", "consent_bundle", "fetch_record", "mint_token", "mint_token_data", "own_record", "own_record_release",
+__all__ = ["OFFLINE_ACTIONS", "OFFLINE_FUNCTIONS", "OWN_RECORD", "SHARE_CODE_ROLES", "Actor", "add_preference", "consent_bundle", "fetch_record", "mint_token", "mint_token_data", "my_patients", "own_record", "own_record_release",
            "prepare_offline", "endorse_offline", "submit_offline", "change_role",
            "patient_trail", "redeem_share_code", "reinstate_user", "suspend_user", "release_data", "request_access", "revoke_grant",
            "trail_csv", "withdraw_preference"]

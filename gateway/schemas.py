@@ -696,6 +696,12 @@ class HistoryQuery(Schema):
     bookmark = Page()["bookmark"]
 
 
+class MyPatientsQuery(Schema):
+    current = fields.Boolean(load_default=True, metadata={"description": "only relationships that have not ended"})
+    page_size = Page(100)["page_size"]
+    bookmark = Page()["bookmark"]
+
+
 class ReviewIn(Schema):
     outcome = Choice(V.REVIEW_OUTCOMES, required=True)
 

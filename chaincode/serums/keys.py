@@ -19,6 +19,7 @@ user        user id                           user (role, hospital, fingerprint,
 fp          msp, certificate fingerprint      the user id bound to that certificate
 uh          msp, user id                      index: users of a hospital
 treat       patient, clinician                treating relationship (start, end)
+tc          clinician, patient                index: the patients a clinician treats (or treated)
 policy      msp                               the hospital's rules and settings (versioned)
 prefs       patient                           the patient's preferences (versioned)
 preflog     patient, time, tx id              one preference change (history, paginated)
@@ -80,6 +81,10 @@ def user_of_hospital(msp: str, uid: str) -> str:
 
 def treatment(patient: str, clinician: str) -> str:
     return ck("treat", patient, clinician)
+
+
+def treated_by(clinician: str, patient: str) -> str:
+    return ck("tc", clinician, patient)
 
 
 def policy(msp: str) -> str:

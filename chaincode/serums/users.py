@@ -218,6 +218,8 @@ class UserContract(SerumsContract):
             "recorded_by": ctx.caller.label, "version": (old["version"] + 1) if old else 1,
         }
         ctx.put(key, doc)
+        if old is None:
+            ctx.put_raw(keys.treated_by(cl["id"], p["id"]), b"1")
         ctx.event("TreatmentRecorded", {k: doc[k] for k in ("patient", "clinician", "clinician_hospital", "start", "end")})
         return doc
 
@@ -259,6 +261,33 @@ class UserContract(SerumsContract):
         if doc is None:
             raise NotFound(f"no treating relationship between patient {pid} and clinician {cid}")
         return doc
+
+    @evaluate
+    def ListPatientsOfClinician(self, ctx: SerumsContext, clinician: str, current_only: bool, page_size: int,
+                                bookmark: str) -> dict:
+        """The treating relationships of a clinician, by patient (a partial-key range over the ``tc``
+        index, paginated): the clinician themself, an admin of the clinician's hospital, or an
+        auditor. ``current_only``: only those that have not ended. Each record is the relationship
+        with the patient's hospital and ``current``."""
+        cl = load_user(ctx, check_id(clinician, "clinician"), "clinician")
+        c = ctx.caller
+        u = c.active_user()
+        if not ((u is not None and (u["id"] == cl["id"] or u["role"] == "auditor")) or c.is_admin_of(cl["hospital"])):
+            raise c.forbid(f"only {cl['id']}, an admin of {cl['hospital']} or an auditor may list these patients")
+        size, bm = check_page(page_size, bookmark)
+        page = ctx.stub.get_state_by_partial_composite_key_with_pagination("tc", [cl["id"]], size, bm)
+        records = []
+        for kv in page.records:
+            _, (_, pid) = ctx.stub.split_composite_key(kv.key)
+            doc = ctx.get(keys.treatment(pid, cl["id"]))
+            if doc is None:
+                continue
+            current = doc["end"] is None or doc["end"] > ctx.now_s
+            if current_only and not current:
+                continue
+            patient = ctx.get(keys.user(pid)) or {}
+            records.append({**doc, "patient_hospital": patient.get("hospital"), "current": current})
+        return {"records": records, "count": len(records), "bookmark": page.bookmark}
 
     @evaluate
     def ListTreatments(self, ctx: SerumsContext, patient: str) -> list:

@@ -1,4 +1,4 @@
-"""``/doctors``: requesting access (step 5) and getting the decision with its reasons and, when
+"""``/doctors``: my patients (treating relationships); requesting access (step 5) and getting the decision with its reasons and, when
 something was granted, the token (steps 6–8); fetching a record with the token (steps 9–10);
 my grants; break-glass.
 
@@ -32,6 +32,18 @@ def _patient(body: dict) -> tuple[str, str | None]:
     if "share_code" in body:
         return flow.redeem_share_code(services(), actor(), body["share_code"], request.remote_addr)
     return body["patient_id"], None
+
+
+@bp.route("/patients", methods=["GET"])
+@clinicians
+@bp.arguments(S.MyPatientsQuery, location="query")
+@bp.response(200, S.PageOut)
+def my_patients(query):
+    """The patients I treat, as the hospitals' admins recorded the treating relationships (each with
+    start, end, ``current`` and the patient's hospital): a range over the chain's clinician → patient
+    index, paginated; ``current=false`` includes ended relationships."""
+    return flow.my_patients(services(), actor(), current_only=query["current"], page_size=query["page_size"],
+                            bookmark=query["bookmark"])
 
 
 @bp.route("/share-codes/redeem", methods=["POST"])

@@ -1,5 +1,5 @@
 """A clinician's pages (gp, specialist, nurse; insurers and researchers use the same request pages):
-redeem a share code (step 3), request access (step 5) and read the chain's decision per section
+the patients I treat (from the chain's clinician → patient index), redeem a share code (step 3), request access (step 5) and read the chain's decision per section
 (step 6) with the token (steps 7–8), open the released record with the withheld sections marked
 (steps 9–10), break the glass, my requests and grants."""
 
@@ -28,8 +28,10 @@ def _home(problem=None, status: int = 200):
     a = actor()
     page, p = attempt(lambda: _my_trail(a, "decision", 100))
     live = [r["record"] for r in (page or {}).get("records", []) if r.get("record", {}).get("live")]
+    treating, p2 = attempt(lambda: flow.my_patients(services(), a)) if a.role in CLINICIANS else (None, None)
     return render_template("web_clinician/home.html", patients=session.get(RECENT, []), live=live,
-                           problem=problem or p, can_break_glass=a.role in CLINICIANS), status
+                           treating=(treating or {}).get("records", []), problem=problem or p or p2,
+                           can_break_glass=a.role in CLINICIANS), status
 
 
 def _my_trail(a, kind: str, page_size: int = 50) -> dict:

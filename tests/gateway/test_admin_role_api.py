@@ -56,3 +56,4 @@ def test_an_admin_changes_a_users_role_on_chain_and_in_the_directory(world, app)
     r = http.post(f"/admin/users/{nurse.user_id}/role", token=stok, json={"role": "gp"})
     assert r.status == 403  # not an admin
     assert svc.chain_user(nurse.user_id)["role"] == "specialist"
+

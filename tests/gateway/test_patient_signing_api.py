@@ -1,6 +1,7 @@
 """A patient who holds their own key, through the JSON API: the own-record request and a
 revocation are prepared by the server, signed on the device and submitted; the release follows
-the committed request (``GET /patients/me/record?grant_id=``)."""
+the committed request (``GET /patients/me/record?grant_id=``); their preferences download as FHIR
+Consent; and a clinician treating them finds them among "my patients"."""
 
 from __future__ import annotations
 
@@ -105,3 +106,23 @@ def test_preferences_download_as_fhir_r5_consent_through_the_api(app, own_key):
     assert provision["period"]["end"].startswith("2030-01-01")
     r = http.get("/patients/me/consent")
     assert r.status == 401
+
+
+def test_my_patients_come_from_the_chains_treating_index(world, app, own_key):
+    http = Http(app.test_client())
+    svc = world.services
+    pat, _ = own_key
+    spec = enrol(svc, "lothian", "specialist")
+    admin = enrol(svc, "lothian", "hospital_admin")
+    atok, stok = http.login(admin), http.login(spec)
+    assert http.get("/doctors/patients", token=stok).json["records"] == []
+    r = http.post("/admin/treatments", token=atok, json={"patient_id": pat.user_id, "clinician_id": spec.user_id})
+    assert r.status == 201, r
+    mine = http.get("/doctors/patients", token=stok).json
+    assert [(t["patient"], t["hospital"], t["current"]) for t in mine["records"]] == [(pat.user_id, "lothian", True)]
+    r = http.delete(f"/admin/treatments/{pat.user_id}/{spec.user_id}", token=atok)
+    assert r.status == 200
+    assert http.get("/doctors/patients", token=stok).json["records"] == []
+    ended = http.get("/doctors/patients", token=stok, params={"current": "false"}).json["records"]
+    assert [t["current"] for t in ended] == [False]
+    assert http.get("/doctors/patients", token=atok).status == 403  # for clinicians

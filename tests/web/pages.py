@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tests.gateway.stack import Account
+import re
+
+from tests.gateway.stack import IMAGES, KEY, Account
 
 
 def next_factor(account: Account) -> tuple[str, str]:
@@ -31,3 +33,12 @@ def sign_in(page, account: Account, *, method: str = "text", path: str = "/") ->
         page.get_by_label("One of my recovery codes").check()
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_selector("text=Signed in as")
+
+
+def choose_secret(page, key: str = KEY, images: list[str] = IMAGES) -> None:
+    """On an enrolment form: type the textual key (the strength feedback says it will do), again, and pick the pictures."""
+    page.get_by_label(re.compile("^Your textual key")).fill(key)
+    page.locator("#strength").filter(has_text="strong enough").wait_for()
+    page.get_by_label("The same sentence again").fill(key)
+    for image_id in images:
+        page.locator(f"input[name=images][value='{image_id}']").check()

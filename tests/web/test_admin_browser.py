@@ -9,10 +9,10 @@ import re
 import pyotp
 import pytest
 
-from tests.gateway.stack import IMAGES, KEY, enrol
+from tests.gateway.stack import KEY, enrol
 
 from .conftest import shot
-from .pages import sign_in
+from .pages import choose_secret, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -59,11 +59,7 @@ def test_a_person_is_enrolled_at_the_desk_and_later_changes_role(site, new_page)
     admin.get_by_label("Username", exact=True).fill("nina.desk")
     admin.get_by_label("Role", exact=True).select_option("nurse")
     # the screen turns to the person: they type their own key and pick their pictures
-    admin.get_by_label(re.compile("^Your textual key")).fill(KEY)
-    admin.locator("#strength").filter(has_text="strong enough").wait_for()
-    admin.get_by_label("The same sentence again").fill(KEY)
-    for image_id in IMAGES:
-        admin.locator(f"input[name=images][value='{image_id}']").check()
+    choose_secret(admin)
     shot(admin, "admin-desk")
     admin.get_by_role("button", name="Enrol them").click()
     admin.get_by_role("heading", name="Welcome, nina.desk").wait_for()

@@ -12,6 +12,7 @@ import pytest
 from tests.gateway.stack import IMAGES, KEY
 
 from .conftest import shot
+from .pages import choose_secret
 
 pytestmark = pytest.mark.browser
 
@@ -34,11 +35,7 @@ def test_an_invited_patient_enrols_and_signs_in(site, new_page):
     page.goto(f"/enrol?code={code}")
     page.get_by_label(re.compile("^Your textual key")).fill("password")
     page.locator("#strength").filter(has_text="too weak").wait_for()  # htmx asked the server as we typed
-    page.get_by_label(re.compile("^Your textual key")).fill(KEY)
-    page.locator("#strength").filter(has_text="strong enough").wait_for()
-    page.get_by_label("The same sentence again").fill(KEY)
-    for image_id in IMAGES:
-        page.locator(f"input[name=images][value='{image_id}']").check()
+    choose_secret(page)
     page.get_by_role("button", name="Create my account").click()
     page.get_by_role("heading", name="Welcome, bob.newpatient").wait_for()
     shot(page, "enrolled")
