@@ -30,12 +30,12 @@ from werkzeug.exceptions import HTTPException
 from .. import problems as P
 from ..errors import problem_of
 from ..notifications import NotificationStore
-from . import admin, auditor, clinician, oncology, pages, patient, researcher
+from . import admin, auditor, clinician, oncology, pages, patient, researcher, studio
 from .session import AREAS, CookieSessions, guard_area
 
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; object-src 'none'; "
        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
-BLUEPRINTS = (pages.bp, patient.bp, clinician.bp, oncology.bp, auditor.bp, admin.bp, researcher.bp)
+BLUEPRINTS = (pages.bp, patient.bp, clinician.bp, oncology.bp, auditor.bp, admin.bp, researcher.bp, studio.bp)
 CSRF_REFUSED = P.problem_type(
     "csrf-refused", 400, "Form refused",
     "The form was not sent by a page of this site, or it is too old. Go back, reload the page and try again.",

@@ -33,6 +33,7 @@ AREAS = {
     "web_oncology": ("gp", "specialist", "nurse"),
     "web_auditor": ("auditor",),
     "web_admin": ("hospital_admin",),
+    "web_studio": ("researcher", "hospital_admin"),  # the fabrication studio (gateway.studio.STUDIO_ROLES)
     "web_researcher": ("researcher",),
 }
 HOME = {"patient": "web_patient.home", "auditor": "web_auditor.trail", "hospital_admin": "web_admin.users",

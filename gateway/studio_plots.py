@@ -1,0 +1,150 @@
+"""The fabrication studio's plots, drawn by the server (matplotlib, SVG with text kept as text):
+every rule's validity, the distinguisher against its baseline, the features that give fabricated
+rows away, the privacy attacks against their goal, and the most telling columns real vs fabricated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+REAL, FAKE, BASE, WARN = "#1f5f8b", "#d9822b", "#9aa5b1", "#b3261e"
+
+
+def _fig(height: float = 3.2, width: float = 7.0, ncols: int = 1):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.spines.top": False,
+                         "axes.spines.right": False})
+    return plt, plt.subplots(1, ncols, figsize=(width, height))
+
+
+def _save(plt, fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, format="svg", metadata={"Date": None})
+    plt.close(fig)
+
+
+def _done(plt, fig, ax, path: Path, title: str, *, xlabel: str = "", ylabel: str = "", legend: bool = False) -> str:
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    if ylabel:
+        ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if legend:
+        ax.legend(loc="lower right", frameon=False)
+    _save(plt, fig, path)
+    return path.name
+
+
+def _barh(ax, labels: list[str], values: list[float], color) -> None:
+    """Horizontal bars, the first label on top."""
+    ax.barh(range(len(values)), values, color=color)
+    ax.set_yticks(range(len(values)), labels)
+    ax.invert_yaxis()
+
+
+def draw(out: Path, report: dict[str, Any], verified: dict[str, Any] | None, real=None, fake=None) -> list[str]:
+    out.mkdir(parents=True, exist_ok=True)
+    names = [rules(out / "rules.svg", report)]
+    if verified:
+        names += [distinguisher(out / "distinguisher.svg", verified), features(out / "features.svg", verified)]
+        if verified.get("privacy"):
+            names.append(privacy(out / "privacy.svg", verified["privacy"]))
+        if real is not None and fake is not None:
+            names.append(columns(out / "columns.svg", verified, real, fake))
+    return [n for n in names if n]
+
+
+def rules(path: Path, report: dict[str, Any], limit: int = 40) -> str:
+    """Validity of every hard rule (not-null rules as one bar per table), lowest first."""
+    items: list[tuple[str, float]] = []
+    notnull: dict[str, list[float]] = {}
+    for r in report.get("rules", []):
+        if r["kind"] == "not_null":
+            notnull.setdefault(r["table"], []).append(r["validity"])
+        else:
+            items.append((r["name"], r["validity"]))
+    items += [(f"{t}: {len(v)} not-null rules", min(v)) for t, v in notnull.items()]
+    items.sort(key=lambda x: (x[1], x[0]))
+    shown = items[:limit]
+    plt, (fig, ax) = _fig(height=max(2.0, 0.22 * len(shown) + 1.0))
+    labels = [n if len(n) <= 48 else n[:46] + "…" for n, _ in shown]
+    _barh(ax, labels, [100 * v for _, v in shown], [REAL if v >= 1 else WARN for _, v in shown])
+    ax.set_xlim(0, 100)
+    more = f" (lowest {limit} of {len(items)})" if len(items) > limit else f" ({len(items)})"
+    return _done(plt, fig, ax, path, "Every rule checked on the output" + more, xlabel="rows satisfying the rule (%)")
+
+
+def distinguisher(path: Path, v: dict[str, Any]) -> str:
+    import numpy as np
+
+    clf = list(v["accuracy"])
+    x = np.arange(len(clf))
+    plt, (fig, ax) = _fig()
+    ax.bar(x - 0.2, [v["baseline"][c] for c in clf], 0.4, color=BASE, label="baseline: real vs real")
+    ax.bar(x + 0.2, [v["accuracy"][c] for c in clf], 0.4, color=FAKE, label="real vs fabricated")
+    ax.axhline(0.5, color="#333", lw=0.8, ls="--")
+    ax.set_xticks(x, [c.replace("_", " ") for c in clf])
+    ax.set_ylim(0, 1)
+    return _done(plt, fig, ax, path, "Can a classifier tell fabricated rows from real ones? (largest margin "
+                 f"{v['max_margin_over_baseline']:+.3f})", ylabel="cross-validated accuracy", legend=True)
+
+
+def features(path: Path, v: dict[str, Any], limit: int = 12) -> str:
+    feats = v.get("features", [])[:limit]
+    plt, (fig, ax) = _fig(height=max(2.0, 0.26 * len(feats) + 1.0))
+    _barh(ax, [n for n, _ in feats], [w for _, w in feats], FAKE)
+    return _done(plt, fig, ax, path, "The features that give fabricated rows away",
+                 xlabel="importance in the random forest separating real from fabricated")
+
+
+def privacy(path: Path, p: dict[str, Any]) -> str:
+    plt, (fig, ax) = _fig(height=2.6)
+    names = ["distance attack", "density attack", "nearer to training"]
+    vals = [p["mia_auc_distance"], p["mia_auc_density"], p["closer_to_train_share"]]
+    _barh(ax, names, vals, [REAL if val <= p["goal"] else WARN for val in vals])
+    ax.axvline(0.5, color="#333", lw=0.8, ls="--")
+    ax.axvline(p["goal"], color=WARN, lw=1.0, ls=":", label=f"goal ≤ {p['goal']}")
+    ax.set_xlim(0, 1)
+    return _done(plt, fig, ax, path, f"Privacy: {p['exact_copies']} exact copies of real rows", legend=True,
+                 xlabel="membership-inference ROC AUC (0.5: a guess) · share of rows nearer to training (0.5 ideal)")
+
+
+def columns(path: Path, v: dict[str, Any], real, fake, k: int = 3) -> str | None:
+    """The ``k`` most distinguishing columns, real vs fabricated, side by side."""
+    import numpy as np
+    import pandas as pd
+
+    mapping = v.get("columns", {})
+    back = {b: a for a, b in mapping.items()}
+    picked: list[str] = []
+    for name, _ in v.get("features", []):
+        col = name.removesuffix("__null")
+        if col in fake.columns and back.get(col, col) in real.columns and col not in picked:
+            picked.append(col)
+        if len(picked) == k:
+            break
+    if not picked:
+        return None
+    plt, (fig, axes) = _fig(height=2.6, width=3.2 * len(picked), ncols=len(picked))
+    axes = np.atleast_1d(axes)
+    for ax, col in zip(axes, picked, strict=False):
+        r, f = real[back.get(col, col)].dropna(), fake[col].dropna()
+        rn, fn = pd.to_numeric(r, errors="coerce"), pd.to_numeric(f, errors="coerce")
+        if rn.notna().all() and fn.notna().all() and r.nunique() > 12:
+            edges = np.histogram_bin_edges(np.r_[rn.to_numpy(float), fn.to_numpy(float)], bins=20)
+            ax.hist(rn, bins=edges, density=True, alpha=0.55, color=REAL, label="real")
+            ax.hist(fn, bins=edges, density=True, alpha=0.55, color=FAKE, label="fabricated")
+        else:
+            cats = list(pd.concat([r.astype(str), f.astype(str)]).value_counts().index[:12])
+            x = np.arange(len(cats))
+            ax.bar(x - 0.2, [r.astype(str).eq(c).mean() for c in cats], 0.4, color=REAL, label="real")
+            ax.bar(x + 0.2, [f.astype(str).eq(c).mean() for c in cats], 0.4, color=FAKE, label="fabricated")
+            ax.set_xticks(x, [c[:10] for c in cats], rotation=45, ha="right")
+        ax.set_title(col)
+    axes[0].legend(frameon=False)
+    _save(plt, fig, path)
+    return path.name

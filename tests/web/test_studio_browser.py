@@ -1,0 +1,169 @@
+"""The fabrication studio in a browser (Debian's chromium through Playwright): a researcher copies
+the packaged project, edits a rule in the form and sees the text follow (and back), zooms into a
+nested sub-expression, fabricates samples straight from the editor, profiles an uploaded table and
+runs a fabrication to its report; bad input is answered inline; other roles are refused."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+
+from tests.gateway.stack import enrol
+from tests.web.conftest import shot
+from tests.web.pages import sign_in
+from tests.web.test_studio import table_csv
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def researcher(site):
+    if "researcher" not in site.people.extra:
+        site.people.extra["researcher"] = enrol(site.app.extensions["serums_services"], "lothian", "researcher",
+                                                prefix="researcher")
+    return site.people.extra["researcher"]
+
+
+def copy_packaged(page, name: str) -> None:
+    page.goto("/studio/")
+    page.get_by_label("Project name").first.fill(name)
+    page.get_by_role("button", name="Copy into my studio").click()
+    page.wait_for_selector(f"h1:has-text('Data project {name}')")
+
+
+def text_of(page) -> str:
+    return page.locator("#rule-text").input_value()
+
+
+def wait_text(page, expected: str) -> None:
+    page.wait_for_function("t => document.querySelector('#rule-text').value === t", arg=expected)
+
+
+def round_trip(page, action) -> None:
+    """Do something in the editor and wait until the server's answer has replaced it."""
+    with page.expect_response(lambda r: "/rules/edit" in r.url):
+        action()
+    page.wait_for_selector("#rule-editor:not(.htmx-request)")
+    page.wait_for_timeout(100)  # htmx settles the swapped content
+
+
+def type_text(page, text: str) -> None:
+    round_trip(page, lambda: (page.locator("#rule-text").fill(text), page.locator("#rule-text").blur()))
+
+
+def test_a_rule_edited_in_the_form_shows_in_the_text_and_back(site, new_page, researcher):
+    page = new_page()
+    sign_in(page, researcher)
+    page.get_by_role("link", name="Fabrication studio").click()
+    copy_packaged(page, "ecc")
+    shot(page, "studio-01-project")
+    page.locator("#table-ndc_smr01").get_by_role("link", name="discharge_not_before_admission").first.click()
+    assert text_of(page) == "discharge_date >= admission_date"
+    assert page.locator("#op").input_value() == ">="
+    # the form changes, the text follows (a round trip through the parser and printer)
+    round_trip(page, lambda: page.locator("#op").select_option(">"))
+    wait_text(page, "discharge_date > admission_date")
+    round_trip(page, lambda: page.locator("#arg-1").select_option("operation_date"))  # the columns the metadata knows
+    wait_text(page, "discharge_date > operation_date")
+    # the text changes, the form follows
+    type_text(page, "length_of_stay >= 0 and (discharge_date >= admission_date or length_of_stay == 0)")
+    assert page.locator("#op").input_value() == "and"
+    assert page.locator("#kind-0").input_value() == "expression" and page.locator("#kind-1").input_value() == "expression"
+    shot(page, "studio-02-editor-from-text")
+    # zoom into the nested "or" and change one of its operands in the form
+    round_trip(page, lambda: page.get_by_role("button", name="Zoom into operand 2").click())
+    assert page.locator("#op").input_value() == "or"
+    round_trip(page, lambda: page.get_by_role("button", name="Zoom into operand 2").click())
+    assert page.locator("#op").input_value() == "=="
+    assert page.locator("#arg-0").input_value() == "length_of_stay"
+    round_trip(page, lambda: (page.locator("#arg-1").fill("1"), page.locator("#arg-1").blur()))
+    wait_text(page, "length_of_stay >= 0 and (discharge_date >= admission_date or length_of_stay == 1)")
+    assert page.get_by_text("Zoomed into").is_visible()
+    shot(page, "studio-03-editor-zoomed")
+    round_trip(page, lambda: page.get_by_role("button", name="the whole rule").click())
+    assert page.locator("#op").input_value() == "and"
+    # a broken rule is shown inline, never saved
+    type_text(page, "length_of_stay >= ")
+    assert "syntax error" in page.locator("#rule-problem").inner_text()
+    type_text(page, "no_such_column > 1")
+    assert "no_such_column" in page.locator("#rule-problem").inner_text()
+    shot(page, "studio-04-editor-problem")
+    round_trip(page, lambda: page.get_by_role("button", name="Save rule").click())
+    assert "Rule not valid" in page.locator("#rule-problem").inner_text()
+    page.locator("#rule-text").fill("length_of_stay >= 0 and discharge_date >= admission_date")
+    round_trip(page, lambda: page.get_by_role("button", name="Apply the text").click())
+    wait_text(page, "length_of_stay >= 0 and discharge_date >= admission_date")
+    page.get_by_role("button", name="Save rule").click()
+    page.wait_for_selector("text=Rule saved")
+    assert page.locator("#table-ndc_smr01").get_by_text(
+        "length_of_stay >= 0 and discharge_date >= admission_date").first.is_visible()
+
+
+def test_a_new_rule_starts_from_its_column_and_samples_differ(site, new_page, researcher):
+    page = new_page()
+    sign_in(page, researcher, path="/studio/")
+    copy_packaged(page, "ecc2")
+    page.get_by_role("link", name="New rule on ndc_smr01.length_of_stay").click()
+    page.wait_for_selector("#rule-text")
+    assert text_of(page).startswith("length_of_stay >= ")  # from the column's type and range
+    samples = []
+    for _ in range(2):
+        old = page.locator("#rule-sample").inner_text()
+        page.get_by_role("button", name="Fabricate sample").click()
+        page.wait_for_function("o => document.querySelector('#rule-sample').innerText !== o && "
+                               "document.querySelector('#rule-sample table')", arg=old)
+        samples.append(page.locator("#rule-sample").inner_text())
+    shot(page, "studio-05-sample")
+    seeds = [re.search(r"seed (\d+)", s)[1] for s in samples]
+    rows = [s.split("\n", 1)[1] for s in samples]
+    assert seeds[0] != seeds[1] and rows[0] != rows[1]
+
+
+def test_a_studio_fabrication_runs_to_its_report(site, new_page, researcher, tmp_path):
+    page = new_page()
+    sign_in(page, researcher, path="/studio/")
+    bad = tmp_path / "broken.csv"
+    bad.write_bytes(b"\xff\xfe\x00garbage\x00\x01")
+    form = page.locator("form:has(input[name=from][value=table])")
+    form.get_by_label("Project name").fill("broken")
+    form.get_by_label("Table (CSV").set_input_files(str(bad))
+    form.get_by_role("button", name="Profile the table").click()
+    page.wait_for_selector(".problem:has-text('Upload not usable')")
+    good = tmp_path / "tumours.csv"
+    good.write_bytes(table_csv())
+    form = page.locator("form:has(input[name=from][value=table])")
+    form.get_by_label("Project name").fill("tumours")
+    form.get_by_label("Table (CSV").set_input_files(str(good))
+    form.get_by_role("button", name="Profile the table").click()
+    page.wait_for_selector("h1:has-text('Data project tumours')", timeout=120_000)
+    assert page.locator("#table-tumours").get_by_text("tumour_size").first.is_visible()
+    page.get_by_label("Rows of each root table").fill("300")
+    page.get_by_role("button", name="Run the fabrication").click()
+    page.wait_for_selector("#run-progress, .success", timeout=30_000)
+    shot(page, "studio-06-progress")
+    page.wait_for_selector("text=rule validity", timeout=300_000)
+    assert page.locator(".success").inner_text().count("100.00 %") == 1
+    for heading in ("Every rule on the output", "Do the fabricated rows pass for real?", "Privacy"):
+        assert page.get_by_role("heading", name=heading).is_visible()
+    assert page.locator("table.studio-verify tbody tr").count() == 4
+    assert page.get_by_text("The features that give fabricated rows away").is_visible()
+    assert page.locator("table.studio-privacy").get_by_text("Membership inference AUC").is_visible()
+    page.wait_for_function("() => [...document.querySelectorAll('img.studio-plot')].every(i => i.complete && i.naturalWidth > 0)")
+    assert page.locator("img.studio-plot").count() == 5
+    shot(page, "studio-07-report")
+    with page.expect_download() as dl:
+        page.get_by_role("link", name="tumours.csv").click()
+    data = pd.read_csv(dl.value.path())
+    assert len(data) == 300 and "tumour_size" in data.columns
+
+
+def test_only_researchers_and_hospital_admins_open_the_studio(site, new_page):
+    page = new_page()
+    sign_in(page, site.people.gp, path="/studio/")
+    assert page.get_by_role("heading", name="Forbidden").is_visible()
+    assert page.get_by_role("link", name="Fabrication studio").count() == 0
+    admin = new_page()
+    sign_in(admin, site.people.admin, path="/studio/")
+    assert admin.get_by_role("heading", name="Fabrication studio").is_visible()
