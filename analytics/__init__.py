@@ -10,7 +10,10 @@ Public API:
   ``federated_average``, ``train_federated`` / ``train_centralised``, ``evaluate`` — ``learning``.
 - ``analytics.flower``: the Flower ClientApp/ServerApp and ``Federation`` (SuperLink + SuperNodes on loopback).
 - ``analytics.jobs`` / ``analytics.chain``: jobs gated by a research cohort, budgets checked before
-  training, the release spending and logging its SHA-256 on chain (``BudgetContract.SpendRelease``).
+  training, each hospital read only through its vault's cohort token (``CohortSite``), FedAvg here
+  or on Flower's deployment engine (``JobSpec.engine``), the release spending and logging its
+  SHA-256 on chain (``BudgetContract.SpendRelease``).
+- ``analytics.progress``: progress bars on federated rounds and long encryption.
 - ``analytics.fhe``: TenSEAL CKKS study keys, encrypted cross-hospital statistics, encrypted inference.
 """
 
