@@ -48,6 +48,8 @@ from network import (
     IdentityError,
     NetworkConfig,
     Signer,
+    channel_credentials,
+    client_tls_options,
     load_credentials,
     save_credentials,
 )
@@ -87,7 +89,9 @@ class GatewaySettings:
       (``serums`` passes the running node's, from ``<data dir>/node.json`` when it is not stale);
     - ``key_passphrase``: decrypts the network's private keys, derives the vaults' KEKs;
     - ``node_tls_ca``: PEM file of the CA of the endpoint's TLS certificate (a Fabric peer); None:
-      plaintext;
+      plaintext, unless ``node_tls`` says otherwise;
+    - ``node_tls``: ``off``, ``on`` (TLS, trusting ``node_tls_ca`` or else the embedded node's own
+      TLS CA) or ``mutual`` (also the first hospital admin's TLS client certificate);
     - ``engine``: ``embedded`` or ``fabric`` (what the ledger verification reads).
     """
 
@@ -99,6 +103,7 @@ class GatewaySettings:
     auth_database_url: str | None = None
     node_tls_ca: str | None = None
     engine: str = "embedded"
+    node_tls: str = "off"
 
     @property
     def postgres_url(self) -> str | None:
@@ -212,8 +217,10 @@ class Services:
         with self._lock:
             if self._channel is None or self._channel_pid != os.getpid():
                 make: Any = grpc.insecure_channel
-                if self.settings.node_tls_ca:  # a Fabric peer (serums up --engine fabric)
-                    creds = grpc.ssl_channel_credentials(Path(self.settings.node_tls_ca).read_bytes())
+                # a Fabric peer (serums up --engine fabric), or the embedded node under SERUMS_NODE_TLS
+                mode = self.settings.node_tls if self.settings.engine == "embedded" else "off"
+                creds = channel_credentials(client_tls_options(self.network, mode, self.settings.node_tls_ca))
+                if creds is not None:
                     make = functools.partial(grpc.secure_channel, credentials=creds)
                 self._channel = make(self.address, options=[
                     ("grpc.max_receive_message_length", 100 * 1024 * 1024),

@@ -41,9 +41,13 @@ from .identity import (
     verify,
     write_private_file,
 )
+from .node.tls import NODE_TLS_MODES, channel_credentials, client_tls_options
 from .policy import PolicyError, parse_policy
 
 __all__ = [
+    "NODE_TLS_MODES",
+    "channel_credentials",
+    "client_tls_options",
     "ChaincodeEvent",
     "Checkpointer",
     "Commit",

@@ -35,6 +35,9 @@ VARIABLES: dict[str, str] = {
     "SERUMS_NODE_ADDRESS": "the ledger node's gRPC endpoint (default: the running node's, else the network's)",
     "SERUMS_NODE_TLS_CA": "PEM file of the CA of the ledger endpoint's TLS certificate (unset: plaintext); "
                           "`serums up --engine fabric` sets it for its gateway",
+    "SERUMS_NODE_TLS": "the embedded node's TLS: off (default), on (TLS from the network's TLS CA) or mutual (client "
+                       "certificates too); `serums up` and `serums node` serve it, the gateway and the commands "
+                       "connect with it",
     "SERUMS_KEY_PASSPHRASE": "decrypts the network's private keys and derives the vaults' KEKs",
     "SERUMS_IPFS_API": "kubo RPC API URL for blobs (unset: a filesystem blob store)",
     "SERUMS_CORS_ORIGINS": "comma-separated origins allowed to call the HTTP API from a browser (unset: none)",
@@ -87,6 +90,8 @@ class Settings:
     auth_database_url: str | None = None
     node_address: str | None = None
     node_tls_ca: str | None = None
+    #: the embedded node's TLS: "off", "on" or "mutual" (``SERUMS_NODE_TLS``)
+    node_tls: str = "off"
     key_passphrase: str | None = None
     ipfs_api: str | None = None
     cors_origins: tuple[str, ...] = ()
@@ -123,6 +128,9 @@ class Settings:
             raise SettingsError(f"SERUMS_MAX_PROPOSAL_SKEW_S must be a number of seconds, not {raw_skew!r}") from None
         if not skew > 0:
             raise SettingsError(f"SERUMS_MAX_PROPOSAL_SKEW_S must be positive, not {raw_skew!r}")
+        node_tls = (env.get("SERUMS_NODE_TLS") or "off").strip().lower()
+        if node_tls not in ("off", "on", "mutual"):
+            raise SettingsError(f"SERUMS_NODE_TLS must be off, on or mutual, not {node_tls!r}")
         mqtt = (env.get("SERUMS_MQTT") or "127.0.0.1:1883").strip()
         broker_host, _, broker_port = mqtt.rpartition(":")
         if mqtt.lower() in ("off", "-"):
@@ -135,6 +143,7 @@ class Settings:
             auth_database_url=env.get("SERUMS_AUTH_DATABASE_URL") or None,
             node_address=env.get("SERUMS_NODE_ADDRESS") or None,
             node_tls_ca=env.get("SERUMS_NODE_TLS_CA") or None,
+            node_tls=node_tls,
             key_passphrase=env.get("SERUMS_KEY_PASSPHRASE") or None,
             ipfs_api=env.get("SERUMS_IPFS_API") or None,
             cors_origins=tuple(o.strip() for o in (env.get("SERUMS_CORS_ORIGINS") or "").split(",") if o.strip()),
@@ -172,7 +181,7 @@ class Settings:
 
         values: dict[str, Any] = dict(
             data_dir=self.data_dir, database_url=self.postgres_url, node_address=self.running_node_address(),
-            node_tls_ca=self.node_tls_ca, engine=self.engine,
+            node_tls_ca=self.node_tls_ca, node_tls=self.node_tls, engine=self.engine,
             key_passphrase=self.key_passphrase, ipfs_api=self.ipfs_api, auth_database_url=self.auth_database_url,
         )
         values.update(overrides)

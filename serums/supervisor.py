@@ -41,15 +41,16 @@ def port_in_use(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def node_ready(cfg: NetworkConfig, address: str, passphrase: str | None = None) -> Callable[[], bool]:
+def node_ready(cfg: NetworkConfig, address: str, passphrase: str | None = None,
+               tls: dict[str, bytes] | None = None) -> Callable[[], bool]:
     """A probe that is true once the node at ``address`` answers an evaluation (GetMetadata, which
-    every chaincode answers) from the first hospital's admin."""
+    every chaincode answers) from the first hospital's admin (over ``tls``: :func:`network.client_tls_options`)."""
     ident, signer = cfg.load_user(cfg.hospitals[0].name, "admin", passphrase)
     chaincode = cfg.chaincodes[0].name if cfg.chaincodes else "serums"
 
     def probe() -> bool:
         try:
-            with connect(ident, signer, address, evaluate_timeout=2) as gw:
+            with connect(ident, signer, address, evaluate_timeout=2, **(tls or {})) as gw:
                 gw.network(cfg.channel).contract(chaincode).evaluate("org.hyperledger.fabric:GetMetadata")
             return True
         except GatewayError:

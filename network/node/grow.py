@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import grpc
 from fabric_protos.common import common_pb2, configtx_pb2
@@ -38,7 +38,7 @@ from .configtx import (
     sign_config_update,
 )
 from .genesis import config_from_block
-from .tls import tls_cas
+from .tls import client_tls, tls_cas
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +72,17 @@ def _forget(cfg: NetworkConfig, org) -> None:
 
 def add_hospital(cfg: NetworkConfig, name: str, address: str, *, passphrase: str | None = None,
                  display_name: str | None = None, signers: list[str] | None = None, timeout: float = 60.0,
-                 progress: Callable[[str], None] = log.info) -> str:
+                 progress: Callable[[str], None] = log.info, tls: Mapping[str, bytes] | None = None) -> str:
     """Add hospital ``name`` to the embedded node serving on ``address``; returns its MSP id.
     ``signers`` names the existing hospitals whose admins sign the update (default: the first
-    MAJORITY of them). Raises :class:`~.configtx.ConfigUpdateError` when the update is refused."""
+    MAJORITY of them). ``tls``: :func:`~.tls.client_tls_options` of a node served with TLS (with
+    mutual TLS the new hospital's admin then connects with its own client certificate, which the
+    running node accepts once the update is committed). Raises
+    :class:`~.configtx.ConfigUpdateError` when the update is refused."""
+    tls = dict(tls or {})
     first = cfg.hospitals[0].name
     ident, signer = cfg.load_user(first, "admin", passphrase)
-    with connect(ident, signer, address) as gw:
+    with connect(ident, signer, address, **tls) as gw:
         config = fetch_config(gw.network(cfg.channel))
         members = hospital_msp_ids(config)
         org = add_hospital_config(cfg, name, passphrase)
@@ -107,8 +111,11 @@ def add_hospital(cfg: NetworkConfig, name: str, address: str, *, passphrase: str
             raise ConfigUpdateError(resp.info or code, status=_STATUS.get(code, 400))
     progress(f"channel configuration updated ({resp.info}); peer0.{org.name} joining")
     ident, signer = cfg.load_user(org.name, "admin", passphrase)
+    if "tls_client_cert" in tls:  # its own TLS client certificate, from its own TLS CA
+        mine = client_tls(cfg, org.name)
+        tls.update(tls_client_cert=mine.cert, tls_client_key=mine.key)
     deadline = time.monotonic() + timeout
-    with connect(ident, signer, address) as gw:
+    with connect(ident, signer, address, **tls) as gw:
         users = gw.network(cfg.channel).contract("serums", "UserContract")
         while True:  # the new peer serves once the node committed the CONFIG block and caught it up
             try:

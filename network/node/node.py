@@ -87,7 +87,7 @@ class EmbeddedNode:
         msps, _ = msps_from_config(self.config)
         self.membership = Membership(msps)
         #: the TLS root certificates of the channel's organisations (clients' CAs for mutual TLS)
-        # (as of the last configuration block: a hospital that joined since start needs a restart here)
+        # (as of the last configuration block; each CONFIG block committed since replaces them)
         self.tls_client_roots = tls_roots_from_genesis(P.parse_block(self.orderer_store.block(config_block) or b""))
 
         hospital_msps = _ordered_members(cfg, self.config)
@@ -142,6 +142,8 @@ class EmbeddedNode:
         (its identity from the network's configuration on disk), caught up from the orderer's block
         store, and the chaincodes' endorsement policies are redefined over the new set of hospitals."""
         peer = next(iter(self.peers.values()))
+        # the new organisation's TLS CA: its clients are accepted at their next handshake (mutual TLS)
+        self.tls_client_roots = tls_roots_from_genesis(P.parse_block(self.orderer_store.block(num) or b""))
         try:
             on_disk = NetworkConfig.load(self.cfg.root)
         except Exception:  # noqa: BLE001 - the peers stay as they are; the node's log says why
@@ -234,11 +236,24 @@ class EmbeddedNode:
         credentials = None
         if tls or mutual_tls:
             files = node_tls(self.cfg)
-            # the channel's TLS roots; a channel configured before they were recorded: the network's
-            roots = b"".join(self.tls_client_roots) or client_root_certs(self.cfg)
-            credentials = grpc.ssl_server_credentials(
-                [(files.key, files.cert)], root_certificates=roots, require_client_auth=mutual_tls,
-            )
+            pair = [(files.key, files.cert)]
+
+            def roots() -> bytes:
+                # the channel's TLS roots; a channel configured before they were recorded: the network's
+                return b"".join(self.tls_client_roots) or client_root_certs(self.cfg)
+
+            served = {"roots": roots()}
+
+            def fetch():  # each handshake: the roots again once a hospital has joined the channel
+                now = roots()
+                if now == served["roots"]:
+                    return None
+                served["roots"] = now
+                return grpc.ssl_server_certificate_configuration(pair, root_certificates=now)
+
+            credentials = grpc.dynamic_ssl_server_credentials(
+                grpc.ssl_server_certificate_configuration(pair, root_certificates=served["roots"]), fetch,
+                require_client_authentication=mutual_tls)
         self.tls = credentials is not None
         self._committer = threading.Thread(target=self._commit_loop, name="committer", daemon=True)
         self._committer.start()

@@ -7,7 +7,9 @@
 The node's certificate is issued by the ordering organisation's TLS CA for localhost and 127.0.0.1
 (the node serves loopback); it is also the Raft consenter certificate in the channel configuration.
 With mutual TLS the node accepts client certificates of every organisation's TLS CA, as a Fabric
-peer accepts those of its channels' MSPs.
+peer accepts those of its channels' MSPs (read again when a hospital joins: no restart).
+
+Clients take their side from :func:`client_tls_options` (``SERUMS_NODE_TLS``: off, on, mutual).
 """
 
 from __future__ import annotations
@@ -69,3 +71,34 @@ def client_root_certs(cfg: NetworkConfig) -> bytes:
     from cryptography.hazmat.primitives import serialization
 
     return b"".join(ca.certificate.public_bytes(serialization.Encoding.PEM) for ca in tls_cas(cfg).values())
+
+
+#: ``SERUMS_NODE_TLS``: plaintext, TLS, or TLS with client certificates (mutual)
+NODE_TLS_MODES = ("off", "on", "mutual")
+
+
+def client_tls_options(cfg: NetworkConfig, mode: str = "off", ca_file: str | Path | None = None,
+                       org: str | None = None) -> dict[str, bytes]:
+    """What a client passes to :func:`network.connect` to reach a node served with ``mode``:
+    nothing (``off`` without ``ca_file``: plaintext); the CA to trust — ``ca_file``, else the
+    node's own TLS CA (``on``); and, for ``mutual``, the client certificate of ``org``'s admin
+    (default the first hospital) from that organisation's TLS CA."""
+    if mode not in NODE_TLS_MODES:
+        raise ValueError(f"node TLS must be one of {', '.join(NODE_TLS_MODES)}, not {mode!r}")
+    if mode == "off" and not ca_file:
+        return {}
+    opts = {"tls_root_certs": Path(ca_file).read_bytes() if ca_file else node_tls(cfg).ca}
+    if mode == "mutual":
+        mine = client_tls(cfg, org or cfg.hospitals[0].name)
+        opts.update(tls_client_cert=mine.cert, tls_client_key=mine.key)
+    return opts
+
+
+def channel_credentials(options: dict[str, bytes]):
+    """gRPC channel credentials from :func:`client_tls_options` (None: plaintext)."""
+    import grpc
+
+    if not options:
+        return None
+    return grpc.ssl_channel_credentials(options["tls_root_certs"], private_key=options.get("tls_client_key"),
+                                        certificate_chain=options.get("tls_client_cert"))

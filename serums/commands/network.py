@@ -7,7 +7,14 @@ import argparse
 import json
 import os
 
-from network import BatchConfig, ChaincodeDefinition, NetworkConfig, init_network, parse_hospitals
+from network import (
+    BatchConfig,
+    ChaincodeDefinition,
+    NetworkConfig,
+    client_tls_options,
+    init_network,
+    parse_hospitals,
+)
 
 from ..cli import CommandError, host_port
 
@@ -316,7 +323,8 @@ def _add_hospital_embedded(args) -> int:
     try:
         msp = add_hospital(cfg, args.hospital, address, passphrase=settings.key_passphrase,
                            display_name=args.display_name, timeout=args.timeout,
-                           progress=lambda m: print(f"  {m}", flush=True))
+                           progress=lambda m: print(f"  {m}", flush=True),
+                           tls=client_tls_options(cfg, settings.node_tls, settings.node_tls_ca))
     except ConfigUpdateError as exc:
         raise CommandError(f"channel update refused: {exc.detail}") from None
     except (ConfigError, GatewayError) as exc:

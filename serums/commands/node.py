@@ -18,9 +18,11 @@ def register(sub) -> None:
     p.add_argument("--listen", type=host_port, help="host:port to serve the Gateway API on (default: the network's endpoint)")
     p.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)  # serums up's data-directory lock, inherited
     p.add_argument("--tls", action="store_true",
-                   help="serve TLS with a certificate from the network's TLS CA (orgs/<orderer>/node/tls)")
+                   help="serve TLS with a certificate from the network's TLS CA (orgs/<orderer>/node/tls; "
+                        "default: SERUMS_NODE_TLS)")
     p.add_argument("--mutual-tls", action="store_true",
-                   help="TLS that also requires a client certificate from a channel organisation's TLS CA")
+                   help="TLS that also requires a client certificate from a channel organisation's TLS CA "
+                        "(default: SERUMS_NODE_TLS=mutual)")
     p.set_defaults(handler=_node)
 
     led = sub.add_parser("ledger", help="inspect and verify the ledger")
@@ -104,7 +106,9 @@ def run_node(settings, listen: str | None = None, *, ready=None, stop_event: thr
 
 
 def _node(args) -> int:
-    return run_node(args.settings, args.listen, lock_fd=args.lock_fd, tls=args.tls, mutual_tls=args.mutual_tls)
+    mode = args.settings.node_tls
+    return run_node(args.settings, args.listen, lock_fd=args.lock_fd, tls=args.tls or mode == "on",
+                    mutual_tls=args.mutual_tls or mode == "mutual")
 
 
 def _verify(args) -> int:

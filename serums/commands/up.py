@@ -30,6 +30,8 @@ from network import (
     ChaincodeDefinition,
     GatewayError,
     NetworkConfig,
+    channel_credentials,
+    client_tls_options,
     init_network,
     write_private_file,
 )
@@ -229,14 +231,21 @@ def _up(args) -> int:
             step(2, total, "Hyperledger Fabric: Raft orderer, a peer per hospital, chaincode servers (TLS)")
             fabric, node_address, tls_ca = start_fabric(settings, cfg)
             supervise_fabric(sup, fabric)  # each restarted with back-off when it dies, like the node
-            ledger = grpc.secure_channel(node_address, grpc.ssl_channel_credentials(Path(tls_ca).read_bytes()))
+            ledger = grpc.secure_channel(node_address, channel_credentials(client_tls_options(cfg, "off", tls_ca)))
             print(f"        gateway peer {node_address}", flush=True)
         else:
-            step(2, total, f"embedded node: peers, orderer and committers on {node_address}")
+            # SERUMS_NODE_TLS: the node serves TLS (mutual: client certificates too); the set-up steps,
+            # the gateway's workers and the notification service connect with it
+            tls = client_tls_options(cfg, settings.node_tls)
+            flags = {"on": ["--tls"], "mutual": ["--mutual-tls"]}.get(settings.node_tls, [])
+            over = {"on": " over TLS", "mutual": " over mutual TLS"}.get(settings.node_tls, "")
+            step(2, total, f"embedded node: peers, orderer and committers on {node_address}{over}")
             sup.spawn("node", [sys.executable, "-m", "serums", "--data-dir", str(data), "node", "--listen",
-                               node_address, "--lock-fd", str(lock.fd)],
-                      ready=node_ready(cfg, node_address, settings.key_passphrase), pass_fds=(lock.fd,),
+                               node_address, "--lock-fd", str(lock.fd), *flags],
+                      ready=node_ready(cfg, node_address, settings.key_passphrase, tls), pass_fds=(lock.fd,),
                       restart=RestartPolicy())
+            if tls:
+                ledger = grpc.secure_channel(node_address, channel_credentials(tls))
 
         step(3, total, "hospitals and their generic rules (step 1)")
         added = register_hospitals(cfg, ledger, settings.key_passphrase)
@@ -311,8 +320,9 @@ def _up(args) -> int:
         return sup.wait()
     finally:
         sup.stop_all()
-        if fabric is not None:
+        if not isinstance(ledger, str):
             ledger.close()
+        if fabric is not None:
             fabric.down()  # exactly what this `up` started
         (data / "up.json").unlink(missing_ok=True)
         print("[up] stopped", flush=True)

@@ -109,3 +109,46 @@ def test_serums_node_mutual_tls_from_the_command_line(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_a_hospital_added_under_mutual_tls_connects_with_its_own_client_certificate_without_a_restart(tmp_path):
+    from network import ChaincodeDefinition, client_tls_options
+    from network.node.grow import add_hospital
+
+    cfg = make_network(tmp_path / "net")
+    cfg.chaincodes.append(ChaincodeDefinition("serums", "chaincode.serums:serums_chaincode", "1.0", "MAJORITY"))
+    cfg.save()
+    node = EmbeddedNode(cfg)
+    address = node.start("127.0.0.1:0", mutual_tls=True)
+    try:
+        tls = client_tls_options(cfg, "mutual")
+        assert set(tls) == {"tls_root_certs", "tls_client_cert", "tls_client_key"}
+        # the new hospital's admin registers it over its own TLS client certificate (its TLS CA is
+        # trusted by the running node from the CONFIG block on: no restart)
+        assert add_hospital(cfg, "stjohns", address, tls=tls, timeout=30) == "StjohnsMSP"
+        mine = client_tls(cfg, "stjohns")
+        ident, signer = cfg.load_user("stjohns")
+        with connect(ident, signer, address, tls_root_certs=node_tls(cfg).ca, tls_client_cert=mine.cert,
+                     tls_client_key=mine.key) as gw:
+            users = gw.network(cfg.channel).contract("serums", "UserContract")
+            assert users.evaluate_json("GetHospital", "StjohnsMSP")["msp"] == "StjohnsMSP"
+        # a client certificate of a CA outside the channel is still refused
+        cert, key, _ = _rogue_tls_files(tmp_path)
+        with pytest.raises(GatewayError):
+            _contract(cfg, address, tls_root_certs=node_tls(cfg).ca, tls_client_cert=cert,
+                      tls_client_key=key).evaluate("Get", "x", "a")
+    finally:
+        node.stop()
+
+
+def test_client_tls_options_follow_the_mode(tmp_path):
+    from network import client_tls_options
+
+    cfg = make_network(tmp_path / "net")
+    assert client_tls_options(cfg, "off") == {}
+    assert client_tls_options(cfg, "on") == {"tls_root_certs": node_tls(cfg).ca}
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_bytes(b"PEM")
+    assert client_tls_options(cfg, "off", ca_file) == {"tls_root_certs": b"PEM"}  # a Fabric peer's CA
+    with pytest.raises(ValueError, match="mutual"):
+        client_tls_options(cfg, "always")
