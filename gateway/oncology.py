@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from analytics import ColumnBounds, scale
+from vault import TokenError
 
 from . import flow
 from . import ledger as L
@@ -375,21 +376,31 @@ def _risk(services, actor, cycles, charlson, granted, encrypted: bool) -> dict[s
 
 def dashboard(services, actor: flow.Actor, *, grant_id: str | None = None, token: str | None = None,
               encrypted: bool = False) -> dict[str, Any]:
-    """One view of the dashboard: a release against a token (minted now for ``grant_id`` when no
-    ``token`` is given), logged on chain like any access, read for the granted sections only."""
+    """One view of the dashboard: a release against a token, logged on chain like any access, read
+    for the granted sections only. ``token``: one the clinician holds (the decision page's, or the
+    one this returned for the same grant before — a grant binds at most 16 tokens, so views reuse
+    theirs while it lives); with ``grant_id``, a fresh token is minted when none is given or it no
+    longer opens (expired). The answer's ``token`` is the one presented."""
     _check_clinician(actor)
-    if not token:
+    data = None
+    if token:
+        try:
+            data = flow.fetch_record(services, actor, token)
+        except TokenError:
+            if not grant_id:  # nothing to mint a fresh one for
+                raise
+    if data is None or (grant_id and data["grant_id"] != grant_id):
         if not grant_id:
             raise P.Problem(P.VALIDATION, "choose one of your grants, or give a token")
         token = flow.mint_token(services, actor, grant_id)["token"]
-    data = flow.fetch_record(services, actor, token)
+        data = flow.fetch_record(services, actor, token)
     record = ReleasedRecord(data["record"])
     granted = {s: record.released(s) for s in SECTIONS}
     cycles = treatment(record)
     charlson = comorbidities(record)
     stats = released_statistics(services, actor)
     return {
-        "patient_id": data["patient_id"], "hospital": data["hospital"], "grant_id": data["grant_id"],
+        "patient_id": data["patient_id"], "hospital": data["hospital"], "grant_id": data["grant_id"], "token": token,
         "digest": data["digest"], "evidence": data["evidence"], "granted": granted,
         "withheld": {s: record.withheld_reason(s) for s in SECTIONS if not granted[s]},
         "treatment": cycles, "toxicity": toxicity(record), "comorbidities": charlson,

@@ -6,7 +6,7 @@ cycle and how regimens compare. Each view is a release against a token, logged o
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, render_template, request, session
 
 from .. import oncology
 from ..security import services
@@ -15,6 +15,8 @@ from .common import attempt, status_of
 from .session import actor
 
 bp = Blueprint("web_oncology", __name__, url_prefix="/clinician/oncology")
+#: the session's tokens for the grants it opened (a grant binds at most 16 tokens: views reuse theirs)
+TOKENS = "oncology_tokens"
 
 
 def _charts(d: dict) -> dict:
@@ -50,11 +52,18 @@ def home():
                            sections=oncology.SECTIONS), 200 if problem is None else status_of(problem)
 
 
-def _view(**kw):
+def _view(grant_id: str | None = None, token: str | None = None):
     encrypted = request.form.get("encrypted") == "1"
-    d, problem = attempt(lambda: oncology.dashboard(services(), actor(), encrypted=encrypted, **kw))
+    held = session.get(TOKENS, {})
+    token = token or held.get(grant_id or "")
+    d, problem = attempt(lambda: oncology.dashboard(services(), actor(), grant_id=grant_id, token=token,
+                                                    encrypted=encrypted))
     if problem is not None or d is None:
         return render_template("web_oncology/dashboard.html", d=None, problem=problem), status_of(problem)
+    # the token of this grant, kept for the next views while it lives (the presenter is bound in it)
+    session[TOKENS] = {d["grant_id"]: d["token"], **{g: t for g, t in held.items() if g != d["grant_id"]}}
+    if len(session[TOKENS]) > 4:
+        session[TOKENS] = dict(list(session[TOKENS].items())[:4])
     return render_template("web_oncology/dashboard.html", d=d, charts=_charts(d), problem=None,
                            types=dict(oncology.TOXICITY_TYPES), encrypted=encrypted, short_date=charts.short_date)
 

@@ -335,6 +335,27 @@ def test_dashboard_reads_the_granted_sections_of_a_logged_release(site, onc):
     assert json.dumps(new).count(d["digest"]) == 1 and me.user_id in json.dumps(new)
 
 
+def test_views_reuse_their_token_past_the_grants_limit(site, onc):
+    """A grant binds at most 16 tokens: the dashboard presents the token it was given again (each
+    view still a logged access) and mints a fresh one only when that one no longer opens."""
+    svc = site.world.services
+    me = actor_of(svc, onc.oncologist)
+    grant = _grant(site, onc, onc.refs[1])
+    d = oncology.dashboard(svc, me, grant_id=grant)
+    first = d["token"]
+    assert len(first) < 1200  # kept in the browser's session cookie
+    for _ in range(17):
+        d = oncology.dashboard(svc, me, grant_id=grant, token=d["token"])
+    assert d["token"] == first
+    g = L.evaluate(me.contract(svc, "TransportContract"), "GetGrant", grant)
+    assert len(g["token_hashes"]) == 2  # the decision's token (request_access mints one) and the dashboard's
+    accesses = flow.patient_trail(svc, onc.patients[1], onc.refs[1], "access", page_size=200)["records"]
+    assert sum(json.dumps(a).count(grant) > 0 for a in accesses) == 18
+    # a token that no longer opens (not a token at all here) is replaced for the grant
+    d = oncology.dashboard(svc, me, grant_id=grant, token=first[:-4] + "AAAA")
+    assert d["token"] != first and d["grant_id"] == grant
+
+
 def test_a_refused_section_is_withheld_and_not_read(site, onc):
     svc = site.world.services
     d = oncology.dashboard(svc, actor_of(svc, onc.oncologist), grant_id=_grant(site, onc, onc.refs[2]))
@@ -440,6 +461,10 @@ def test_the_oncologist_sees_the_toxicity_chart_and_the_risk(site, onc, new_page
     page.get_by_role("button", name="Compute it on encrypted features").click()
     page.wait_for_selector("text=computed on encrypted features")
     assert abs(int(page.locator("#risk-value").inner_text().rstrip("%")) - int(risk.rstrip("%"))) <= 1
+    # the second view presented the session's token again: the grant binds the decision's and one more
+    svc = site.world.services
+    g = L.evaluate(actor_of(svc, onc.oncologist).contract(svc, "TransportContract"), "GetGrant", grant)
+    assert len(g["token_hashes"]) == 2
     assert not csp, csp
 
 
