@@ -114,6 +114,12 @@ def _rule(column: str, spec: str | Mapping[str, Any]) -> tuple[str, dict]:
     return method, opts
 
 
+def validate_rules(rules: Mapping[str, str | Mapping[str, Any]]) -> None:
+    """Raise MaskingError for a rule with an unknown or ambiguous method (columns are checked per frame)."""
+    for col, spec in rules.items():
+        _rule(col, spec)
+
+
 def mask_frame(df: pd.DataFrame, rules: Mapping[str, str | Mapping[str, Any]], key: bytes) -> pd.DataFrame:
     """A copy of ``df`` with each ruled column masked (nulls stay null); other columns unchanged."""
     out = df.copy()

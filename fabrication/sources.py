@@ -12,9 +12,13 @@ installed packages (``sklearn:breast_cancer``, ``lifelines:gbsg2``, ``sksurv:flc
 from __future__ import annotations
 
 import json
+import queue
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import pandas as pd
 
@@ -89,50 +93,73 @@ def _packaged(name: str) -> pd.DataFrame | None:
     return None
 
 
-def _mqtt(url: str) -> pd.DataFrame:
-    """Subscribe to the topic and collect JSON messages until ``count`` arrived or the topic has
-    been quiet for ``timeout`` seconds."""
-    import threading
+def mqtt_url(url: str) -> tuple[str, int, str, dict[str, list[str]]]:
+    """(host, port, topic, query) of ``mqtt://host:port/topic?…`` (the topic may hold ``+``/``#``)."""
+    rest, _, query = url.split("://", 1)[-1].partition("?")  # not urlparse: '#' is the multi-level wildcard
+    netloc, _, topic = rest.partition("/")
+    u = urlparse(f"mqtt://{netloc}")
+    return u.hostname or "127.0.0.1", u.port or 1883, unquote(topic) or "serums/fabrication", parse_qs(query)
 
+
+def mqtt_messages(url: str, *, seconds: float | None = None, idle: float | None = None,
+                  stop: threading.Event | None = None, ready: threading.Event | None = None
+                  ) -> Iterator[tuple[str, bytes]]:
+    """``(topic, payload)`` of every message on the URL's topic as it arrives (QoS 1), until the
+    caller stops iterating, ``seconds`` have passed, the topic has been quiet for ``idle`` seconds
+    or ``stop`` is set. ``ready`` is set once the broker confirmed the subscription."""
     import paho.mqtt.client as mqtt
 
-    u = urlparse(url)
-    q = parse_qs(u.query)
-    count = int(q.get("count", ["0"])[0]) or None
-    timeout = float(q.get("timeout", ["5"])[0])
-    topic = (u.path or "/serums/fabrication").lstrip("/") or "serums/fabrication"
-    rows: list[dict] = []
-    bad: list[str] = []
-    got = threading.Event()
-    done = threading.Event()
-
-    def on_message(_c, _u, msg) -> None:
-        try:
-            obj = json.loads(msg.payload)
-        except ValueError:
-            bad.append(msg.payload[:40].decode(errors="replace"))
-            return
-        rows.extend(obj if isinstance(obj, list) else [obj])
-        got.set()
-        if count is not None and len(rows) >= count:
-            done.set()
-
+    host, port, topic, _ = mqtt_url(url)
+    inbox: queue.Queue = queue.Queue()
+    subscribed = threading.Event()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    client.on_message = on_message
+    client.on_message = lambda _c, _u, msg: inbox.put((msg.topic, msg.payload))
+    client.on_subscribe = lambda *_a: subscribed.set()
     client.on_connect = lambda c, *_a: c.subscribe(topic, qos=1)
     try:
-        client.connect(u.hostname or "127.0.0.1", u.port or 1883)
+        client.connect(host, port)
     except OSError as exc:
-        raise InputError(f"cannot reach the MQTT broker at {u.hostname}:{u.port or 1883}: {exc.strerror or exc}") from None
+        raise InputError(f"cannot reach the MQTT broker at {host}:{port}: {exc.strerror or exc}") from None
     client.loop_start()
     try:
-        while not done.is_set():
-            got.clear()
-            if not got.wait(timeout):
-                break  # quiet for `timeout` seconds: the stream is over
+        if not subscribed.wait(10):
+            raise InputError(f"the MQTT broker at {host}:{port} did not confirm the subscription to {topic!r}")
+        if ready is not None:
+            ready.set()
+        end = None if seconds is None else time.monotonic() + seconds
+        quiet_since = time.monotonic()
+        while not (stop is not None and stop.is_set()):
+            now = time.monotonic()
+            if (end is not None and now >= end) or (idle is not None and now - quiet_since >= idle):
+                return
+            try:
+                item = inbox.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            quiet_since = time.monotonic()
+            yield item
     finally:
         client.loop_stop()
         client.disconnect()
+
+
+def _mqtt(url: str) -> pd.DataFrame:
+    """Subscribe to the topic and collect JSON messages until ``count`` rows arrived or the topic has
+    been quiet for ``timeout`` seconds."""
+    _, _, topic, q = mqtt_url(url)
+    count = int(q.get("count", ["0"])[0]) or None
+    timeout = float(q.get("timeout", ["5"])[0])
+    rows: list[dict] = []
+    bad: list[str] = []
+    for _topic, payload in mqtt_messages(url, idle=timeout):
+        try:
+            obj = json.loads(payload)
+        except ValueError:
+            bad.append(payload[:40].decode(errors="replace"))
+            continue
+        rows.extend(obj if isinstance(obj, list) else [obj])
+        if count is not None and len(rows) >= count:
+            break
     if bad and not rows:
         raise InputError(f"messages on {topic!r} are not JSON (first: {bad[0]!r})")
     if not rows:

@@ -150,7 +150,9 @@ class MqttWriter:
     """Streams rows as JSON messages to ``<topic>/<table>`` (QoS 1), one message per row.
 
     Rows are published in order, table after table (parents first), so a subscriber can rebuild
-    foreign keys as it goes; a final ``<topic>/_done`` message carries the row counts."""
+    foreign keys as it goes; a final ``<topic>/_done`` message carries the row counts. ``write``
+    connects, publishes and says done; a stream holds one connection (``with writer:``) and calls
+    ``publish`` per batch of frames, ``done`` at its end."""
 
     host: str = "127.0.0.1"
     port: int = 1883
@@ -158,7 +160,11 @@ class MqttWriter:
     qos: int = 1
     client_id: str = ""
 
-    def write(self, frames):
+    def __post_init__(self) -> None:
+        self._client = None
+        self._last = None
+
+    def __enter__(self) -> MqttWriter:
         import paho.mqtt.client as mqtt
 
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id)
@@ -167,21 +173,35 @@ class MqttWriter:
         except OSError as exc:
             raise OutputError(f"cannot reach the MQTT broker at {self.host}:{self.port}: {exc}") from None
         client.loop_start()
-        try:
-            counts = {}
-            last = None
-            for name, df in frames.items():
-                n = 0
-                for rec in records(df):
-                    last = client.publish(f"{self.topic}/{name}", json.dumps(rec), qos=self.qos)
-                    n += 1
-                counts[name] = n
-            last = client.publish(f"{self.topic}/_done", json.dumps(counts), qos=self.qos)
-            if last is not None:
-                last.wait_for_publish(timeout=60)
-        finally:
-            client.loop_stop()
-            client.disconnect()
+        self._client = client
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._client is not None:
+            if self._last is not None:
+                self._last.wait_for_publish(timeout=60)
+            self._client.loop_stop()
+            self._client.disconnect()
+            self._client = None
+
+    def publish(self, frames: dict[str, pd.DataFrame]) -> dict[str, int]:
+        """Publish every row of ``frames`` (connected with ``with writer:``); rows per table."""
+        counts = {}
+        for name, df in frames.items():
+            n = 0
+            for rec in records(df):
+                self._last = self._client.publish(f"{self.topic}/{name}", json.dumps(rec), qos=self.qos)
+                n += 1
+            counts[name] = n
+        return counts
+
+    def done(self, counts: dict[str, int]) -> None:
+        self._last = self._client.publish(f"{self.topic}/_done", json.dumps(counts), qos=self.qos)
+
+    def write(self, frames):
+        with self:
+            counts = self.publish(frames)
+            self.done(counts)
         return f"{sum(counts.values())} row(s) published to mqtt://{self.host}:{self.port}/{self.topic}/<table>"
 
 

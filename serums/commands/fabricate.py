@@ -6,6 +6,7 @@
     serums fabricate verify REAL FABRICATED [--project P] [--holdout H] [--iterate] [--rounds 3] [--json]
     serums fabricate privacy DATA [--seed S] [--json]
     serums fabricate mask SOURCE --rules masking.yaml --out TARGET [--table T] [--key-file K] [--mix PROJECT]
+    serums fabricate stream mqtt://HOST:PORT/TOPIC --out TARGET (--rules masking.yaml | --project P) [--count N] [--seconds S] [--idle S]
     serums fabricate inflate DATABASE_URL --table T --rows N [--seed S] [--schema S] [--no-children]
     serums fabricate validate PROJECT
 
@@ -20,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-ACTIONS = ("sample", "profile", "verify", "validate", "privacy", "mask", "inflate", "run")
+ACTIONS = ("sample", "profile", "verify", "validate", "privacy", "mask", "stream", "inflate", "run")
 
 
 def register(sub) -> None:
@@ -32,18 +33,21 @@ def register(sub) -> None:
     p.add_argument("--out", help="directory (CSV), .json, .xlsx, .sqlite, postgresql+psycopg://…, mqtt://host:port/topic")
     p.add_argument("--format", choices=["csv", "json", "xml", "xlsx", "sqlite", "postgresql", "mqtt"])
     p.add_argument("--table", help="(profile, verify, privacy, mask) the table to read from a database URL")
-    p.add_argument("--rules", help="(mask) YAML: column → substitute | shuffle | fpe | keep | drop")
-    p.add_argument("--key-file", default="masking.key", help="(mask) hex key file, created (0600) when missing")
+    p.add_argument("--rules", help="(mask, stream) YAML: column → substitute | shuffle | fpe | keep | drop")
+    p.add_argument("--key-file", default="masking.key", help="(mask, stream) hex key file, created (0600) when missing")
     p.add_argument("--mix", help="(mask) also write this project's fabricated rows (mixed real + fabricated)")
     p.add_argument("--schema", help="PostgreSQL schema for the tables")
     p.add_argument("--no-children", action="store_true", help="(inflate) add rows to --table only, none to the "
                    "tables that refer to it")
+    p.add_argument("--count", type=int, help="(stream) stop after this many messages")
+    p.add_argument("--seconds", type=float, help="(stream) stop after this many seconds")
+    p.add_argument("--idle", type=float, help="(stream) stop when the topic has been quiet this many seconds")
     p.add_argument("--if-exists", default="replace", choices=["replace", "append", "fail"])
     p.add_argument("--workers", type=int, default=1, help="worker processes (output is the same for any count)")
     p.add_argument("--seed", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--report", help="also write the diagnostic report as JSON here")
-    p.add_argument("--project", help="(sample, verify) the data project the rule or tables belong to")
+    p.add_argument("--project", help="(sample, verify, stream) the data project the rule or tables belong to")
     p.add_argument("-n", type=int, default=10, help="(sample) how many values")
     p.add_argument("--name", help="(profile) project and table name")
     p.add_argument("--iterate", action="store_true", help="(verify) refine the implicated rules and repeat")
@@ -61,7 +65,7 @@ def _dispatch(args) -> int:
     else:
         action, rest = "run", [args.target, *args.args]
     handler = {"run": _run, "sample": _sample, "profile": _profile, "verify": _verify, "validate": _validate,
-               "privacy": _privacy, "mask": _mask, "inflate": _inflate}[action]
+               "privacy": _privacy, "mask": _mask, "stream": _stream, "inflate": _inflate}[action]
     from fabrication import USER_ERRORS
     from serums.cli import CommandError
 
@@ -266,19 +270,15 @@ def _privacy(args, rest) -> int:
     return 0
 
 
-def _mask(args, rest) -> int:
+def _masking(args) -> tuple[dict, bytes]:
+    """The masking rules (--rules YAML) and key (--key-file, created 0600 when missing)."""
     import os
     import secrets
 
     import yaml
 
-    from fabrication import fabricate, load_project
-    from fabrication.modes import move
     from serums.cli import CommandError
 
-    (source,) = _need(rest, 1, "mask SOURCE --rules masking.yaml --out TARGET [--table T] [--mix PROJECT]")
-    if not args.rules or not args.out:
-        raise CommandError("mask needs --rules masking.yaml and --out TARGET", code=2)
     try:
         rules = yaml.safe_load(Path(args.rules).read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -290,13 +290,42 @@ def _mask(args, rest) -> int:
         fd = os.open(kp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_hex(32))
-    key = bytes.fromhex(kp.read_text().strip())
+    return rules, bytes.fromhex(kp.read_text().strip())
+
+
+def _mask(args, rest) -> int:
+    from fabrication import fabricate, load_project
+    from fabrication.modes import move
+    from serums.cli import CommandError
+
+    (source,) = _need(rest, 1, "mask SOURCE --rules masking.yaml --out TARGET [--table T] [--mix PROJECT]")
+    if not args.rules or not args.out:
+        raise CommandError("mask needs --rules masking.yaml and --out TARGET", code=2)
+    rules, key = _masking(args)
     mixed = None
     if args.mix:
         project = load_project(args.mix)
         res = fabricate(project, rows=_rows(args.rows), seed=args.seed)
         mixed = res.frame(next(t.name for t in project.roots))
     print(move(source, args.out, rules, key, table=args.table, fabricated=mixed))
+    return 0
+
+
+def _stream(args, rest) -> int:
+    from fabrication import load_project
+    from fabrication.streaming import stream
+    from serums.cli import CommandError
+
+    usage = "stream mqtt://host:port/topic --out TARGET (--rules masking.yaml | --project P) [--count N] [--seconds S] [--idle S]"
+    (source,) = _need(rest, 1, usage)
+    if not args.out or bool(args.rules) == bool(args.project):
+        raise CommandError(f"usage: serums fabricate {usage}", code=2)
+    rules, key = _masking(args) if args.rules else (None, None)
+    project = load_project(args.project) if args.project else None
+    print(f"streaming {source} → {args.out} (Ctrl-C stops)", file=sys.stderr, flush=True)
+    report = stream(source, args.out, rules=rules, key=key, project=project, seed=args.seed or 0, count=args.count,
+                    seconds=args.seconds, idle=args.idle)
+    print(report.summary())
     return 0
 
 
