@@ -113,6 +113,19 @@ def privacy(path: Path, p: dict[str, Any]) -> str:
                  xlabel="membership-inference ROC AUC (0.5: a guess) · share of rows nearer to training (0.5 ideal)")
 
 
+def _numbers(s):
+    """A column as numbers (dates as matplotlib day numbers), or None when it is not numeric."""
+    import pandas as pd
+
+    n = pd.to_numeric(s, errors="coerce")
+    if n.notna().all():
+        return n.astype(float)
+    d = pd.to_datetime(s, errors="coerce", format="%Y-%m-%d")
+    if d.notna().all():
+        return (d - pd.Timestamp("1970-01-01")).dt.days.astype(float)  # matplotlib's epoch: 1970-01-01
+    return None
+
+
 def columns(path: Path, v: dict[str, Any], real, fake, k: int = 3) -> str | None:
     """The ``k`` most distinguishing columns, real vs fabricated, side by side."""
     import numpy as np
@@ -133,11 +146,19 @@ def columns(path: Path, v: dict[str, Any], real, fake, k: int = 3) -> str | None
     axes = np.atleast_1d(axes)
     for ax, col in zip(axes, picked, strict=False):
         r, f = real[back.get(col, col)].dropna(), fake[col].dropna()
-        rn, fn = pd.to_numeric(r, errors="coerce"), pd.to_numeric(f, errors="coerce")
-        if rn.notna().all() and fn.notna().all() and r.nunique() > 12:
+        rn, fn = _numbers(r), _numbers(f)
+        dates = rn is not None and r.dtype == object
+        if rn is not None and fn is not None and r.nunique() > 12:
             edges = np.histogram_bin_edges(np.r_[rn.to_numpy(float), fn.to_numpy(float)], bins=20)
             ax.hist(rn, bins=edges, density=True, alpha=0.55, color=REAL, label="real")
             ax.hist(fn, bins=edges, density=True, alpha=0.55, color=FAKE, label="fabricated")
+            if dates:
+                import matplotlib.dates as mdates
+
+                loc = mdates.AutoDateLocator(minticks=2, maxticks=5)
+                ax.xaxis.set_major_locator(loc)
+                ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(loc))
+            ax.set_yticks([])
         else:
             cats = list(pd.concat([r.astype(str), f.astype(str)]).value_counts().index[:12])
             x = np.arange(len(cats))

@@ -5,6 +5,7 @@ runs a fabrication to its report; bad input is answered inline; other roles are 
 
 from __future__ import annotations
 
+import json
 import re
 
 import pandas as pd
@@ -73,9 +74,9 @@ def test_a_rule_edited_in_the_form_shows_in_the_text_and_back(site, new_page, re
     assert page.locator("#kind-0").input_value() == "expression" and page.locator("#kind-1").input_value() == "expression"
     shot(page, "studio-02-editor-from-text")
     # zoom into the nested "or" and change one of its operands in the form
-    round_trip(page, lambda: page.get_by_role("button", name="Zoom into operand 2").click())
+    round_trip(page, lambda: page.get_by_role("button", name="Zoom in: operand 2").click())
     assert page.locator("#op").input_value() == "or"
-    round_trip(page, lambda: page.get_by_role("button", name="Zoom into operand 2").click())
+    round_trip(page, lambda: page.get_by_role("button", name="Zoom in: operand 2").click())
     assert page.locator("#op").input_value() == "=="
     assert page.locator("#arg-0").input_value() == "length_of_stay"
     round_trip(page, lambda: (page.locator("#arg-1").fill("1"), page.locator("#arg-1").blur()))
@@ -167,3 +168,53 @@ def test_only_researchers_and_hospital_admins_open_the_studio(site, new_page):
     admin = new_page()
     sign_in(admin, site.people.admin, path="/studio/")
     assert admin.get_by_role("heading", name="Fabrication studio").is_visible()
+
+
+def test_the_editor_works_without_javascript(site, browser, researcher):
+    ctx = browser.new_context(base_url=site.url, java_script_enabled=False)
+    ctx.set_default_timeout(20_000)
+    try:
+        page = ctx.new_page()
+        sign_in(page, researcher, path="/studio/")
+        copy_packaged(page, "nojs")
+        page.locator("#table-ndc_smr01").get_by_role("link", name="discharge_not_before_admission").first.click()
+        page.locator("#op").select_option("<=")
+        page.get_by_role("button", name="Apply the form").click()
+        assert text_of(page) == "discharge_date <= admission_date"
+        page.locator("#rule-text").fill("discharge_date >= admission_date or length_of_stay == 0")
+        page.get_by_role("button", name="Apply the text").click()
+        assert page.locator("#op").input_value() == "or" and page.locator("#arg-1").input_value() == "length_of_stay == 0"
+        page.locator("#rule-text").fill("discharge_date >=")
+        with page.expect_response(lambda r: "/rules/edit" in r.url) as answer:
+            page.get_by_role("button", name="Apply the text").click()
+        assert answer.value.status == 422 and "syntax error" in page.locator("#rule-problem").inner_text()
+        page.locator("#rule-text").fill("length_of_stay <= 2")
+        page.get_by_role("button", name="Fabricate sample").click()  # a pending text is applied first
+        assert page.locator("table.studio-sample tbody tr").count() == 6
+        values = [int(v) for v in page.locator("table.studio-sample tbody td").all_inner_texts()]
+        assert values and all(v <= 2 for v in values)
+        shot(page, "studio-08-no-javascript")
+    finally:
+        ctx.close()
+
+
+def test_the_studio_pages_pass_axe(site, browser, researcher):
+    from .test_security_browser import AXE, _axe
+
+    if not AXE.exists():
+        pytest.skip(f"axe-core is not installed at {AXE}")
+    ctx = browser.new_context(base_url=site.url, bypass_csp=True)
+    ctx.set_default_timeout(20_000)
+    try:
+        page = ctx.new_page()
+        sign_in(page, researcher, path="/studio/")
+        found = _axe(page, AXE.read_text())
+        copy_packaged(page, "axe")
+        found += _axe(page, AXE.read_text())
+        page.get_by_role("link", name="New rule on patients.date_of_birth").click()
+        page.get_by_role("button", name="Fabricate sample").click()
+        page.wait_for_selector("table.studio-sample")
+        found += _axe(page, AXE.read_text())
+        assert not found, json.dumps(found, indent=1)[:3000]
+    finally:
+        ctx.close()
