@@ -256,14 +256,14 @@ def admissions_chart(admissions: Sequence[dict[str, Any]], marks: Sequence[dict[
     left, top, row_h, width = 250, 16, 30, 760
     rows = [(a, da, _date(a.get("discharged")) or da) for a in admissions if (da := _date(a.get("admitted")))]
     mark_dates = [d for m in marks if (d := _date(m.get("date")))]
-    height = top + row_h * max(len(rows), 1) + (58 if mark_dates else 40)
+    height = top + row_h * max(len(rows), 1) + (62 if mark_dates else 40)
     desc = "; ".join(f"{a.get('type')} admission, {a.get('specialty')}, {short_date(da)} to {short_date(dd)} "
                      f"({a.get('days')} days)" for a, da, dd in rows) or "No admissions."
     svg = Svg(width, height, "Hospital admissions over time", desc)
     if not rows:
         return svg.render()
     dates = [d for _, da, dd in rows for d in (da, dd)] + mark_dates
-    axis_y = top + row_h * len(rows) + 4
+    axis_y = top + row_h * len(rows) + (12 if mark_dates else 4)
     x = _time_axis(svg, *_padded(dates), left, width - 16, axis_y, top)
     for i, (a, da, dd) in enumerate(rows):
         yy = top + i * row_h
@@ -272,10 +272,10 @@ def admissions_chart(admissions: Sequence[dict[str, Any]], marks: Sequence[dict[
         svg.rect(x(da), yy + 6, max(x(dd) - x(da), 4), row_h - 12, kind)
         svg.text(max(x(dd), x(da) + 4) + 5, yy + row_h / 2 + 4, f"{a.get('days')} d", "ch-value")
     for d in mark_dates:
-        svg.add("path", d=f"M{x(d):.1f} {axis_y + 22:.1f}l-5 8h10z", class_="ch-mark")
+        svg.add("path", d=f"M{x(d):.1f} {axis_y:.1f}l-5 -9h10z", class_="ch-mark")
     if mark_dates:
         _legend(svg, 8, height - 6, [("ch-adm", "admission"), ("ch-adm-emergency", "emergency admission"),
-                                     ("ch-mark", "chemotherapy cycle start (triangle)")])
+                                     ("ch-mark", "chemotherapy cycle start (triangle on the axis)")])
     return svg.render()
 
 
