@@ -57,6 +57,12 @@ METHODS = {
     "wall": ("train", "wall", "privacy wall (optimal (ε, δ) noise on the inputs), federated averaging"),
     "stats": ("stats", "wall", "encrypted statistics (TenSEAL CKKS) across hospitals, privacy wall on the result"),
 }
+#: how federated training runs: in the gateway's process, or on Flower's deployment engine
+ENGINES = {"inprocess": "federated averaging in the gateway's process",
+           "flower": "Flower's deployment engine (a SuperLink, a SuperNode beside each hospital's vault)"}
+#: the SuperNode loader of a research job (it reads its vault through a cohort token; ``serums``
+#: wires it, the gateway only names it in the node config)
+FLOWER_LOADER = "serums.commands.analytics:cohort_dataset"
 for _cls in (BudgetExceeded, CohortRefused, InvalidParameters, JobNotFound, DatasetNotFound):
     P.problem_type(_cls.type, _cls.status, _cls.title.capitalize(), " ".join((_cls.__doc__ or _cls.title).split()))
 
@@ -122,14 +128,16 @@ def analytics_ledger(services, hospital: str) -> ChainAnalyticsLedger:
                                    .network(services.network.channel))
 
 
-def sites(services) -> dict[str, CohortSite]:
+def sites(services, engine: str = "inprocess") -> dict[str, CohortSite]:
     """Every hospital whose vault is set up, as a job sees it: its vault and its analytics service
-    (the only presenter its cohort tokens accept)."""
+    (the only presenter its cohort tokens accept); for the ``flower`` engine, how its SuperNode
+    reaches that vault (the node config)."""
+    node = {"loader": FLOWER_LOADER, "data-dir": str(services.settings.data_dir)} if engine == "flower" else None
     out = {}
     for h in services.hospitals:
         if (services.vault_dir(h) / "vault.db").exists() or services.settings.postgres_url:
             analytics_identity(services, h)
-            out[h] = CohortSite(h, services.vault(h), service_user_id(h))
+            out[h] = CohortSite(h, services.vault(h), service_user_id(h), node)
     return out
 
 
@@ -240,7 +248,7 @@ def submit_job(services, actor: Actor, spec: dict[str, Any]) -> dict[str, Any]:
     job_spec = JobSpec.from_dict(spec)
     doc = L.evaluate(actor.contract(services, "BudgetContract"), "GetBudget", job_spec.dataset)
     ledger = analytics_ledger(services, doc["hospital"])
-    return job_store(services).submit(actor.user_id, job_spec, ledger, sites(services)).view()
+    return job_store(services).submit(actor.user_id, job_spec, ledger, sites(services, job_spec.engine)).view()
 
 
 def _may_read(actor: Actor, job: Job) -> bool:
@@ -379,6 +387,7 @@ class Study:
     method: str
     hospitals: list[str]
     rounds: int = 3
+    engine: str = "inprocess"
     purpose: str = "research"
     cohort: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
@@ -394,7 +403,7 @@ class Study:
         return {"study": self.name, "cohort_id": self.cohort.get("cohort_id") or "none", "dataset": self.dataset,
                 "epsilon": self.epsilon, "delta": self.delta, "purpose": self.purpose, "sections": list(self.sections),
                 "method": method, "kind": kind, "rounds": self.rounds if kind == "train" else 1,
-                "local_epochs": 2 if kind == "train" else 1}
+                "local_epochs": 2 if kind == "train" else 1, "engine": self.engine if kind == "train" else "inprocess"}
 
 
 class StudyStore:
@@ -446,11 +455,13 @@ def number(value: Any, name: str) -> float:
 
 @_analytics
 def define_study(services, actor: Actor, *, name: str, sections: list[str], dataset: str, epsilon: Any, delta: Any,
-                 method: str, hospitals: list[str], rounds: Any = 3) -> Study:
+                 method: str, hospitals: list[str], rounds: Any = 3, engine: str = "inprocess") -> Study:
     """Define a study and ask the chain for its cohort at once: the candidates are the enrolled
     patients of ``hospitals``; the chain keeps those who allow research of every section."""
     if method not in METHODS:
         raise P.Problem(P.VALIDATION, f"method: one of {', '.join(METHODS)}, not {method!r}")
+    if engine not in ENGINES:
+        raise P.Problem(P.VALIDATION, f"engine: one of {', '.join(ENGINES)}, not {engine!r}")
     if not hospitals:
         raise P.Problem(P.VALIDATION, "hospitals: choose at least one hospital whose patients are candidates")
     hospitals = [services.hospital_of(h) for h in hospitals]
@@ -460,7 +471,7 @@ def define_study(services, actor: Actor, *, name: str, sections: list[str], data
         raise P.Problem(P.VALIDATION, f"rounds: a whole number, not {rounds!r}") from None
     study = Study(f"study-{uuid.uuid4().hex[:16]}", actor.user_id, name.strip(), list(dict.fromkeys(sections)),
                   dataset.strip(), number(epsilon, "epsilon"), number(delta, "delta"), method, hospitals, n_rounds,
-                  created_at=_now())
+                  engine, created_at=_now())
     JobSpec.from_dict(study.job_spec())  # every field checked before anything reaches the chain
     budget(services, actor, study.dataset)  # the dataset exists (404 dataset-not-found otherwise)
     study.cohort = _ask_for_cohort(services, actor, study)
@@ -502,7 +513,7 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-__all__ = ["MAX_CANDIDATES", "METHODS", "SERVICE_ROLE", "Study", "StudyStore",
+__all__ = ["ENGINES", "FLOWER_LOADER", "MAX_CANDIDATES", "METHODS", "SERVICE_ROLE", "Study", "StudyStore",
            "all_spends", "analytics_identity", "analytics_ledger", "as_problem", "budget", "candidates", "cohort",
            "create_dataset", "datasets", "define_study", "document_digest", "job", "job_store", "jobs",
            "ledger_overview", "number", "r_delta_plot", "release", "release_record", "renew_cohort", "request_cohort", "run_study", "service_user_id", "sites",

@@ -51,6 +51,9 @@ class JobIn(S.Schema):
     kind = S.Choice(["train", "stats"], load_default="train",
                     metadata={"description": "train: the toxicity predictor; stats: encrypted statistics "
                                              "(TenSEAL), noised by the privacy wall (method 'wall')"})
+    engine = S.Choice(list(R.ENGINES), load_default="inprocess",
+                      metadata={"description": "inprocess: FedAvg in the gateway's process; flower: Flower's "
+                                               "deployment engine (a SuperNode beside each hospital's vault)"})
     rounds = fields.Integer(load_default=3, validate=validate.Range(min=1, max=50))
     local_epochs = fields.Integer(load_default=2, validate=validate.Range(min=1, max=20))
 

@@ -43,9 +43,9 @@ def _new(problem=None, form=None, status: int = 200):
     svc = services()
     datasets, p = attempt(lambda: R.datasets(svc, a))
     defaults = {"sections": list(TOXICITY_SECTIONS), "hospitals": svc.hospitals, "epsilon": "1", "delta": "1e-5",
-                "method": "dpsgd", "rounds": "3"}
+                "method": "dpsgd", "rounds": "3", "engine": "inprocess"}
     return _page("study_new.html", status, datasets=datasets or [], problem=problem or p, methods=R.METHODS,
-                 hospitals=svc.hospitals, form=form or defaults)
+                 engines=R.ENGINES, hospitals=svc.hospitals, form=form or defaults)
 
 
 @bp.get("/studies/new")
@@ -58,7 +58,7 @@ def define_study():
     f = request.form
     form = {"name": f.get("name", ""), "sections": form_list("sections"), "dataset": f.get("dataset", ""),
             "epsilon": f.get("epsilon", ""), "delta": f.get("delta", ""), "method": f.get("method", ""),
-            "hospitals": form_list("hospitals"), "rounds": f.get("rounds", "3")}
+            "hospitals": form_list("hospitals"), "rounds": f.get("rounds", "3"), "engine": f.get("engine", "inprocess")}
     study, problem = attempt(lambda: R.define_study(services(), actor(), **form))
     if problem is not None or study is None:
         return _new(problem, form, status_of(problem))

@@ -129,3 +129,20 @@ def test_a_bad_study_is_a_4xx_problem_and_asks_the_chain_nothing(rw, change, slu
     problem = problem_of(exc.value)
     assert problem.type.slug == slug and 400 <= problem.type.status < 500, problem
     assert len(R.studies(world.services, researcher)) == count
+
+
+@pytest.mark.slow
+def test_a_study_on_flowers_deployment_engine_releases_like_the_others(rw, monkeypatch):
+    world, researcher, admin, _ = rw
+    svc = world.services
+    # the SuperNodes (processes beside the vaults) reach this test's node as `serums` would tell them
+    monkeypatch.setenv("SERUMS_NODE_ADDRESS", svc.address)
+    R.create_dataset(svc, admin, "tox-flower", 2.0, 1e-4)
+    study = _study(rw, dataset="tox-flower", engine="flower")
+    job = R.run_study(svc, researcher, study.study_id)
+    assert job["spec"]["engine"] == "flower"
+    done = _done(svc, researcher, job["job_id"], timeout=300.0)
+    assert done["status"] == "released" and done["round"] == 2, done["problem"]
+    rel = R.release(svc, researcher, job["job_id"])
+    assert rel["document"]["engine"] == "flower" and R.document_digest(rel) == rel["sha256"]
+    assert R.release_record(svc, researcher, "tox-flower", rel["release_id"])["tx_id"] == rel["tx_id"]
