@@ -8,6 +8,8 @@ user, on top of the same application layer (:mod:`gateway.flow`) as the JSON API
                      who saw what, grants with revoke
 ``/clinician``       redeem a share code, request access, the chain's decision, the
                      released record with withheld sections, break-glass, my grants
+``/clinician/        the oncologist's dashboard: a granted patient's treatment, toxicity,
+oncology``           comorbidities and admissions as SVG charts, the released predictor's risk
 ``/auditor``         the trail (filters, pages, CSV), break-glass reviews, ledger check
 ``/hospital-admin``  users (suspend, reinstate), generic rules and their history
 ==================  ===================================================================
