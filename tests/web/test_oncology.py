@@ -440,6 +440,7 @@ def test_the_oncologist_sees_the_toxicity_chart_and_the_risk(site, onc, new_page
     csp = _csp_errors(page)
     sign_in(page, onc.oncologist)
     page.get_by_role("link", name="Oncology dashboard").click()
+    shot(page, "oncology-home")
     page.locator(f"form[action$='/grants/{grant}'] button").click()
     page.wait_for_selector("h1:has-text('Oncology dashboard')")
     chart = page.locator("#toxicity-chart svg[role=img]")
