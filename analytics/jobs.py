@@ -39,7 +39,14 @@ from typing import Any
 import numpy as np
 
 from .chain import AnalyticsLedger
-from .errors import AnalyticsError, BudgetExceeded, CohortRefused, InvalidParameters, JobNotFound
+from .errors import (
+    AnalyticsError,
+    BudgetExceeded,
+    CohortRefused,
+    EngineUnavailable,
+    InvalidParameters,
+    JobNotFound,
+)
 from .features import (
     REGIMENS,
     RESEARCH_BOUNDS,
@@ -185,7 +192,7 @@ def _shards(spec: JobSpec, sites: Mapping[str, CohortSite]) -> list[Dataset]:
 
 
 def _train_inprocess(spec: JobSpec, sites: Mapping[str, CohortSite], each_round: Callable[[RoundLog], None],
-                     work_dir: Path | None) -> tuple[dict[str, np.ndarray], float, int]:
+                     recheck: Callable[[], Any], work_dir: Path | None) -> tuple[dict[str, np.ndarray], float, int]:
     shards = _shards(spec, sites)
     if not shards:
         raise CohortRefused(f"cohort {spec.cohort_id} has no rows to learn from at these hospitals", reason="empty")
@@ -194,10 +201,11 @@ def _train_inprocess(spec: JobSpec, sites: Mapping[str, CohortSite], each_round:
 
 
 def _train_flower(spec: JobSpec, sites: Mapping[str, CohortSite], each_round: Callable[[RoundLog], None],
-                  work_dir: Path | None) -> tuple[dict[str, np.ndarray], float, int]:
+                  recheck: Callable[[], Any], work_dir: Path | None) -> tuple[dict[str, np.ndarray], float, int]:
     """The same job on Flower's deployment engine: a SuperLink and one SuperNode per hospital on
     loopback; each SuperNode's loader reads its vault through a cohort token every round (so the
-    vault itself refuses a revoked cohort), and the cohort is re-checked on chain after every round."""
+    vault itself refuses a revoked cohort), and the cohort is re-checked on chain after every round.
+    When the engine fails, ``recheck`` says whether a revoked cohort was the cause."""
     import tempfile
 
     from .flower import Federation, Site
@@ -212,8 +220,12 @@ def _train_flower(spec: JobSpec, sites: Mapping[str, CohortSite], each_round: Ca
         each_round(RoundLog(int(entry["round"]), float(entry["seconds"]), float(entry["epsilon_spent"])))
 
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="serums-flower-"))
-    with Federation(work, fsites) as fed:
-        run = fed.run(spec.train_config(), features=len(RESEARCH_FEATURES), on_round=progress)
+    try:
+        with Federation(work, fsites) as fed:
+            run = fed.run(spec.train_config(), features=len(RESEARCH_FEATURES), on_round=progress)
+    except EngineUnavailable:
+        recheck()  # the SuperNodes' vaults refuse a revoked cohort: report that, not the engine's failure
+        raise
     return run.parameters, run.epsilon_spent, len(fsites)
 
 
@@ -239,7 +251,8 @@ def run_job(spec: JobSpec, ledger: AnalyticsLedger, sites: Mapping[str, CohortSi
         if on_round:
             on_round(entry)
 
-    parameters, epsilon_spent, hospitals = _ENGINES[spec.engine](spec, sites, each_round, work_dir)
+    parameters, epsilon_spent, hospitals = _ENGINES[spec.engine](spec, sites, each_round,
+                                                                  lambda: _check_cohort(ledger, spec), work_dir)
     spent = min(float(spec.epsilon), epsilon_spent) if spec.method == "dpsgd" else float(spec.epsilon)
     release_id = release_id or f"rel-{uuid.uuid4().hex[:16]}"
     document = {

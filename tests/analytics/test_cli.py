@@ -176,3 +176,41 @@ def test_a_job_on_flowers_deployment_engine(cli, research_dir, tmp_path):
     rc, out, _ = cli("jobs", "release", job_id)
     doc = json.loads(out)["document"]
     assert doc["engine"] == "flower" and doc["rounds"] == 2 and 0 < doc["epsilon_accountant"] <= 1.0
+
+
+@pytest.mark.slow
+def test_a_flower_job_stops_when_its_cohort_is_revoked(research_dir, monkeypatch, tmp_path):
+    """The same chain gating on Flower's engine: revoked after round 1, the job stops, spends nothing."""
+    import dataclasses
+
+    from analytics import CohortRefused
+    from analytics.jobs import JobSpec, run_job
+    from gateway import ledger as L
+    from gateway import research as R
+    from serums.commands.analytics import _Service, flower_node_config
+    from serums.config import Settings
+
+    data_dir, address, world = research_dir
+    monkeypatch.setenv("SERUMS_NODE_ADDRESS", address)
+    services = world.services
+    signer = services.auth.open_wallet_with_key(world.researcher.username, world.researcher.key)
+    researcher = _Service(world.researcher.user_id, "researcher",
+                          lambda c: services.user_contract(world.researcher.user_id, signer, c))
+    cid = R.request_cohort(services, researcher, sorted(world.refs))["cohort_id"]
+    L.submit(services.admin_contract("lothian", "BudgetContract"), "CreateDataset", "ds-revoked", 2.0, 1e-4)
+    ledger = R.analytics_ledger(services, "lothian")
+    node = flower_node_config(Settings.from_env(data_dir=str(data_dir)))
+    sites = {h: dataclasses.replace(s, node_config=node) for h, s in R.sites(services).items()}
+    rounds = []
+
+    def revoke_after_first(entry):
+        rounds.append(entry.round)
+        if entry.round == 1:
+            L.submit(researcher.contract(services, "TransportContract"), "RevokeCohort", cid, "relinquished")
+
+    spec = JobSpec(study="s", cohort_id=cid, dataset="ds-revoked", epsilon=1.0, delta=1e-5, rounds=3,
+                   local_epochs=1, engine="flower")
+    with pytest.raises(CohortRefused) as e:
+        run_job(spec, ledger, sites, on_round=revoke_after_first, work_dir=tmp_path / "flower")
+    assert e.value.extra["reason"] == "revoked" and rounds[0] == 1 and 3 not in rounds
+    assert ledger.budget("ds-revoked")["spends"] == 0
