@@ -58,24 +58,27 @@ def draw(out: Path, report: dict[str, Any], verified: dict[str, Any] | None, rea
     return [n for n in names if n]
 
 
-def rules(path: Path, report: dict[str, Any], limit: int = 40) -> str:
-    """Validity of every hard rule (not-null rules as one bar per table), lowest first."""
-    items: list[tuple[str, float]] = []
-    notnull: dict[str, list[float]] = {}
-    for r in report.get("rules", []):
-        if r["kind"] == "not_null":
-            notnull.setdefault(r["table"], []).append(r["validity"])
-        else:
-            items.append((r["name"], r["validity"]))
-    items += [(f"{t}: {len(v)} not-null rules", min(v)) for t, v in notnull.items()]
-    items.sort(key=lambda x: (x[1], x[0]))
-    shown = items[:limit]
-    plt, (fig, ax) = _fig(height=max(2.0, 0.22 * len(shown) + 1.0))
-    labels = [n if len(n) <= 48 else n[:46] + "…" for n, _ in shown]
-    _barh(ax, labels, [100 * v for _, v in shown], [REAL if v >= 1 else WARN for _, v in shown])
+def rules(path: Path, report: dict[str, Any], limit: int = 30) -> str:
+    """Validity of every hard rule, lowest first: each rule that fails somewhere on a bar of its own,
+    the rules that hold on every row as one bar per table (one bar per rule when there are few)."""
+    rs = report.get("rules", [])
+    grouped = len(rs) > limit
+    failing = sorted(((r["name"], r["validity"]) for r in rs if r["validity"] < 1), key=lambda x: (x[1], x[0]))
+    items = failing[:limit]
+    if grouped:
+        per_table: dict[str, int] = {}
+        for r in rs:
+            if r["validity"] >= 1:
+                per_table[r["table"]] = per_table.get(r["table"], 0) + 1
+        items += [(f"{t}: {n} rules at 100 %", 1.0) for t, n in per_table.items()]
+    else:
+        items += sorted((r["name"], r["validity"]) for r in rs if r["validity"] >= 1)
+    plt, (fig, ax) = _fig(height=max(2.0, 0.24 * len(items) + 1.1))
+    labels = [n if len(n) <= 48 else n[:46] + "…" for n, _ in items]
+    _barh(ax, labels, [100 * v for _, v in items], [REAL if v >= 1 else WARN for _, v in items])
     ax.set_xlim(0, 100)
-    more = f" (lowest {limit} of {len(items)})" if len(items) > limit else f" ({len(items)})"
-    return _done(plt, fig, ax, path, "Every rule checked on the output" + more, xlabel="rows satisfying the rule (%)")
+    held = sum(1 for r in rs if r["validity"] >= 1)
+    return _done(plt, fig, ax, path, f"{held} of {len(rs)} rules hold on every row", xlabel="rows satisfying the rule (%)")
 
 
 def distinguisher(path: Path, v: dict[str, Any]) -> str:

@@ -100,6 +100,16 @@ def test_a_rule_edited_in_the_form_shows_in_the_text_and_back(site, new_page, re
     page.wait_for_selector("text=Rule saved")
     assert page.locator("#table-ndc_smr01").get_by_text(
         "length_of_stay >= 0 and discharge_date >= admission_date").first.is_visible()
+    # the saved rule is fabricated and checked like every other (a project of rules: no distinguisher)
+    page.get_by_label("Rows of each root table").fill("40")
+    page.get_by_role("button", name="Run the fabrication").click()
+    page.wait_for_selector("text=rule validity", timeout=300_000)
+    page.get_by_text("The table of rules").click()
+    row = page.locator("table.studio-report tr", has_text="discharge_not_before_admission")
+    assert "length_of_stay >= 0 and discharge_date >= admission_date" in row.inner_text()
+    assert "100.00 %" in row.inner_text()
+    assert page.get_by_text("No distinguisher or privacy report").is_visible()
+    shot(page, "studio-09-rules-report")
 
 
 def test_a_new_rule_starts_from_its_column_and_samples_differ(site, new_page, researcher):
