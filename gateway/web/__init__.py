@@ -12,6 +12,8 @@ user, on top of the same application layer (:mod:`gateway.flow`) as the JSON API
 oncology``           comorbidities and admissions as SVG charts, the released predictor's risk
 ``/auditor``         the trail (filters, pages, CSV), break-glass reviews, ledger check
 ``/hospital-admin``  users (suspend, reinstate), generic rules and their history
+``/studio``          the fabrication studio (researchers, hospital admins): data projects,
+                     the rule editor (form and text in sync), samples, runs and their report
 ==================  ===================================================================
 
 Security: the sign-in cookie of :mod:`gateway.web.session`; CSRF tokens (flask-wtf) on every
