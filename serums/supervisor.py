@@ -99,6 +99,30 @@ class RestartPolicy:
         return min(self.maximum, self.initial * 2 ** max(0, failures - 1))
 
 
+class Foreign:
+    """A process that another one started (``network add-hospital`` beside a supervisor): no exit
+    status to collect, alive while ``alive()`` says so; the supervisor restarts it as its own child."""
+
+    returncode = None
+
+    def __init__(self, pid: int, alive: Callable[[], bool]):
+        self.pid = pid
+        self._alive = alive
+        self.gone = False
+
+    def poll(self) -> int | None:
+        self.gone = self.gone or not self._alive()
+        return 0 if self.gone else None
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = time.monotonic() + (timeout if timeout is not None else 1e9)
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout or 0)
+            time.sleep(0.1)
+        return 0
+
+
 class GaveUp(Exception):
     """A supervised child failed fast too often in a row."""
 
@@ -143,6 +167,8 @@ class Child:
         return self.proc is not None and self.proc.poll() is None
 
     def exit_description(self) -> str:
+        if isinstance(self.proc, Foreign):
+            return "is gone" if self.proc.gone else "did not become ready"
         code = self.proc.returncode if self.proc is not None else None
         if code is None:
             return "did not become ready"
@@ -222,6 +248,8 @@ class Supervisor:
     def __init__(self, log_dir: Path):
         self.log_dir = log_dir
         self.children: list[Child] = []
+        #: called at every supervision step (e.g. to adopt processes another command started)
+        self.watches: list[Callable[[], None]] = []
 
     def spawn(self, name: str, argv: list[str], *, env: dict[str, str] | None = None,
               ready: Callable[[], bool], timeout: float = 60.0, pass_fds: tuple[int, ...] = (),
@@ -262,7 +290,9 @@ class Supervisor:
         old = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
         try:
             while not stopping["flag"] and not (stop_event is not None and stop_event.is_set()):
-                for c in self.children:
+                for watch in self.watches:
+                    watch()
+                for c in list(self.children):
                     try:
                         c.check(time.monotonic())
                     except (GaveUp, CommandError) as exc:

@@ -235,7 +235,7 @@ class FabricNetwork:
             raise FabricError(f"{what or ' '.join(argv[:3])} failed: {' | '.join(tail)}")
         return res.stdout + (res.stderr if stderr else "")
 
-    def _reload_state(self) -> None:
+    def reload_state(self) -> None:
         """Take in what another process recorded meanwhile (``network add-hospital`` beside a
         supervisor), so that a restart or :meth:`down` neither forgets nor overwrites it."""
         on_disk = self._load_state()
@@ -243,7 +243,7 @@ class FabricNetwork:
             self.state = on_disk
 
     def _spawn(self, name: str, argv: list[str], env: dict, marker: str) -> None:
-        self._reload_state()
+        self.reload_state()
         log_path = self.log_path(name)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as out:
@@ -567,7 +567,7 @@ class FabricNetwork:
     def down(self, *, purge: bool = False) -> list[str]:
         """Stop what :meth:`up` started (chaincode servers, peers, orderer); ``purge`` also deletes the
         Fabric ledgers and material. Returns the names of the processes stopped."""
-        self._reload_state()
+        self.reload_state()
         names = list(self.state.get("processes", {}))
         order = sorted(names, key=lambda n: (not n.startswith("chaincode."), n == "orderer"))
         stopped = [n for n in order if self.stop_process(n)]

@@ -372,7 +372,7 @@ def supervise_fabric(sup, net, restart=None) -> list:
     the embedded node; it counts as serving again once it listens on its port."""
     from network.fabric import FabricError
 
-    from ..supervisor import RestartPolicy
+    from ..supervisor import Foreign, RestartPolicy
 
     def launcher(name: str):
         def launch():
@@ -382,14 +382,31 @@ def supervise_fabric(sup, net, restart=None) -> list:
                 raise CommandError(f"{name} cannot be restarted: {getattr(exc, 'detail', exc)}") from None
         return launch
 
-    children = []
+    def adopt(name: str, proc) -> None:
+        children.append(sup.adopt(name, proc, log=net.log_path(name), launch=launcher(name),
+                                  ready=lambda: net.serving(name), restart=restart or RestartPolicy(),
+                                  argv=net.command(name)[0]))
+
+    children: list = []
     for name in net.state.get("processes", {}):
         proc = net.process(name)
         if proc is None:  # started by another `serums network up`: not ours to restart
             continue
-        children.append(sup.adopt(name, proc, log=net.log_path(name), launch=launcher(name),
-                                  ready=lambda name=name: net.serving(name), restart=restart or RestartPolicy(),
-                                  argv=net.command(name)[0]))
+        adopt(name, proc)
+
+    def newcomers() -> None:
+        """Processes that `network add-hospital` started beside this supervisor: supervised too."""
+        ours = {c.name for c in children}
+        try:
+            net.reload_state()
+        except FabricError:
+            return
+        for name, info in net.state.get("processes", {}).items():
+            if name not in ours and net.running(name):
+                adopt(name, Foreign(info["pid"], lambda name=name: net.running(name)))
+                print(f"[up] {name}: supervised from now on (pid {info['pid']})", flush=True)
+
+    sup.watches.append(newcomers)
     return children
 
 

@@ -2,7 +2,8 @@
 
 A chaincode server and a peer killed with SIGKILL are started again by it (back-off, logged), the
 hospital's peer endorses and commits afterwards, ``network status`` names the supervisor,
-``serums network down`` from another shell stops it and everything it ran; started again on the
+a hospital added beside it (``network add-hospital``) is supervised too; ``serums network down``
+from another shell stops it and everything it ran; started again on the
 same ledgers and then killed with SIGKILL itself, it leaves no Fabric process behind (the kernel's
 parent-death signal), and ``status`` then says nothing supervises. ``--detach`` returns at once."""
 
@@ -61,9 +62,9 @@ def _processes(data_dir: Path) -> dict:
     return json.loads((data_dir / "network" / "fabric" / "state.json").read_text())["processes"]
 
 
-def _submit(data_dir: Path, org: str, timeout: float = 60) -> str:
-    """A write endorsed and committed through ``org``'s own peer (policy ANY: its own chaincode
-    server runs it); retried while that peer is still coming back."""
+def _submit(data_dir: Path, org: str, timeout: float = 60, write: bool = True) -> str:
+    """A write (unless ``write`` is false) endorsed and committed through ``org``'s own peer (policy
+    ANY: its own chaincode server runs it), and a read; retried while that peer is still coming back."""
     cfg = NetworkConfig.load(data_dir / "network")
     fab = data_dir / "network" / "fabric"
     port = json.loads((fab / "state.json").read_text())["ports"][org]["listen"]
@@ -74,7 +75,8 @@ def _submit(data_dir: Path, org: str, timeout: float = 60) -> str:
             with connect(ident, signer, f"127.0.0.1:{port}",
                          tls_root_certs=(fab / "orgs" / org / "tlsca" / "ca.pem").read_bytes()) as gw:
                 contract = gw.network(cfg.channel).contract("serums", "UserContract")
-                contract.submit_json("RegisterHospital", org.upper())
+                if write:
+                    contract.submit_json("RegisterHospital", org.upper())
                 return contract.evaluate_json("GetHospital", cfg.org(org).msp_id)["name"]
         except GatewayError as exc:
             if exc.chaincode_status is not None or time.monotonic() > deadline:
@@ -101,6 +103,16 @@ def test_network_up_supervises_in_the_foreground_and_its_processes_stop_with_it(
             assert info["pid"] != procs[name]["pid"] and _alive(info["pid"], info["marker"])
             assert f"[supervisor] {name}: restart #1" in Path(info["log"]).read_text()
         assert _submit(tmp_path, "zmc") == "ZMC"
+        # a hospital added beside the supervisor: its processes are supervised from then on
+        add = _serums(env, "network", "add-hospital", "fcrb", "--engine", "fabric", timeout=300)
+        assert add.returncode == 0, add.stdout + add.stderr
+        _wait_for(out, "chaincode.fcrb: supervised from now on", up, 30)
+        added = _processes(tmp_path)["chaincode.fcrb"]
+        os.kill(added["pid"], signal.SIGKILL)
+        _wait_for(out, "chaincode.fcrb: serving again after restart #1", up, 120)
+        assert "chaincode.fcrb is gone" in "".join(out)
+        assert _submit(tmp_path, "fcrb", write=False) == "Fcrb"  # (add-hospital registered it)
+        procs = _processes(tmp_path)
         # a second supervisor is refused in one line, naming this one
         again = _serums(env, "network", "up", "--engine", "fabric")
         assert again.returncode == 1 and f"pid {up.pid}" in again.stderr and again.stderr.count("\n") == 1
