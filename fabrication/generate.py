@@ -59,6 +59,15 @@ class RepairStats:
 # ---------------------------------------------------------------------------- value conversion
 
 
+def round_significant(x: np.ndarray, digits: int) -> np.ndarray:
+    """``x`` rounded to ``digits`` significant digits (0 stays 0): 0.7912 → 0.791, 2.4137 → 2.41 for 3."""
+    x = np.asarray(x, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mag = np.floor(np.log10(np.abs(np.where(np.isfinite(x) & (x != 0), x, 1.0))))
+    scale = 10.0 ** (digits - 1 - mag)
+    return np.where(np.isfinite(x) & (x != 0), np.round(x * scale) / scale, x)
+
+
 def coerce(col: Column, raw: np.ndarray, dist: Dist | None = None) -> np.ndarray:
     """Drawn values (floats, or indices into a categorical's values) → the column's internal dtype."""
     t = col.type
@@ -77,6 +86,8 @@ def coerce(col: Column, raw: np.ndarray, dist: Dist | None = None) -> np.ndarray
         return np.asarray(raw).astype(bool)
     if col.step and t in (E.T.INT, E.T.DECIMAL):  # on the column's value lattice
         raw = np.round(np.asarray(raw, dtype=float) / col.step) * col.step
+    if col.significant and t in (E.T.INT, E.T.DECIMAL):  # rounded to significant digits
+        raw = round_significant(np.asarray(raw, dtype=float), col.significant)
     if t in (E.T.INT, E.T.DATE, E.T.DATETIME):
         a = np.asarray(raw, dtype=float)
         return np.round(np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)).astype(np.int64)

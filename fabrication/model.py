@@ -85,6 +85,7 @@ class Column:
     null_exact: bool = False  # nulls.iff: null exactly where the condition holds  # columns ``nulls.when`` reads (applied once they exist)
     formula_text: str | None = None
     step: float | None = None  # values lie on the lattice of multiples of ``step`` (int/decimal)
+    significant: int | None = None  # values are rounded to this many significant digits (int/decimal)
 
     @property
     def scale(self) -> int:
@@ -790,6 +791,11 @@ def _compile_generator(t: Table, col: Column, cs: ColumnSpec, scope: _Scope, cp:
             P.add(f"{cp}.step", f"{cs.step:g} is not a multiple of the column's precision ({1 / col.scale:g})")
         else:
             col.step = float(cs.step)
+    if cs.significant is not None:
+        if col.type not in (E.T.INT, E.T.DECIMAL):
+            P.add(f"{cp}.significant", f"significant digits need an int or decimal column, not {cs.type}")
+        else:
+            col.significant = int(cs.significant)
     deps.discard(col.name)
     unknown = (deps | col.null_deps) - set(t.columns)
     for u in sorted(unknown):

@@ -96,6 +96,25 @@ def lattice(x: np.ndarray, share: float = LATTICE_SHARE) -> tuple[float, int]:
     return 1e-6, 0
 
 
+def significant_digits(x: np.ndarray, step: float, share: float = LATTICE_SHARE) -> int | None:
+    """The fewest significant digits (1–6) to which ≥ ``share`` of the values are rounded, when that
+    grid is coarser than the fixed ``step`` among the large values (lab results recorded to 3
+    significant digits: 0.791 and 2.41, never 2.413); None when the fixed step says it all."""
+    from .generate import round_significant
+
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x) & (x != 0)]
+    if len(x) < 2 * BIN_SUPPORT:
+        return None
+    top = float(np.quantile(np.abs(x), 0.9))
+    for d in range(1, 7):
+        if 10.0 ** (np.floor(np.log10(top)) - d + 1) <= step * (1 + 1e-9):
+            return None  # at the large values this grid is no coarser than the step
+        if np.mean(np.abs(round_significant(x, d) - x) <= 1e-9 * np.maximum(np.abs(x), 1)) >= share:
+            return d
+    return None
+
+
 def _decimals(step: float) -> int:
     for d in range(0, 7):
         if abs(step * 10**d - round(step * 10**d)) < 1e-9:
@@ -185,6 +204,10 @@ def profile_column(s: pd.Series, name: str, bins: int = 20, min_count: int = BIN
             desc.append(f"{_clean(lo)} … {_clean(hi)} (5th smallest … 5th largest), median {q[0]:g}")
             if off:
                 desc.append(f"{off} value(s) off the grid of {step:g} (drawn on it)")
+            sig = significant_digits(x, step)
+            if sig is not None:
+                spec["significant"] = sig
+                desc.append(f"recorded to {sig} significant digits")
         facts.update(kind="date" if date else "num", codes=codes, dist=dist, integer=integer, step=step, ks=ks,
                      lo=lo, hi=hi)
     else:
@@ -498,10 +521,66 @@ def _order_rules(facts: dict[str, dict], limit: int) -> list[dict]:
     return rules
 
 
+def compact_components(spec: dict) -> dict:
+    """The profiled project as a person reads it: each table's mixture of copulas stated once, as
+    named component tables (``components``: weight, marginals, correlation matrix per component)
+    instead of one ``cases`` entry per component in every column and one correlation rule per
+    component. Loading expands it back (:func:`fabrication.spec.expand_components`); tables without a
+    mixture are returned unchanged."""
+    import copy as _copy
+
+    out = _copy.deepcopy(spec)
+    for tname, t in out["tables"].items():
+        cols = t.get("columns") or {}
+        comp = next((c for c, cs in cols.items() if cs.get("output") is False and cs.get("type") == "categorical"
+                     and str(c).startswith("component") and (cs.get("distribution") or {}).get("kind") == "categorical"),
+                    None)
+        if comp is None:
+            continue
+        names = [str(n) for n in cols[comp]["categories"]]
+        whens = [f"{comp} == '{n}'" for n in names]
+        members = [c for c, cs in cols.items() if c != comp and len(cs.get("cases") or []) == len(names)
+                   and all("distribution" in k for k in cs["cases"])
+                   and [k.get("when") for k in cs["cases"]] == whens[:-1] + [None]]
+        copulas = {r["correlation"]["when"]: r for r in t.get("rules") or []
+                   if "correlation" in r and r["correlation"].get("method") == "copula"
+                   and r["correlation"].get("when") in whens and r.get("name") == f"{tname}_copula_" + r["correlation"]["when"].split("'")[1]}
+        corr_cols = next(iter(copulas.values()))["correlation"]["columns"] if len(copulas) == len(names) else []
+        if not members or (copulas and len(copulas) != len(names)):
+            continue
+        weights = cols[comp]["distribution"]["weights"]
+        tables = {}
+        for i, n in enumerate(names):
+            entry: dict = {"weight": weights[n]}
+            r = copulas.get(whens[i])
+            if r is not None:
+                entry["tolerance"] = r["correlation"].get("tolerance", 0.15)
+            entry["marginals"] = {c: cols[c]["cases"][i]["distribution"] for c in members}
+            if r is not None:
+                entry["correlation"] = r["correlation"]["matrix"]
+            tables[n] = entry
+        for c in members:
+            cols[c].pop("cases")
+        desc = cols.pop(comp).get("description")
+        t["rules"] = [r for r in t.get("rules") or [] if r not in copulas.values()]
+        block = {"column": comp, **({"description": desc} if desc else {}), "columns": list(corr_cols), "tables": tables}
+        rebuilt = {}
+        for key, v in t.items():  # components right before the columns they draw
+            if key == "columns":
+                rebuilt["components"] = block
+            rebuilt[key] = v
+        out["tables"][tname] = rebuilt
+    return out
+
+
 def project_yaml(spec: dict) -> str:
-    """The project as YAML a person can read: lists of plain values (bin edges, weights, matrix rows,
-    categories) on one line each, mappings in block style."""
+    """The project as YAML a person can read: the mixture as named component tables
+    (:func:`compact_components`), lists of plain values (bin edges, weights, matrix rows, categories)
+    and small mappings of plain values (a distribution, a range, category weights) on one line each,
+    other mappings in block style."""
     import yaml
+
+    spec = compact_components(spec)
 
     class _Dumper(yaml.SafeDumper):
         pass
@@ -509,10 +588,18 @@ def project_yaml(spec: dict) -> str:
     def seq(dumper, data):
         flow = all(isinstance(v, int | float | str | bool) and not isinstance(v, str) or
                    (isinstance(v, str) and len(v) < 40) for v in data)
-        flow = flow or all(isinstance(v, list) for v in data) and len(data) <= 40
+        # a list of lists (a correlation matrix): one row a line
         return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
 
+    def mapping(dumper, data):
+        flat = all(isinstance(v, int | float | str | bool) or v is None or (
+            isinstance(v, list) and all(isinstance(x, int | float | str | bool) for x in v)) or (
+            isinstance(v, dict) and all(isinstance(x, int | float | bool) for x in v.values())) for v in data.values())
+        flow = flat and bool(data) and not any(isinstance(v, str) and len(v) > 60 for v in data.values())
+        return dumper.represent_mapping("tag:yaml.org,2002:map", data, flow_style=flow)
+
     _Dumper.add_representer(list, seq)
+    _Dumper.add_representer(dict, mapping)
     return yaml.dump(spec, Dumper=_Dumper, sort_keys=False, width=110, allow_unicode=True)
 
 
@@ -525,7 +612,7 @@ def self_check(spec: dict, seed: int = 0, rows: int = 200) -> None:
 
     src = f"profile of {spec['name']} (self-check)"
     try:
-        project = compile_project(spec, source=src)
+        project = compile_project(compact_components(spec), source=src)
         fabricate(project, rows=min(rows, max(2, next(iter(spec["tables"].values()))["rows"])), seed=seed)
     except ProjectError as exc:
         raise ProfileError(exc.problems, src) from exc
@@ -863,24 +950,27 @@ def _conditional_discrete(df: pd.DataFrame, cols: dict[str, dict], facts: dict[s
         y = np.asarray(f["codes"])[known]
         if f["kind"] == "bool":
             y = y.astype(bool).astype(np.int64)
+        width = 2 if f["kind"] == "bool" else len(f["dist"].values)
         if feats:
             x = np.column_stack([v for _, _, v, _ in feats])
-            tree = DecisionTreeClassifier(criterion="entropy", min_samples_leaf=(leaf_min or {}).get(c, min_support),
-                                          random_state=seed).fit(x[known], y)
+            leaf = (leaf_min or {}).get(c) or leaf_size(x[known], y, width, min_support, bin_support, seed)
+            tree = DecisionTreeClassifier(criterion="entropy", min_samples_leaf=leaf, random_state=seed).fit(x[known], y)
             leaves = _leaves(tree, feats)
+            leaf_of = tree.apply(x[known])
+            counts = np.array([np.bincount(y[leaf_of == node].astype(np.int64), minlength=width) for _, node in leaves])
         else:
-            leaves = [([], np.arange(len(y)))]
-        leaf_of = None if not feats else tree.apply(np.column_stack([v for _, _, v, _ in feats])[known])
+            leaves = [([], 0)]
+            counts = np.bincount(y.astype(np.int64), minlength=width)[None, :]
+        weights = pooled_counts(counts, bin_support)
         cases = []
-        for i, (conds, node) in enumerate(leaves):
-            yy = y if leaf_of is None else y[leaf_of == node]
+        for i, (conds, _node) in enumerate(leaves):
+            w = weights[i]
             if f["kind"] == "bool":
-                tf = _suppress(np.bincount(yy, minlength=2), bin_support)
-                dist: dict = {"kind": "bernoulli", "p": round(float(tf[1] / max(tf.sum(), 1)), 6)}
+                dist: dict = {"kind": "bernoulli", "p": round(float(w[1] / max(w.sum(), 1e-12)), 6)}
             else:
                 order = list(f["dist"].values)
-                cnt = _suppress(np.bincount(yy.astype(np.int64), minlength=len(order)), bin_support)
-                dist = {"kind": "categorical", "weights": {_clean(order[j]): int(cnt[j]) for j in range(len(order)) if cnt[j]}}
+                dist = {"kind": "categorical", "weights": {_clean(order[j]): _num(round(float(w[j]), 2))
+                                                           for j in range(len(order)) if w[j] > 0}}
             case: dict = {"distribution": dist}
             if conds and i < len(leaves) - 1:
                 case = {"when": " and ".join(conds), **case}
@@ -890,6 +980,63 @@ def _conditional_discrete(df: pd.DataFrame, cols: dict[str, dict], facts: dict[s
         if known.all():  # a column with missing values is no condition for the others
             order_labels = [_clean(v) for v in f["dist"].values] if f["kind"] == "cat" else []
             feats.append((c, "code" if f["kind"] == "cat" else "bool", y.astype(float), order_labels))
+
+
+def pooled_counts(counts: np.ndarray, k: int = BIN_SUPPORT) -> np.ndarray:
+    """Leaf × category counts as the project may state them: a count below ``k`` (it would describe
+    fewer than ``k`` patients) is not written; instead each category's suppressed counts are pooled
+    over the leaves and, when the pool holds ≥ ``k`` rows, spread back over the leaves that had fewer
+    than ``k`` of it, in proportion to their size. So no stated weight describes fewer than ``k``
+    patients, yet a category that is rare in every leaf keeps its overall share (zeroing every small
+    count would sharpen each leaf towards its common categories — rare categories would vanish)."""
+    c = np.asarray(counts, dtype=float)
+    kept = np.where(c >= k, c, 0.0)
+    small = c < k
+    size = c.sum(axis=1)
+    out = kept.copy()
+    for j in range(c.shape[1]):
+        pool = float((c[:, j] * small[:, j]).sum())
+        if pool < k or not small[:, j].any():
+            continue
+        share = size * small[:, j]
+        out[:, j] += pool * share / max(share.sum(), 1e-12)
+    empty = out.sum(axis=1) <= 0
+    if empty.any():  # a leaf left with nothing: the column's stated (≥ k) marginal
+        out[empty] = np.maximum(kept.sum(axis=0), 0) if kept.any() else c.sum(axis=0)
+    return out
+
+
+LEAF_SIZES = (10, 15, 20, 30, 45, 70, 100, 150)  # candidate leaf sizes of the decision trees
+
+
+def leaf_size(x: np.ndarray, y: np.ndarray, width: int, largest: int = MIN_SUPPORT, bin_support: int = BIN_SUPPORT,
+              seed: int = 0, rows: int = 4000) -> int:
+    """The decision tree's smallest leaf, chosen by held-out log-likelihood of the leaves' category
+    weights as the project states them (:func:`pooled_counts`) — big tables afford small leaves, small
+    ones need large leaves — among sizes from 2 × ``bin_support`` up to about ``largest`` … n / 8."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    n = len(y)
+    sizes = [s for s in LEAF_SIZES if 2 * bin_support <= s <= max(largest, n // 8)] or [max(largest, 2 * bin_support)]
+    if len(sizes) == 1 or n < 6 * sizes[0]:
+        return largest
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(n)[: min(n, rows)]
+    cut = len(idx) * 2 // 3
+    tr, te = idx[:cut], idx[cut:]
+    best, best_ll = largest, -np.inf
+    for s in sizes:
+        tree = DecisionTreeClassifier(criterion="entropy", min_samples_leaf=s, random_state=seed).fit(x[tr], y[tr])
+        leaf_tr, leaf_te = tree.apply(x[tr]), tree.apply(x[te])
+        nodes, inv = np.unique(leaf_tr, return_inverse=True)
+        counts = np.zeros((len(nodes), width))
+        np.add.at(counts, (inv, y[tr].astype(np.int64)), 1)
+        w = pooled_counts(counts, bin_support) + 1e-3
+        p = w / w.sum(axis=1, keepdims=True)
+        ll = float(np.mean(np.log(p[np.searchsorted(nodes, leaf_te), y[te].astype(np.int64)])))
+        if ll > best_ll:
+            best, best_ll = s, ll
+    return best
 
 
 def _conditional_continuous(cols: dict[str, dict], facts: dict[str, dict], targets: list[str], copula: list[str],

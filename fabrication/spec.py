@@ -95,6 +95,7 @@ class ColumnSpec(_M):
     codelist: str | None = None
     precision: int = Field(2, ge=0, le=6)
     step: float | None = Field(None, gt=0, description="values are multiples of step (a value lattice)")
+    significant: int | None = Field(None, ge=1, le=15, description="values are rounded to this many significant digits")
     nulls: float | NullSpec | None = None
     unique: bool = False
     output: bool = True
@@ -244,6 +245,83 @@ RULE_KEYS = {
 }
 
 
+class ComponentTable(_M):
+    """One mixture component, a named table: its weight (real rows it stands for), each drawn column's
+    marginal, and the Gaussian copula's correlation matrix over ``columns`` (in that order)."""
+    weight: float = Field(gt=0)
+    marginals: dict[str, DistributionSpec]
+    correlation: list[list[float]] | None = None
+    tolerance: float = Field(0.15, gt=0)
+
+
+class ComponentsSpec(_M):
+    """A mixture of Gaussian copulas stated once: the hidden column ``column`` (``output: false``)
+    takes one component name per row with the components' weights; every column of the components'
+    ``marginals`` draws from its component's marginal, correlated by the component's matrix. Rules and
+    conditions refer to a component by name (``component == 'c2'``, ``component in ['c1', 'c4']``)."""
+    column: str = "component"
+    description: str | None = None
+    columns: list[str] = Field([], description="the copula's columns: the order of every correlation matrix")
+    tables: dict[str, ComponentTable]
+
+    @model_validator(mode="after")
+    def _shape(self):
+        if not self.tables:
+            raise ValueError("give at least one component")
+        names = [set(t.marginals) for t in self.tables.values()]
+        if any(n != names[0] for n in names):
+            raise ValueError("every component gives a marginal for the same columns")
+        k = len(self.columns)
+        for name, t in self.tables.items():
+            if t.correlation is not None and (len(t.correlation) != k or any(len(r) != k for r in t.correlation)):
+                raise ValueError(f"{name}: correlation must be {k}×{k} (one row per column of columns)")
+            if t.correlation is not None and not set(self.columns) <= names[0]:
+                raise ValueError(f"{name}: every column of columns needs a marginal")
+        return self
+
+
+def expand_components(raw: dict, table: str = "") -> dict:
+    """A table's ``components`` block written out as the general mechanisms it stands for: the hidden
+    categorical column, each drawn column's ``cases`` (one per component) and one conditional
+    ``correlation`` rule per component. A drawn column states its type (and range, nulls …) but no
+    generator of its own."""
+    try:
+        comp = ComponentsSpec.model_validate(raw["components"])
+    except ValidationError as exc:
+        raise ValueError("; ".join(f"components.{p}: {m}" if p else f"components: {m}"
+                                   for p, m in _pyd_problems(exc))) from None
+    out = {k: v for k, v in raw.items() if k != "components"}
+    cols = dict(out.get("columns") or {})
+    if comp.column in cols:
+        raise ValueError(f"components.column {comp.column!r} is also a column of the table")
+    names = list(comp.tables)
+    cols[comp.column] = {"type": "categorical", "categories": names, "output": False,
+                         "description": comp.description or "mixture component (hidden)",
+                         "distribution": {"kind": "categorical", "weights": {n: t.weight for n, t in comp.tables.items()}}}
+    for c in comp.tables[names[0]].marginals:
+        spec = cols.get(c)
+        if not isinstance(spec, dict):
+            raise ValueError(f"components: {c!r} is not a column of the table")
+        gens = [g for g in ("distribution", "formula", "pattern", "sequence", "references", "value", "cases") if g in spec]
+        if gens:
+            raise ValueError(f"components: column {c!r} is drawn by its component, give it no {gens[0]}")
+        cases = []
+        for i, (n, t) in enumerate(comp.tables.items()):
+            case: dict = {"distribution": t.marginals[c].model_dump(exclude_none=True)}
+            if i < len(names) - 1:
+                case = {"when": f"{comp.column} == '{n}'", **case}
+            cases.append(case)
+        cols[c] = {**spec, "cases": cases}
+    rules = list(out.get("rules") or [])
+    for n, t in comp.tables.items():
+        if t.correlation is not None and len(comp.columns) >= 2:
+            rules.append({"name": f"{table}_copula_{n}" if table else f"copula_{n}", "correlation": {
+                "columns": list(comp.columns), "method": "copula", "when": f"{comp.column} == '{n}'",
+                "tolerance": t.tolerance, "matrix": t.correlation}})
+    out["columns"], out["rules"] = cols, rules
+    return out
+
+
 class TableSpec(_M):
     description: str | None = None
     mode: Literal["new", "reuse", "other"] = "new"
@@ -255,6 +333,13 @@ class TableSpec(_M):
     columns: dict[str, ColumnSpec]
     conditions: dict[str, str] = Field({}, description="named conditions, usable by name in every expression")
     rules: list[dict[str, Any]] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _components(cls, data):
+        if isinstance(data, dict) and "components" in data:
+            return expand_components(data)
+        return data
 
     @field_validator("rows")
     @classmethod

@@ -175,3 +175,67 @@ def test_profiled_project_states_shared_leaf_conditions_once():
     assert conditions == {"component_set1": long}  # used 3 times: stated once; the one used once stays inline
     assert cols["a"]["cases"][0]["when"] == "age <= 50 and component_set1"
     assert cols["b"]["cases"][1]["when"] == "component in ['c3', 'c4', 'c6', 'c8']"
+
+
+def test_values_keep_their_significant_digits():
+    from fabrication.profiler import significant_digits
+
+    rng = np.random.default_rng(5)
+    raw = rng.lognormal(0.3, 0.8, 3000)
+    three = np.array([float(f"{v:.3g}") for v in raw])  # a lab value recorded to 3 significant digits
+    assert significant_digits(three, lattice(three)[0]) == 3
+    assert significant_digits(np.round(raw, 2), 0.01) is None  # a fixed grid says it all
+    spec = profile(pd.DataFrame({"kappa": three, "age": rng.integers(40, 90, 3000)}), name="sig")
+    assert spec["tables"]["sig"]["columns"]["kappa"]["significant"] == 3
+    fake = fabricate(compile_project(spec), rows=2000, seed=2).frame("sig")["kappa"].to_numpy(dtype=float)
+    assert np.allclose(fake, [float(f"{v:.3g}") for v in fake])  # 2.41, never 2.413
+    assert (fake < 1).mean() > 0.1 and not np.allclose(fake[fake < 1], np.round(fake[fake < 1], 2))  # 0.791 stays
+
+
+def test_rare_categories_keep_their_share_without_small_counts():
+    from fabrication.profiler import pooled_counts
+
+    counts = np.array([[40, 3, 0], [30, 2, 6], [50, 1, 0], [45, 0, 2]])
+    w = pooled_counts(counts, 5)
+    # the second category has < 5 in every leaf: not stated per leaf, yet its 6 rows survive in total
+    assert np.isclose(w[:, 1].sum(), 6) and np.isclose(w[:, 0].sum(), counts[:, 0].sum())
+    assert w[1, 2] == 6 and np.isclose(w[:, 2].sum(), 6)  # a count ≥ 5 stays; a pool of 2 (< 5) is not stated
+    assert w[3, 1] > 0 and w[2, 1] > w[1, 1]  # pooled rows are spread over the leaves with fewer than 5, by size
+    assert pooled_counts(np.array([[40, 3], [30, 1]]), 5)[:, 1].sum() == 0  # a pool below 5 is not stated
+
+
+def test_profiled_mixture_is_written_as_named_component_tables(tmp_path):
+    from lifelines.datasets import load_gbsg2
+
+    from fabrication.profiler import project_yaml
+    from fabrication.spec import load_spec
+
+    real = load_gbsg2()
+    spec = profile(real, name="gbsg2", components=4)
+    text = project_yaml(spec)
+    data = yaml.safe_load(text)
+    t = data["tables"]["gbsg2"]
+    block = t["components"]
+    assert block["column"] == "component" and list(block["tables"]) == ["c1", "c2", "c3", "c4"]
+    assert "component" not in t["columns"] and "cases" not in t["columns"]["age"]  # drawn by the components
+    c1 = block["tables"]["c1"]
+    assert c1["weight"] >= 30 and set(block["columns"]) <= set(c1["marginals"])
+    assert len(c1["correlation"]) == len(block["columns"])
+    assert not any(r.get("correlation", {}).get("method") == "copula" for r in t["rules"])
+    assert len(text.splitlines()) < 400
+    # loading expands the block into the general mechanisms: the same project as the in-memory profile
+    expanded = load_spec(text).tables["gbsg2"]
+    assert expanded.columns["component"].output is False
+    assert len(expanded.columns["age"].cases) == 4 and expanded.columns["age"].cases[0].when == "component == 'c1'"
+    fake = fabricate(compile_project(text), rows=500, seed=1).frame("gbsg2")
+    assert list(fake.columns) == [c.lower() for c in real.columns]
+    # a drawn column with a generator of its own, or a marginal for an unknown column, is refused by name
+    bad = yaml.safe_load(text)
+    bad["tables"]["gbsg2"]["columns"]["age"]["distribution"] = {"kind": "normal", "mean": 50, "sd": 10}
+    with pytest.raises(Exception, match="column 'age' is drawn by its component"):
+        load_spec(bad)
+    bad = yaml.safe_load(text)
+    for comp in bad["tables"]["gbsg2"]["components"]["tables"].values():
+        comp["marginals"]["nope"] = {"kind": "normal", "mean": 0, "sd": 1}
+    with pytest.raises(Exception, match="'nope' is not a column"):
+        load_spec(bad)
