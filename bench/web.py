@@ -9,7 +9,7 @@ network). Pages that write to the ledger are timed too: the patient's own record
 token and a logged access per view) and a clinician's request. Prints one JSON object:
 ``<page>_p50_ms`` / ``<page>_p95_ms`` per page, ``max_p95_ms`` and ``pages_over_50ms_p95``.
 
-    .venv/bin/python bench/web.py [--quick | --smoke]
+    .venv/bin/python bench/web.py [--quick | --smoke] [--profile]
 """
 
 from __future__ import annotations
@@ -81,6 +81,17 @@ def time_page(client, path: str, repeat: int, method: str = "GET", data: dict | 
     return out
 
 
+def profile(title: str, run, *args) -> None:
+    """A pyinstrument call tree of ``run(*args)`` on stderr (where the time of a page goes)."""
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.0005)
+    with profiler:
+        run(*args)
+    print(f"=== {title}", file=sys.stderr)
+    print(profiler.output_text(unicode=True, show_all=False), file=sys.stderr)
+
+
 def p95(xs: list[float]) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(round(0.95 * (len(xs) - 1))))]
@@ -92,6 +103,8 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks the benchmark runs")
     ap.add_argument("--repeat", type=int, help="timings per page (default 50; --quick 15; --smoke 2)")
     ap.add_argument("--history", type=int, help="requests+accesses in the patient's trail (default 100)")
+    ap.add_argument("--profile", action="store_true",
+                    help="also profile the writing pages (pyinstrument, the bench extra): a call tree on stderr")
     args = ap.parse_args()
     repeat = args.repeat or (2 if args.smoke else 15 if args.quick else 50)
     history = args.history if args.history is not None else (2 if args.smoke else 30 if args.quick else 100)
@@ -99,7 +112,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="serums-bench-web-") as tmp:
         data_dir = Path(tmp)
-        node = EmbeddedNode(init_data_dir(data_dir))
+        node = EmbeddedNode(init_data_dir(data_dir, batch_timeout_ms=1.0))  # `serums network init`'s default
         address = node.start("127.0.0.1:0")
         services = Services.open(GatewaySettings(data_dir, node_address=address),
                                  auth_config=AuthConfig.ephemeral(argon2=FAST, wallet_kdf=FAST))
@@ -123,11 +136,16 @@ def main() -> None:
                     figures[f"{name}_p95_ms"] = round(p95(times), 2)
                 if who == "gp":
                     token = CSRF.search(client.get("/clinician/").get_data(as_text=True)).group(1)
-                    times = time_page(client, "/clinician/request", repeat, "POST", {
-                        "csrf_token": token, "patient_id": ref, "hospital": "lothian", "sections": ["conditions"],
-                        "purpose": "treatment", "justification": "direct-care"})
+                    form = {"csrf_token": token, "patient_id": ref, "hospital": "lothian", "sections": ["conditions"],
+                            "purpose": "treatment", "justification": "direct-care"}
+                    times = time_page(client, "/clinician/request", repeat, "POST", form)
                     figures["clinician_request_post_p50_ms"] = round(statistics.median(times), 2)
                     figures["clinician_request_post_p95_ms"] = round(p95(times), 2)
+                    if args.profile:
+                        profile(f"POST /clinician/request ×{repeat}", time_page, client, "/clinician/request", repeat,
+                                "POST", form)
+                if who == "patient" and args.profile:
+                    profile(f"GET /patient/record ×{repeat}", time_page, client, "/patient/record", repeat)
             p95s = {k: v for k, v in figures.items() if k.endswith("_p95_ms")}
             figures["max_p95_ms"] = max(p95s.values())
             figures["pages_over_50ms_p95"] = sum(1 for v in p95s.values() if v > 50)

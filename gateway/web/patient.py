@@ -20,7 +20,7 @@ from .. import vocab as V
 from ..api.common import preference_arg
 from ..security import services
 from .common import attempt, form_list, record_tables, status_of
-from .session import actor
+from .session import actor, holds_own_key
 
 bp = Blueprint("web_patient", __name__, url_prefix="/patient")
 RECENT_DAYS = 30
@@ -48,17 +48,11 @@ def home():
                            problem=problem, days=RECENT_DAYS)
 
 
-def _own_key(a) -> bool:
-    """Whether the patient holds their own key (the server cannot sign for them: their browser does)."""
-    me = services().auth.get_user(a.user_id)
-    return bool(me and me.key_custody != "wallet")
-
-
 def _record(a, record_format: str = "json"):
     """My record: requested and released at once when the server holds my key; when I hold it, my
     browser signed the request and ``?grant_id=`` names the grant the chain made me (no grant yet:
     None, the page offers to sign the request)."""
-    if not _own_key(a) or request.method == "POST":  # POST: the form without JavaScript (refused: "Key held by the user")
+    if not holds_own_key(a) or request.method == "POST":  # POST: the form without JavaScript (refused: "Key held by the user")
         return flow.own_record(services(), a, list(V.SECTIONS), record_format)
     grant = request.args.get("grant_id", "")
     if not grant:
@@ -73,7 +67,7 @@ def record():
     a = actor()
     data, problem = attempt(lambda: _record(a))
     return render_template("web_patient/record.html", data=data, problem=problem, tables=record_tables(data),
-                           own_key=_own_key(a), grant=request.args.get("grant_id", "")), status_of(problem) if problem else 200
+                           own_key=holds_own_key(a), grant=request.args.get("grant_id", "")), status_of(problem) if problem else 200
 
 
 @bp.get("/record.fhir.json")
@@ -95,7 +89,7 @@ def _preferences_page(problem=None, done=None, status: int = 200, preview=None):
     prefs, p1 = attempt(lambda: L.evaluate(a.reader(svc, "PreferenceContract"), "ListPreferences", a.user_id))
     history, p2 = attempt(lambda: L.evaluate(a.reader(svc, "PreferenceContract"), "PreferenceHistory", a.user_id,
                                              50, ""))
-    return render_template("web_patient/preferences.html", prefs=(prefs or {}).get("rules", {}), own_key=_own_key(a),
+    return render_template("web_patient/preferences.html", prefs=(prefs or {}).get("rules", {}), own_key=holds_own_key(a),
                            history=list(reversed((history or {}).get("records", []))), problem=problem or p1 or p2,
                            done=done, hospitals=svc.hospitals, preview=preview, asked=request.form), status
 
@@ -267,7 +261,7 @@ def _grants_page(problem=None, done=None, status: int = 200):
     page, p = attempt(lambda: flow.patient_trail(services(), a, a.user_id, "grant", 100))
     grants = [r["record"] for r in (page or {}).get("records", []) if r.get("record", {}).get("live")]
     return render_template("web_patient/grants.html", grants=grants, problem=problem or p, done=done,
-                           own_key=_own_key(a)), status
+                           own_key=holds_own_key(a)), status
 
 
 REVOKED = "Revoked: the tokens of this grant stopped working at once."

@@ -33,8 +33,8 @@ AREAS = {
     "web_oncology": ("gp", "specialist", "nurse"),
     "web_auditor": ("auditor",),
     "web_admin": ("hospital_admin",),
-    "web_studio": ("researcher", "hospital_admin"),  # the fabrication studio (gateway.studio.STUDIO_ROLES)
     "web_researcher": ("researcher",),
+    "web_studio": ("researcher", "hospital_admin"),  # the fabrication studio (gateway.studio.STUDIO_ROLES)
 }
 HOME = {"patient": "web_patient.home", "auditor": "web_auditor.trail", "hospital_admin": "web_admin.users",
         "researcher": "web_researcher.home"}
@@ -59,6 +59,7 @@ def sign_in(result: auth.LoginResult) -> None:
         "sid": result.session_id, "sub": result.user.user_id, "role": result.user.role,
         "hospital": result.user.hospital, "msp": result.user.msp_id, "name": result.user.username,
         "wsk": base64.b64encode(wsk).decode() if wsk else None, "seen": services().auth.clock(),
+        "own_key": result.user.key_custody != "wallet",
     }
     session.permanent = False
 
@@ -77,10 +78,15 @@ def sign_out(everywhere: bool = False) -> None:
 
 
 def _signer_of(data: dict[str, Any]) -> Callable:
+    """The session's signer, opened once per request (an actor lives for one request) when first needed."""
+    opened: list = []
+
     def signer():
         if not data.get("wsk"):
             raise auth.WalletNotHeld("This session cannot sign: you hold your own key.")
-        return services().auth.signer_for_session(data["sid"], base64.b64decode(data["wsk"]))
+        if not opened:
+            opened.append(services().auth.signer_for_session(data["sid"], base64.b64decode(data["wsk"])))
+        return opened[0]
 
     return signer
 
@@ -132,6 +138,16 @@ def guard_area(blueprint: str):
         return None
 
     return check
+
+
+def holds_own_key(a: Actor) -> bool:
+    """Whether the signed-in user holds their own key (custody ``exported``: the server cannot sign
+    for them; their browser does), as recorded when they signed in."""
+    data = session.get(KEY) or {}
+    if "own_key" in data:
+        return bool(data["own_key"])
+    me = services().auth.get_user(a.user_id)
+    return bool(me and me.key_custody != "wallet")
 
 
 def actor() -> Actor:
