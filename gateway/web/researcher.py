@@ -45,7 +45,7 @@ def _new(problem=None, form=None, status: int = 200):
     defaults = {"sections": list(TOXICITY_SECTIONS), "hospitals": svc.hospitals, "epsilon": "1", "delta": "1e-5",
                 "method": "dpsgd", "rounds": "3", "engine": "inprocess"}
     return _page("study_new.html", status, datasets=datasets or [], problem=problem or p, methods=R.METHODS,
-                 engines=R.ENGINES, hospitals=svc.hospitals, form=form or defaults)
+                 engines=R.ENGINES, hospitals=svc.hospitals, needed=TOXICITY_SECTIONS, form=form or defaults)
 
 
 @bp.get("/studies/new")

@@ -66,6 +66,7 @@ def _define(page, name: str, dataset: str, method: str, epsilon: str, delta: str
     page.get_by_label("δ per run").fill(delta)
     page.get_by_label(method).check()
     page.get_by_label("Federated rounds (training)").fill("2")
+    shot(page, f"research-define-{name}")
     page.get_by_role("button", name="Define the study and ask for its cohort").click()
     page.get_by_role("heading", name="Cohort the ledger allows").wait_for()
 
@@ -152,5 +153,35 @@ def test_without_javascript_a_statistics_job_is_followed_by_reloading(site, brow
             assert png.status == 200 and png.headers["content-type"] == "image/png" and png.body()[:4] == b"\x89PNG"
         page.reload()
         shot(page, "research-stats-nojs")
+    finally:
+        ctx.close()
+
+
+def test_axe_finds_no_serious_or_critical_violation_on_the_research_pages(site, browser, research):
+    from .test_security_browser import AXE, _axe
+
+    if not AXE.exists():
+        pytest.skip(f"axe-core is not installed at {AXE} (scripts/setup.sh runs npm ci in tests/web/node)")
+    source = AXE.read_text()
+    ctx = browser.new_context(base_url=site.url, bypass_csp=True)  # axe is injected by the test only
+    try:
+        page, found = ctx.new_page(), []
+        sign_in(page, research[0])
+        paths = ["/researcher/", "/researcher/studies/new"]
+        page.goto("/researcher/")
+        for link in ("a[href*='/researcher/studies/study-']", "a[href*='/researcher/jobs/job-']"):
+            paths += [page.locator(link).first.get_attribute("href")] if page.locator(link).count() else []
+        for path in paths:
+            page.goto(path)
+            found += _axe(page, source)
+        shot(page, "research-axe-last")
+        for who, path in ((site.people.admin, "/hospital-admin/budgets"), (site.people.auditor, "/auditor/releases")):
+            other = ctx.browser.new_context(base_url=site.url, bypass_csp=True).new_page()
+            sign_in(other, who)
+            other.goto(path)
+            found += _axe(other, source)
+            other.context.close()
+        assert not found, found
+        assert len(paths) >= 2
     finally:
         ctx.close()
