@@ -181,11 +181,18 @@ def build(op: str, operands: list[E.Node]) -> E.Node:
     raise P.Problem(INVALID_RULE, f"unknown operator {op!r}")
 
 
+MAX_RULE_TEXT = 4000
+
+
 def parse_text(text: str, what: str = "the rule") -> E.Node:
+    if len(text) > MAX_RULE_TEXT:
+        raise P.Problem(INVALID_RULE, f"{what}: longer than {MAX_RULE_TEXT} characters")
     try:
         return E.parse(text)
     except E.ExprError as exc:
         raise P.Problem(INVALID_RULE, f"{what}: {exc}") from None
+    except (RecursionError, MemoryError):
+        raise P.Problem(INVALID_RULE, f"{what}: nested too deeply") from None
 
 
 def subtree(root: E.Node, path: list[int]) -> E.Node:
