@@ -76,6 +76,7 @@ def test_a_researchers_job_from_cohort_to_release(aw):
     http, refs, consenting, researcher, admin, auditor = aw
     r = http.post("/analytics/cohorts", token=researcher, json={"patients": refs})
     assert r.status == 201 and r.json["size"] == len(consenting) and r.json["excluded"] == len(refs) - 6, r
+    assert "included" not in r.json and not any(ref in str(r.json) for ref in refs)  # how many, never who
     cohort = r.json["cohort_id"]
     assert http.post("/analytics/datasets", token=researcher,
                      json={"dataset": "tox-ds", "epsilon": 1.5, "delta": 1e-4}).status == 403

@@ -87,9 +87,15 @@ def test_a_run_spends_the_budget_and_an_overspending_run_is_refused_before_it_st
     assert [s["release_id"] for s in overview["tox-study"]["spends"]] == [rel["release_id"]]
     assert [d["dataset"] for d in R.datasets(svc, admin, "lothian")] == ["tox-study"]
     assert R.datasets(svc, admin, "zmc") == []
-    # only the owner reads the release
+    # only the owner reads the release; another researcher sees neither the job nor its release
     with pytest.raises(P.Problem):
         R.release(svc, auditor, job["job_id"])
+    other = actor_of(svc, enrol(svc, "lothian", "researcher"))
+    for read in (R.job, R.release):
+        with pytest.raises(P.Problem) as exc:
+            read(svc, other, job["job_id"])
+        assert exc.value.type.status == 404
+    assert R.jobs(svc, other) == []
 
 
 def test_an_encrypted_statistics_job_releases_noised_aggregates_recorded_on_chain(rw):
