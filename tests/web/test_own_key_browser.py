@@ -18,6 +18,7 @@ from tests.gateway.stack import IMAGES, KEY, Account
 
 from .conftest import actor_of, shot
 from .pages import sign_in
+from .test_security_browser import AXE, _axe
 
 pytestmark = pytest.mark.browser
 
@@ -88,7 +89,7 @@ def test_a_patient_signs_preference_changes_in_the_browser(site, new_page):
     assert_key_never_sent(sent, pem)
 
 
-def test_a_patient_with_their_own_key_opens_their_record_and_revokes_a_grant(site, new_page):
+def test_a_patient_with_their_own_key_opens_their_record_and_revokes_a_grant(site, new_page, browser):
     svc = site.world.services
     dora, pem = own_key_patient(site, 3, "dora.ownkey")
     nurse = actor_of(svc, site.people.nurse)
@@ -119,6 +120,20 @@ def test_a_patient_with_their_own_key_opens_their_record_and_revokes_a_grant(sit
 
     assert_key_never_sent(sent, pem)
     assert svc.auth.get_user(dora.user_id).key_custody == "exported"
+
+    # the own-key pages are accessible too (axe-core, injected: its own context bypasses the CSP for it)
+    if AXE.exists():
+        ctx = browser.new_context(base_url=site.url, bypass_csp=True)
+        try:
+            axe_page = ctx.new_page()
+            sign_in(axe_page, dora)
+            found = []
+            for path in ("/patient/record", "/patient/grants", "/patient/preferences"):
+                axe_page.goto(path)
+                found += _axe(axe_page, AXE.read_text())
+            assert not found, found
+        finally:
+            ctx.close()
 
 
 def flow_reader(svc, account: Account) -> flow.Actor:

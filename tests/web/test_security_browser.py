@@ -142,7 +142,7 @@ MAIN_PAGES = {
     "gp": ["/clinician/", "/clinician/request", "/clinician/requests", "/clinician/break-glass", "/notifications"],
     "auditor": ["/auditor/trail", "/auditor/break-glass", "/auditor/ledger", "/auditor/blocks"],
     "admin": ["/hospital-admin/users", "/hospital-admin/rules", "/hospital-admin/invitations",
-              "/hospital-admin/treatments"],
+              "/hospital-admin/treatments", "/hospital-admin/desk"],
 }
 
 
