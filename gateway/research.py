@@ -171,14 +171,19 @@ def cohort(services, actor: Actor, cohort_id: str) -> dict[str, Any]:
 def candidates(services, hospitals: list[str]) -> list[str]:
     """Candidate patients for a cohort: the patients of these hospitals' vaults who are enrolled
     on chain, at most :data:`MAX_CANDIDATES`. Only the gateway sees these ids; the chain decides."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def enrolled(pid: str) -> bool:
+        doc = services.chain_user(pid)
+        return doc is not None and doc.get("role") == "patient"
+
     out: list[str] = []
-    for h in hospitals:
-        for pid in services.vault(h).patients():
-            doc = services.chain_user(pid)
-            if doc is not None and doc.get("role") == "patient":
-                out.append(pid)
-                if len(out) == MAX_CANDIDATES:
-                    return out
+    with ThreadPoolExecutor(8) as pool:  # one evaluation per patient: I/O, not CPU
+        for h in hospitals:
+            pids = services.vault(h).patients()
+            out += [pid for pid, ok in zip(pids, pool.map(enrolled, pids), strict=True) if ok]
+            if len(out) >= MAX_CANDIDATES:
+                return out[:MAX_CANDIDATES]
     return out
 
 
