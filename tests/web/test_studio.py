@@ -237,3 +237,14 @@ def test_runs_are_refused_with_a_bad_row_count(studio):
             studio.start_run("ecc", rows)
         assert exc.value.type is P.VALIDATION
     assert not np.any([r for r in studio.runs("ecc")])
+
+
+def test_a_sample_of_a_contradicting_rule_names_it_as_unsatisfiable(studio):
+    ed = studio.editor("ecc", "ndc_smr01", None, "length_of_stay")
+    ed.text = "length_of_stay < 0"
+    ed = studio.apply(ed, "text", {})
+    assert ed.problem is None  # it compiles: the contradiction shows only when rows are made
+    with pytest.raises(P.Problem) as exc:
+        studio.sample(ed)
+    assert exc.value.type.slug == "fabrication-failed"
+    assert exc.value.detail.startswith("unsatisfiable rule(s) in ndc_smr01") and "length_of_stay_rule" in exc.value.detail
