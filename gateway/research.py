@@ -297,17 +297,53 @@ def document_digest(rel: dict[str, Any]) -> str | None:
 
 # ----------------------------------------------------------------------------- plots (PNG, cached)
 
-_plot_lock = threading.Lock()  # pyplot is not thread-safe; a figure is drawn once and kept
+_plot_lock = threading.Lock()  # pyplot is not thread-safe: one figure drawn at a time
+_drawing: dict[str, threading.Event] = {}  # plots being computed, by file: computed once, by one thread
+_drawing_lock = threading.Lock()
 UTILITY_EPSILONS = (0.5, 1.0, 2.0, 4.0)
 
 
-def _plot(services, name: str, draw: Callable[[Path], Any]) -> Path:
-    path = Path(services.settings.data_dir) / "analytics" / "plots" / f"{name}.png"
-    with _plot_lock:
-        if not path.exists():
-            tmp = path.with_name(f"tmp-{uuid.uuid4().hex[:8]}.png")
-            draw(tmp)
-            os.replace(tmp, path)
+@dataclass(frozen=True)
+class Plot:
+    """A figure of a job: its file name, what it computes (slow: outside the drawing lock) and how
+    it draws that into a PNG."""
+
+    name: str
+    compute: Callable[[], Any]
+    draw: Callable[[Any, Path], Any]
+
+
+def _plot_path(services, plot: Plot) -> Path:
+    return Path(services.settings.data_dir) / "analytics" / "plots" / f"{plot.name}.png"
+
+
+def _render(services, plot: Plot) -> Path:
+    """The plot's PNG, computed and drawn once (another request asking meanwhile waits for it)."""
+    path = _plot_path(services, plot)
+    if path.exists():
+        return path
+    with _drawing_lock:
+        busy = _drawing.get(str(path))
+        if busy is None:
+            busy = _drawing[str(path)] = threading.Event()
+            mine = True
+        else:
+            mine = False
+    if not mine:
+        busy.wait()
+    else:
+        try:
+            data = plot.compute()
+            with _plot_lock:
+                tmp = path.with_name(f"tmp-{uuid.uuid4().hex[:8]}.png")
+                plot.draw(data, tmp)
+                os.replace(tmp, path)
+        finally:
+            with _drawing_lock:
+                _drawing.pop(str(path), None)
+            busy.set()
+    if not path.exists():
+        raise RuntimeError(f"the plot {plot.name} could not be drawn")
     return path
 
 
@@ -338,43 +374,67 @@ def _noise_points(spec: dict[str, Any], epsilons: list[float], gaussian: bool) -
             for e in epsilons]
 
 
-def utility_plot(services, job_view: dict[str, Any]) -> Path:
+def _utility(spec: dict[str, Any]) -> Plot:
     """Utility against ε for a job's method, this job's ε among the points: for training, accuracy
     on the public breast-cancer table; for encrypted statistics, the noise on the cohort count."""
-    spec = job_view["spec"]
-    epsilons = sorted({*UTILITY_EPSILONS, float(spec["epsilon"])}) + [math.inf]
+    from analytics import plot_utility
+
+    eps = float(spec["epsilon"])
+    epsilons = sorted({*UTILITY_EPSILONS, eps}) + [math.inf]
     if spec.get("kind") == "stats":
-        name = f"noise-{spec['epsilon']:g}-{spec['delta']:g}"
-
-        def draw(path: Path):
-            from analytics import plot_utility
-
+        def noise() -> dict:
             curves = {"optimal (ε, δ) noise (privacy wall)": _noise_points(spec, epsilons, False)}
             if spec["delta"] > 0:
                 curves["Gaussian mechanism, same (ε, δ)"] = _noise_points(spec, epsilons, True)
-            return plot_utility(curves, path, title=f"Noise on the cohort count against ε (this job: "
-                                                    f"ε={spec['epsilon']:g})", ylabel="expected |noise| (rows)")
-    else:
-        name = f"utility-{spec['method']}-{spec['epsilon']:g}-{spec['delta']:g}-{spec['rounds']}-{spec['local_epochs']}"
+            return curves
 
-        def draw(path: Path):
-            from analytics import plot_utility
+        return Plot(f"noise-{eps:g}-{spec['delta']:g}", noise, lambda curves, path: plot_utility(
+            curves, path, title=f"Noise on the cohort count against ε (this job: ε={eps:g})",
+            ylabel="expected |noise| (rows)"))
+    label = {"dpsgd": "DP-SGD", "wall": "privacy wall"}[spec["method"]]
 
-            label = {"dpsgd": "DP-SGD", "wall": "privacy wall"}[spec["method"]]
-            points = _utility_points(spec, epsilons)
-            mine = [(e, v) for e, v in points if e == float(spec["epsilon"])]
-            return plot_utility({label: points, f"this job's ε = {spec['epsilon']:g}": mine}, path,
-                                title=f"{label} on the public breast-cancer table (this job: ε={spec['epsilon']:g})")
-    return _plot(services, name, draw)
+    def accuracy() -> dict:
+        points = _utility_points(spec, epsilons)
+        return {label: points, f"this job's ε = {eps:g}": [(e, v) for e, v in points if e == eps]}
+
+    return Plot(f"utility-{spec['method']}-{eps:g}-{spec['delta']:g}-{spec['rounds']}-{spec['local_epochs']}",
+                accuracy, lambda curves, path: plot_utility(
+                    curves, path, title=f"{label} on the public breast-cancer table (this job: ε={eps:g})"))
 
 
-def r_delta_plot(services, delta: float) -> Path:
+def _r_delta(delta: float) -> Plot:
     """R(δ) measured (200,000 samples per δ) and analytic, this δ among the points when > 0."""
     from analytics import DEFAULT_DELTAS, plot_r_delta, r_delta_table
 
     deltas = sorted({*DEFAULT_DELTAS, *([float(delta)] if 0 < delta < 1 else [])})
-    return _plot(services, f"r-delta-{delta:g}", lambda path: plot_r_delta(
-        r_delta_table(deltas, samples=200_000, seed=0), path, samples=200_000))
+    return Plot(f"r-delta-{delta:g}", lambda: r_delta_table(deltas, samples=200_000, seed=0),
+                lambda rows, path: plot_r_delta(rows, path, samples=200_000))
+
+
+def job_plots(job_view: dict[str, Any]) -> dict[str, Plot]:
+    """A job's figures: ``utility`` (against ε) and ``r-delta``."""
+    spec = job_view["spec"]
+    return {"utility": _utility(spec), "r-delta": _r_delta(float(spec["delta"]))}
+
+
+def plot_file(services, job_view: dict[str, Any], which: str) -> Path:
+    """The PNG of one of a job's figures (drawn now if it was not yet)."""
+    plot = job_plots(job_view).get(which)
+    if plot is None:
+        raise P.Problem(P.NOT_FOUND, f"no plot {which!r}")
+    return _render(services, plot)
+
+
+def plots_ready(services, job_view: dict[str, Any]) -> bool:
+    """Whether a job's figures are drawn; if not, they are drawn in the background (the utility
+    curve trains on the public table: seconds to a minute) and this says False meanwhile."""
+    missing = [p for p in job_plots(job_view).values() if not _plot_path(services, p).exists()]
+    with _drawing_lock:
+        idle = [p for p in missing if str(_plot_path(services, p)) not in _drawing]
+    if idle:
+        threading.Thread(target=lambda: [_render(services, p) for p in idle], daemon=True,
+                         name="research-plots").start()
+    return not missing
 
 
 # ----------------------------------------------------------------------------- studies
@@ -521,5 +581,5 @@ def _now() -> str:
 __all__ = ["ENGINES", "FLOWER_LOADER", "MAX_CANDIDATES", "METHODS", "SERVICE_ROLE", "Study", "StudyStore",
            "all_spends", "analytics_identity", "analytics_ledger", "as_problem", "budget", "candidates", "cohort",
            "create_dataset", "datasets", "define_study", "document_digest", "job", "job_store", "jobs",
-           "ledger_overview", "number", "r_delta_plot", "release", "release_record", "renew_cohort", "request_cohort", "run_study", "service_user_id", "sites",
-           "spends", "studies", "study", "study_store", "submit_job", "utility_plot"]
+           "ledger_overview", "number", "Plot", "job_plots", "plot_file", "plots_ready", "release", "release_record", "renew_cohort", "request_cohort", "run_study", "service_user_id", "sites",
+           "spends", "studies", "study", "study_store", "submit_job"]

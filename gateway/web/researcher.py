@@ -113,8 +113,9 @@ def _job_context(job_id: str) -> dict:
 @bp.get("/jobs/<job_id>")
 def job(job_id: str):
     ctx = _job_context(job_id)
-    rel, record, problem = None, None, None
+    rel, record, problem, ready = None, None, None, False
     if ctx["job"]["status"] == "released":
+        ready = R.plots_ready(services(), ctx["job"])
         def released():
             r = R.release(services(), actor(), job_id)
             return r, R.release_record(services(), actor(), r["document"]["dataset"], r["release_id"])
@@ -123,7 +124,7 @@ def job(job_id: str):
         rel, record = found or (None, None)
     model = (rel or {}).get("document", {}).get("model") or {}
     return _page("job.html", **{**ctx, "problem": ctx["problem"] or problem}, release=rel, record=record,
-                 digest=R.document_digest(rel) if rel else None,
+                 digest=R.document_digest(rel) if rel else None, plots_ready=ready,
                  weights=list(zip(model.get("features", []), model.get("weight", []), strict=True)))
 
 
@@ -143,15 +144,16 @@ def release_json(job_id: str):
                     headers={"Content-Disposition": f'attachment; filename="{rel["release_id"]}.json"'})
 
 
-@bp.get("/jobs/<job_id>/utility.png")
-def utility_png(job_id: str):
-    return send_file(R.utility_plot(services(), R.job(services(), actor(), job_id)), mimetype="image/png")
+@bp.get("/jobs/<job_id>/plots")
+def plots(job_id: str):
+    """The figures' panel alone (htmx polls it while they are drawn)."""
+    job = R.job(services(), actor(), job_id)
+    return render_template("web_researcher/_plots.html", job=job, plots_ready=R.plots_ready(services(), job))
 
 
-@bp.get("/jobs/<job_id>/r-delta.png")
-def r_delta_png(job_id: str):
-    spec = R.job(services(), actor(), job_id)["spec"]
-    return send_file(R.r_delta_plot(services(), float(spec["delta"])), mimetype="image/png")
+@bp.get("/jobs/<job_id>/<any(utility, 'r-delta'):which>.png")
+def plot_png(job_id: str, which: str):
+    return send_file(R.plot_file(services(), R.job(services(), actor(), job_id), which), mimetype="image/png")
 
 
 # ----------------------------------------------------------------------------- admins: dataset budgets

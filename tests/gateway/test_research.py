@@ -114,6 +114,14 @@ def test_an_encrypted_statistics_job_releases_noised_aggregates_recorded_on_chai
     record = R.release_record(svc, researcher, "tox-stats", rel["release_id"])
     assert record["sha256"] == rel["sha256"] and R.document_digest(rel) is None
     assert R.budget(svc, researcher, "tox-stats")["epsilon_remaining"] == "1.0"
+    # its figures: the wall's noise on the count against ε, and R(δ); PNGs drawn once and kept
+    for which in ("utility", "r-delta"):
+        png = R.plot_file(svc, done, which)
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and R.plot_file(svc, done, which) == png
+    assert R.plots_ready(svc, done)
+    with pytest.raises(P.Problem) as exc:
+        R.plot_file(svc, done, "nope")
+    assert exc.value.type is P.NOT_FOUND
 
 
 @pytest.mark.parametrize(("change", "slug"), [
