@@ -125,6 +125,19 @@ def my_patients(services, actor: Actor, *, current_only: bool = True, page_size:
     return page
 
 
+def index_treatments(services, actor: Actor, page_size: int = 200) -> dict[str, int]:
+    """A hospital admin adds its patients' treating relationships recorded before the chain indexed
+    them by clinician to that index (``UserContract:IndexTreatments``, one transaction per page)."""
+    users = actor.contract(services, "UserContract")
+    indexed = read = 0
+    bookmark = ""
+    while True:
+        r = L.submit(users, "IndexTreatments", page_size, bookmark).result
+        indexed, read, bookmark = indexed + r["indexed"], read + r["read"], r["bookmark"]
+        if not bookmark:
+            return {"indexed": indexed, "read": read}
+
+
 def mint_token_data(services, hospital: str, grant_id: str) -> dict[str, Any]:
     minted = services.vault(hospital).mint_token(grant_id)
     return {"token": minted.token, "token_hash": minted.token_hash,
@@ -432,7 +445,7 @@ def recent_blocks(services, actor: Actor, count: int = 10, before: int | None = 
     return {"height": height, "blocks": list(reversed(blocks)), "next_before": start if start > 0 else None}
 
 
-__all__ = ["OFFLINE_ACTIONS", "OFFLINE_FUNCTIONS", "OWN_RECORD", "SHARE_CODE_ROLES", "Actor", "add_preference", "consent_bundle", "fetch_record", "mint_token", "mint_token_data", "my_patients", "own_record", "own_record_release",
+__all__ = ["OFFLINE_ACTIONS", "OFFLINE_FUNCTIONS", "OWN_RECORD", "SHARE_CODE_ROLES", "Actor", "add_preference", "consent_bundle", "fetch_record", "mint_token", "mint_token_data", "my_patients", "index_treatments", "own_record", "own_record_release",
            "prepare_offline", "endorse_offline", "submit_offline", "change_role",
            "patient_trail", "redeem_share_code", "reinstate_user", "suspend_user", "release_data", "request_access", "revoke_grant",
            "trail_csv", "withdraw_preference"]

@@ -696,6 +696,11 @@ class HistoryQuery(Schema):
     bookmark = Page()["bookmark"]
 
 
+class IndexedOut(Schema):
+    indexed = fields.Integer(metadata={"description": "relationships added to the clinician index"})
+    read = fields.Integer(metadata={"description": "relationships read (of every hospital)"})
+
+
 class MyPatientsQuery(Schema):
     current = fields.Boolean(load_default=True, metadata={"description": "only relationships that have not ended"})
     page_size = Page(100)["page_size"]

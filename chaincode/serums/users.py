@@ -262,6 +262,36 @@ class UserContract(SerumsContract):
             raise NotFound(f"no treating relationship between patient {pid} and clinician {cid}")
         return doc
 
+    @transaction
+    def IndexTreatments(self, ctx: SerumsContext, page_size: int, bookmark: str) -> dict:
+        """Upgrade path: add to the clinician → patient index (``tc``) the relationships of the
+        caller's hospital's patients recorded before the index existed — one page of the ``treat``
+        records at a time (pass ``bookmark`` back until it is empty). An admin of that hospital."""
+        c = ctx.caller
+        c.require_admin_of(c.msp)
+        size, bm = check_page(page_size, bookmark)
+        first, last = keys.prefix_range("treat")
+        if bm and not bm.startswith(first):
+            raise InvalidArgument("bookmark: not one this function returned")
+        # a range, not a paginated query: Fabric allows those in evaluations only
+        records, next_key = [], ""
+        for kv in ctx.stub.get_state_by_range(bm or first, last):
+            if len(records) == size:
+                next_key = kv.key
+                break
+            records.append(kv)
+        added = 0
+        hospital_of: dict[str, str | None] = {}
+        for kv in records:
+            doc = json.loads(kv.value)
+            pid, cid = doc["patient"], doc["clinician"]
+            if pid not in hospital_of:
+                hospital_of[pid] = (ctx.get(keys.user(pid)) or {}).get("hospital")
+            if hospital_of[pid] == c.msp and ctx.get_raw(keys.treated_by(cid, pid)) is None:
+                ctx.put_raw(keys.treated_by(cid, pid), b"1")
+                added += 1
+        return {"indexed": added, "read": len(records), "bookmark": next_key}
+
     @evaluate
     def ListPatientsOfClinician(self, ctx: SerumsContext, clinician: str, current_only: bool, page_size: int,
                                 bookmark: str) -> dict:

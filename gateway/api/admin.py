@@ -146,6 +146,15 @@ def add_treatment(body):
                             iso(body.get("start")), iso(body.get("end"))))
 
 
+@bp.route("/treatments/index", methods=["POST"])
+@admins
+@bp.response(200, S.IndexedOut)
+def index_treatments():
+    """Upgrade path: add our patients' treating relationships recorded before the chain indexed them
+    by clinician ("my patients") to that index — ``UserContract:IndexTreatments``, page by page."""
+    return flow.index_treatments(services(), actor())
+
+
 @bp.route("/treatments/<string:patient_id>", methods=["GET"])
 @admins
 @bp.response(200, S.RecordsOut)

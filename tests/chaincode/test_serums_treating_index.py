@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from chaincode.serums import keys
 
 from .conftest import Cast, World, refused
@@ -62,3 +64,32 @@ def test_only_the_clinician_their_hospitals_admin_or_an_auditor_list_their_patie
     refused(404, "clinician", cast.auditor.evaluate, "UserContract", "ListPatientsOfClinician", "nobody-here", True,
             10, "")
     refused(400, "page_size", doc.evaluate, "UserContract", "ListPatientsOfClinician", doc.name, True, 0, "")
+
+
+def test_relationships_recorded_before_the_index_are_indexed_by_their_hospitals_admin(world: World, monkeypatch):
+    if world.engine != "embedded":
+        pytest.skip("simulates the chaincode before the index in this process (the embedded engine runs it here)")
+    doc = world.user("lothian", "gp")
+    p, z = world.patient(), world.patient("zmc")
+    with monkeypatch.context() as m:  # the chaincode before the index: AddTreatment wrote no tc entry
+        m.setattr(keys, "treated_by", lambda clinician, patient: keys.ck("old", clinician, patient))
+        world.treat(p, doc)
+        world.treat(z, doc)
+    assert doc.evaluate("UserContract", "ListPatientsOfClinician", doc.name, False, 50, "")["records"] == []
+    refused(403, "hospital admin", doc.submit, "UserContract", "IndexTreatments", 50, "")
+
+    def index(admin) -> int:
+        added, bookmark = 0, ""
+        while True:
+            r = admin.submit("UserContract", "IndexTreatments", 3, bookmark)
+            added, bookmark = added + r["indexed"], r["bookmark"]
+            if not bookmark:
+                return added
+
+    assert index(world.admins["lothian"]) == 1  # its own patients only
+    listed = doc.evaluate("UserContract", "ListPatientsOfClinician", doc.name, False, 50, "")["records"]
+    assert [r["patient"] for r in listed] == [p.name]
+    assert index(world.admins["zmc"]) == 1
+    listed = doc.evaluate("UserContract", "ListPatientsOfClinician", doc.name, False, 50, "")["records"]
+    assert sorted(r["patient"] for r in listed) == sorted([p.name, z.name])
+    assert index(world.admins["lothian"]) == 0  # nothing twice

@@ -57,3 +57,14 @@ def test_an_admin_changes_a_users_role_on_chain_and_in_the_directory(world, app)
     assert r.status == 403  # not an admin
     assert svc.chain_user(nurse.user_id)["role"] == "specialist"
 
+
+
+def test_an_admin_indexes_relationships_recorded_before_the_clinician_index(world, app):
+    http = Http(app.test_client())
+    admin = enrol(world.services, "zmc", "hospital_admin")
+    tok = http.login(admin)
+    r = http.post("/admin/treatments/index", token=tok)
+    assert r.status == 200 and r.json["indexed"] == 0 and r.json["read"] >= 0  # all recorded since are indexed
+    clinician = enrol(world.services, "zmc", "gp")
+    r = http.post("/admin/treatments/index", token=http.login(clinician))
+    assert r.status == 403
