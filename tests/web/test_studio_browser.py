@@ -142,6 +142,7 @@ def test_a_studio_fabrication_runs_to_its_report(site, new_page, researcher, tmp
     form.get_by_label("Table (CSV").set_input_files(str(bad))
     form.get_by_role("button", name="Profile the table").click()
     page.wait_for_selector(".problem:has-text('Upload not usable')")
+    shot(page, "studio-00-home-bad-upload")
     good = tmp_path / "tumours.csv"
     good.write_bytes(table_csv())
     form = page.locator("form:has(input[name=from][value=table])")
@@ -150,6 +151,7 @@ def test_a_studio_fabrication_runs_to_its_report(site, new_page, researcher, tmp
     form.get_by_role("button", name="Profile the table").click()
     page.wait_for_selector("h1:has-text('Data project tumours')", timeout=120_000)
     assert page.locator("#table-tumours").get_by_text("tumour_size").first.is_visible()
+    shot(page, "studio-06a-profiled-project")
     page.get_by_label("Rows of each root table").fill("300")
     page.get_by_role("button", name="Run the fabrication").click()
     page.wait_for_selector("#run-progress, .success", timeout=30_000)
