@@ -94,7 +94,16 @@ class ChainGrantLedger:
         return grant_from_chain(doc)
 
     def bind_token(self, grant_id: str, token_hash: str) -> None:
-        self.contract.submit_json("BindToken", grant_id, token_hash)
+        """BindToken, or :class:`LedgerRefusal` when the chain refuses the binding (grant not live,
+        or its token limit reached: reason ``grant-token-limit``)."""
+        try:
+            self.contract.submit_json("BindToken", grant_id, token_hash)
+        except GatewayError as exc:
+            if exc.chaincode_status == 409:
+                message = exc.chaincode_message or str(exc)
+                reason = "grant-token-limit" if "tokens bound" in message else "grant-not-live"
+                raise LedgerRefusal(reason, message) from None
+            raise
 
     def log_access(self, grant_id: str, token_hash: str, sections_returned: Sequence[str], digest: str) -> None:
         self.contract.submit_json("LogAccess", grant_id, token_hash, json.dumps(sorted(sections_returned)), digest)

@@ -45,6 +45,7 @@ from .errors import (
     GrantExpired,
     GrantNotFound,
     GrantRevoked,
+    GrantTokenLimit,
     IngestRejected,
     IntegrityError,
     LedgerUnavailable,
@@ -846,6 +847,10 @@ class Vault:
             ledger.bind_token(grant_id, minted.token_hash)
         except VaultError:
             raise
+        except LedgerRefusal as refusal:  # the chain said no: a conflict to explain, not an outage
+            if refusal.reason == "grant-token-limit":
+                raise GrantTokenLimit(f"grant {grant_id}: {refusal.detail}") from None
+            raise GrantExpired(f"grant {grant_id} is not live on the chain: {refusal.detail}") from None
         except Exception as exc:  # noqa: BLE001
             raise LedgerUnavailable(f"cannot bind the token on the ledger: {exc}") from exc
         return minted

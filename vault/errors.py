@@ -138,6 +138,14 @@ class LedgerUnavailable(VaultError):
     status = 503
 
 
+class GrantTokenLimit(VaultError):
+    """The chain already binds as many tokens to this grant as it allows: open the record with a
+    token minted before, or request access again for a new grant."""
+
+    type = "grant-token-limit"
+    status = 409
+
+
 class TokenError(VaultError):
     """A token was refused. Subclasses name the reason; each refusal is logged on the ledger."""
 

@@ -82,9 +82,9 @@ class BlobAnchor:
 
 
 class LedgerRefusal(Exception):
-    """The chain refused an atomic release (:meth:`AtomicGrantLedger.release`): ``reason`` is the
-    stable slug (``grant-revoked``, ``grant-expired``, ``grant-not-live``, ``token-not-bound``,
-    ``token-grant-mismatch``, ``grant-not-found``)."""
+    """The chain refused a release (:meth:`AtomicGrantLedger.release`) or a token binding:
+    ``reason`` is the stable slug (``grant-revoked``, ``grant-expired``, ``grant-not-live``,
+    ``token-not-bound``, ``token-grant-mismatch``, ``grant-not-found``, ``grant-token-limit``)."""
 
     def __init__(self, reason: str, detail: str):
         super().__init__(detail)

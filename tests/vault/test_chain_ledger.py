@@ -153,3 +153,16 @@ def test_release_is_checked_and_logged_in_one_transaction(setup, world):
     log = world.admins["lothian"].evaluate("AuditContract", "AuditByPatient", patient.name, "access", "", "", 200, "")
     mine = [e["record"] for e in log["records"] if e["record"]["grant_id"] == decision["grant_id"]]
     assert len(mine) == 1 and mine[0]["digest"] == digest  # only the accepted release is on the ledger
+
+
+def test_a_grant_at_its_token_limit_is_a_conflict_not_an_outage(setup):
+    from chaincode.serums.vocab import MAX_TOKENS_PER_GRANT
+    from vault import GrantTokenLimit
+
+    v, _ledger, patient, spec, _other = setup
+    decision = _grant(spec, patient, sections=("oncology.treatment",))
+    minted = [v.mint_token(decision["grant_id"]) for _ in range(MAX_TOKENS_PER_GRANT)]
+    with pytest.raises(GrantTokenLimit) as refused:
+        v.mint_token(decision["grant_id"])
+    assert refused.value.status == 409 and f"{MAX_TOKENS_PER_GRANT} tokens" in str(refused.value)
+    assert set(v.redeem(minted[-1].token, spec.name).sections) == {"oncology.treatment"}  # the bound ones still open
