@@ -173,10 +173,16 @@ def test_a_studio_fabrication_runs_to_its_report(site, new_page, researcher, tmp
 
 
 def test_only_researchers_and_hospital_admins_open_the_studio(site, new_page):
-    page = new_page()
-    sign_in(page, site.people.gp, path="/studio/")
-    assert page.get_by_role("heading", name="Forbidden").is_visible()
-    assert page.get_by_role("link", name="Fabrication studio").count() == 0
+    for who in (site.people.gp, site.people.auditor):
+        page = new_page()
+        sign_in(page, who, path="/studio/")
+        assert page.get_by_role("heading", name="Forbidden").is_visible()
+        assert page.get_by_role("link", name="Fabrication studio").count() == 0
+        csrf = page.locator("input[name=csrf_token]").first.input_value()  # the sign-out form's
+        for path in ("/studio/projects", "/studio/projects/ecc/runs", "/studio/projects/ecc/tables/t/rules/edit"):
+            assert page.request.post(path, form={"csrf_token": csrf, "name": "x", "from": "packaged",
+                                                 "packaged": "edinburgh"}).status == 403, path
+        assert page.request.get("/studio/projects/ecc").status == 403
     admin = new_page()
     sign_in(admin, site.people.admin, path="/studio/")
     assert admin.get_by_role("heading", name="Fabrication studio").is_visible()
