@@ -95,6 +95,7 @@ def test_a_researchers_job_spends_the_budget_and_an_overspending_one_is_refused(
 
     page.get_by_role("button", name="Run the job").click()
     page.get_by_role("heading", name="Progress").wait_for()
+    job_id = page.url.rsplit("/", 1)[-1]
     page.get_by_role("heading", name="Release record on the ledger").wait_for(timeout=180_000)  # htmx, then reload
     assert page.locator(".job-status").inner_text().strip() == "released"
     assert page.locator(".eps-remaining").inner_text() == "0.5"  # the remaining budget, now lower
@@ -128,6 +129,9 @@ def test_a_researchers_job_spends_the_budget_and_an_overspending_one_is_refused(
     assert "0.5 left" in section.inner_text().replace("\n", " ") and "rel-" in section.inner_text()
     assert auditor.locator("tbody tr", has_text="refused").filter(has_text=dataset).count() >= 1
     shot(auditor, "research-auditor-releases")
+    # each of these pages is its role's only
+    assert auditor.goto("/researcher/").status == 403 and page.goto("/hospital-admin/budgets").status == 403
+    assert page.goto("/auditor/releases").status == 403 and admin.goto(f"/researcher/jobs/{job_id}").status == 403
 
 
 def test_without_javascript_a_statistics_job_is_followed_by_reloading(site, browser, new_page, research):
