@@ -1,6 +1,7 @@
 """A Fabric network whose hospitals are reached at hosts of their own (``--host ORG=HOST``), so that
-it can span machines: here zmc at a second loopback address, 127.0.0.2. Its TLS certificates name
-that address, the channel's anchor peer, the connection profile and the bundle say it; zmc's peer
+it can span machines: here zmc at a second loopback address, 127.0.0.2, and the ordering service at
+127.0.0.3. Their TLS certificates name
+those addresses, the channel's anchor peer, the connection profile and the bundle say them; zmc's peer
 and chaincode server, run from its bundle (listening on every interface, reached at 127.0.0.2),
 join the channel, catch up, and endorse and commit with lothian under a policy that needs both."""
 
@@ -27,6 +28,7 @@ from tests.conftest import fabric_bin
 pytestmark = [pytest.mark.fabric, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 ZMC_HOST = "127.0.0.2"
+ORDERER_HOST = "127.0.0.3"
 
 
 def _serums(data_dir: Path, *argv: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -58,7 +60,7 @@ def _height(cfg: NetworkConfig, net: FabricNetwork, org: str) -> int:
 
 def test_a_hospital_at_its_own_address_runs_its_peer_from_its_bundle(tmp_path):
     r = _serums(tmp_path, "network", "up", "--engine", "fabric", "--hospitals", "lothian,zmc", "--policy", "ALL",
-                "--host", f"zmc={ZMC_HOST}", "--detach")
+                "--host", f"zmc={ZMC_HOST}", "--host", f"orderer={ORDERER_HOST}", "--detach")
     assert r.returncode == 0, r.stdout + r.stderr
     cfg = NetworkConfig.load(tmp_path / "network")
     net = FabricNetwork(cfg)
@@ -71,6 +73,8 @@ def test_a_hospital_at_its_own_address_runs_its_peer_from_its_bundle(tmp_path):
         for cert in ("peer0/tls/server.crt", "chaincode/tls/server.crt"):
             assert ZMC_HOST in _sans((fab / "orgs" / "zmc" / cert).read_bytes()), cert
         assert ZMC_HOST not in _sans((fab / "orgs" / "lothian" / "peer0" / "tls" / "server.crt").read_bytes())
+        assert ORDERER_HOST in _sans((fab / "orgs" / "orderer" / "orderer0" / "tls" / "server.crt").read_bytes())
+        assert net.orderer_address.startswith(f"{ORDERER_HOST}:")
         anchors = {o["ID"]: o.get("AnchorPeers") for o in
                    yaml.safe_load((fab / "channel" / "configtx.yaml").read_text())["Organizations"]}
         assert anchors["ZmcMSP"] == [{"Host": ZMC_HOST, "Port": port}]
@@ -89,6 +93,7 @@ def test_a_hospital_at_its_own_address_runs_its_peer_from_its_bundle(tmp_path):
         info = json.loads((home / "bundle.json").read_text())
         assert info["host"] == ZMC_HOST and info["peer"] == f"{ZMC_HOST}:{port}"
         assert info["anchor_peers"]["ZmcMSP"] == f"{ZMC_HOST}:{port}"
+        assert info["orderer_endpoints"] == [net.orderer_address]  # the channel's, at its own host
         core = yaml.safe_load((home / "peer0" / "core.yaml.in").read_text())
         assert core["peer"]["address"] == f"{ZMC_HOST}:{port}" and core["peer"]["listenAddress"] == f"0.0.0.0:{port}"
 
