@@ -126,6 +126,7 @@ def test_network_up_supervises_in_the_foreground_and_its_processes_stop_with_it(
         if up.poll() is None:
             up.kill()
             up.wait(10)
+        _serums(env, "network", "down")  # (after a failure: what add-hospital started, too)
 
     # up again on the same ledgers, then the supervisor is killed with SIGKILL: nothing outlives it
     up, out = _foreground(env)
