@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -25,8 +26,10 @@ def _save(plt, fig, path: Path) -> Path:
     return path
 
 
-def plot_r_delta(rows: Sequence[RDeltaRow], path: str | Path, *, samples: int) -> Path:
-    """R(δ) measured (points) and analytic (line) against δ on a log axis."""
+def plot_r_delta(rows: Sequence[RDeltaRow], path: str | Path, *, samples: int,
+                 highlight: float | None = None) -> Path:
+    """R(δ) measured (points) and analytic (line) against δ on a log axis; ``highlight`` (a job's δ)
+    is marked by a vertical line and its measured point drawn larger, with its value in the legend."""
     import numpy as np
 
     from .wall import r_delta
@@ -39,6 +42,12 @@ def plot_r_delta(rows: Sequence[RDeltaRow], path: str | Path, *, samples: int) -
     ax.plot(grid, [r_delta(d) for d in grid], label="analytic R(δ)", color="#1f4e79")
     ax.scatter([r.delta for r in rows], [r.measured for r in rows], color="#c0392b", zorder=3,
                label=f"measured ({samples:,} samples per δ)")
+    mine = [r for r in rows if highlight is not None and math.isclose(r.delta, highlight, rel_tol=1e-9)]
+    if highlight is not None:
+        ax.axvline(highlight, color="#e67e22", linestyle="--", linewidth=1.2, zorder=2)
+        value = mine[0].measured if mine else r_delta(highlight)
+        ax.scatter([highlight], [value], s=140, marker="D", facecolor="#e67e22", edgecolor="black",
+                   zorder=4, label=f"this job: δ = {highlight:g}, R = {value:.2f}")
     ax.set_xscale("log")
     ax.set_xlabel("δ")
     ax.set_ylabel("E|Gaussian noise| / E|optimal noise|")

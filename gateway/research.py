@@ -407,8 +407,9 @@ def _r_delta(delta: float) -> Plot:
     from analytics import DEFAULT_DELTAS, plot_r_delta, r_delta_table
 
     deltas = sorted({*DEFAULT_DELTAS, *([float(delta)] if 0 < delta < 1 else [])})
-    return Plot(f"r-delta-{delta:g}", lambda: r_delta_table(deltas, samples=200_000, seed=0),
-                lambda rows, path: plot_r_delta(rows, path, samples=200_000))
+    return Plot(f"r-delta-{delta:g}-marked", lambda: r_delta_table(deltas, samples=200_000, seed=0),
+                lambda rows, path: plot_r_delta(rows, path, samples=200_000,
+                                                highlight=float(delta) if 0 < delta < 1 else None))
 
 
 def job_plots(job_view: dict[str, Any]) -> dict[str, Plot]:

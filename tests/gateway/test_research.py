@@ -160,3 +160,26 @@ def test_a_study_on_flowers_deployment_engine_releases_like_the_others(rw, monke
     rel = R.release(svc, researcher, job["job_id"])
     assert rel["document"]["engine"] == "flower" and R.document_digest(rel) == rel["sha256"]
     assert R.release_record(svc, researcher, "tox-flower", rel["release_id"])["tx_id"] == rel["tx_id"]
+
+
+def _orange_pixels(png) -> int:
+    from PIL import Image
+
+    img = Image.open(png).convert("RGB")
+    return sum(1 for p in img.getdata() if abs(p[0] - 0xE6) < 12 and abs(p[1] - 0x7E) < 12 and abs(p[2] - 0x22) < 12)
+
+
+def test_the_r_delta_plot_marks_the_jobs_own_delta(tmp_path):
+    from analytics import DEFAULT_DELTAS, plot_r_delta, r_delta_table
+
+    rows = r_delta_table(sorted({*DEFAULT_DELTAS, 3e-5}), samples=2_000, seed=0)
+    plain = plot_r_delta(rows, tmp_path / "plain.png", samples=2_000)
+    marked = plot_r_delta(rows, tmp_path / "marked.png", samples=2_000, highlight=3e-5)
+    assert _orange_pixels(plain) == 0 and _orange_pixels(marked) > 200
+    # the research layer's figure for a job passes the job's δ on (and names its cache file apart)
+    plot = R.job_plots({"spec": {"kind": "stats", "method": "wall", "epsilon": 1.0, "delta": 3e-5, "rounds": 1,
+                                 "local_epochs": 1}})["r-delta"]
+    assert plot.name == "r-delta-3e-05-marked"
+    out = tmp_path / "job.png"
+    plot.draw(rows, out)
+    assert _orange_pixels(out) > 200
