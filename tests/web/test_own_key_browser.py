@@ -55,9 +55,15 @@ def assert_key_never_sent(sent: list[bytes], pem: str) -> None:
     assert sent and not any(body[:40].encode() in data or body[-40:].encode() in data for data in sent)
 
 
-def test_a_patient_signs_preference_changes_in_the_browser(site, new_page):
+@pytest.fixture(scope="module")
+def carol_key(site) -> tuple[Account, str]:
+    """A patient who holds her own key (one for this module: the site's fixture patients are few)."""
+    return own_key_patient(site, 2, "carol.ownkey")
+
+
+def test_a_patient_signs_preference_changes_in_the_browser(site, new_page, carol_key):
     svc = site.world.services
-    carol, pem = own_key_patient(site, 2, "carol.ownkey")
+    carol, pem = carol_key
 
     page, sent = with_key_in_browser(new_page, carol, pem, "/patient/preferences")
     extractable = page.evaluate(f"""() => new Promise((resolve) => {{
@@ -89,21 +95,22 @@ def test_a_patient_signs_preference_changes_in_the_browser(site, new_page):
     assert_key_never_sent(sent, pem)
 
 
-def test_a_patient_with_their_own_key_opens_their_record_and_revokes_a_grant(site, new_page, browser):
+def test_a_patient_with_their_own_key_opens_their_record_and_revokes_a_grant(site, new_page, browser, carol_key):
     svc = site.world.services
-    dora, pem = own_key_patient(site, 3, "dora.ownkey")
+    carol, pem = carol_key
     nurse = actor_of(svc, site.people.nurse)
-    d = flow.request_access(svc, nurse, dora.user_id, "lothian", sections=["demographics"], purpose="treatment",
+    d = flow.request_access(svc, nurse, carol.user_id, "lothian", sections=["demographics"], purpose="treatment",
                             justification="direct-care")
     assert d["grant_id"] and d["token"]
 
-    page, sent = with_key_in_browser(new_page, dora, pem, "/patient/record")
+    page, sent = with_key_in_browser(new_page, carol, pem, "/patient/record")
+    shot(page, "patient-own-key-record-to-open")
     page.get_by_role("button", name="Open my record").click()
     page.wait_for_url(re.compile(r"grant_id="))
     page.get_by_text("This is everything").wait_for()
     shot(page, "patient-own-key-record")
     grant_id = re.search(r"grant_id=([^&]+)", page.url).group(1)
-    own = flow.patient_trail(svc, flow_reader(svc, dora), dora.user_id, "access", 100)["records"]
+    own = flow.patient_trail(svc, flow_reader(svc, carol), carol.user_id, "access", 100)["records"]
     assert any(r["record"].get("grant_id") == grant_id for r in own)  # the release was logged on chain
     assert page.get_by_role("heading", name=re.compile("Demographics|Personal details")).count() >= 1
 
@@ -119,14 +126,14 @@ def test_a_patient_with_their_own_key_opens_their_record_and_revokes_a_grant(sit
         flow.fetch_record(svc, nurse, d["token"]["token"])
 
     assert_key_never_sent(sent, pem)
-    assert svc.auth.get_user(dora.user_id).key_custody == "exported"
+    assert svc.auth.get_user(carol.user_id).key_custody == "exported"
 
     # the own-key pages are accessible too (axe-core, injected: its own context bypasses the CSP for it)
     if AXE.exists():
         ctx = browser.new_context(base_url=site.url, bypass_csp=True)
         try:
             axe_page = ctx.new_page()
-            sign_in(axe_page, dora)
+            sign_in(axe_page, carol)
             found = []
             for path in ("/patient/record", "/patient/grants", "/patient/preferences"):
                 axe_page.goto(path)
