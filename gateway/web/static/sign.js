@@ -85,7 +85,7 @@
       await keepKey(key);
       field.value = "";
       await showState();
-      say("Your key is kept in this browser. It signs your changes; it is never sent anywhere.");
+      say("Your key is kept in this browser. It signs for you here; it is never sent anywhere.");
     } catch (err) {
       say("This key could not be used: " + (err.message || err), true);
     }
