@@ -953,7 +953,8 @@ def _conditional_discrete(df: pd.DataFrame, cols: dict[str, dict], facts: dict[s
         width = 2 if f["kind"] == "bool" else len(f["dist"].values)
         if feats:
             x = np.column_stack([v for _, _, v, _ in feats])
-            leaf = (leaf_min or {}).get(c) or leaf_size(x[known], y, width, min_support, bin_support, seed)
+            leaf = leaf_size(x[known], y, width, min_support, bin_support, seed)
+            leaf = min(leaf, (leaf_min or {}).get(c, leaf))  # iterate may ask for smaller leaves, never larger
             tree = DecisionTreeClassifier(criterion="entropy", min_samples_leaf=leaf, random_state=seed).fit(x[known], y)
             leaves = _leaves(tree, feats)
             leaf_of = tree.apply(x[known])
@@ -1007,17 +1008,22 @@ def pooled_counts(counts: np.ndarray, k: int = BIN_SUPPORT) -> np.ndarray:
 
 
 LEAF_SIZES = (10, 15, 20, 30, 45, 70, 100, 150)  # candidate leaf sizes of the decision trees
+SMALL_LEAF_ROWS = 2000  # leaves smaller than MIN_SUPPORT only in tables larger than this
 
 
 def leaf_size(x: np.ndarray, y: np.ndarray, width: int, largest: int = MIN_SUPPORT, bin_support: int = BIN_SUPPORT,
               seed: int = 0, rows: int = 4000) -> int:
     """The decision tree's smallest leaf, chosen by held-out log-likelihood of the leaves' category
     weights as the project states them (:func:`pooled_counts`) — big tables afford small leaves, small
-    ones need large leaves — among sizes from 2 × ``bin_support`` up to about ``largest`` … n / 8."""
+    ones need large leaves — among sizes from ``largest`` × 2,000 / n (never below 2 × ``bin_support``,
+    never above ``largest``) up to n / 8."""
     from sklearn.tree import DecisionTreeClassifier
 
     n = len(y)
-    sizes = [s for s in LEAF_SIZES if 2 * bin_support <= s <= max(largest, n // 8)] or [max(largest, 2 * bin_support)]
+    # below ``largest`` only with many rows: a small table's small leaves would describe its patients
+    # too closely (membership inference), so leaves shrink with n: 30 rows up to 2,000 rows, 15 at 4,000
+    smallest = max(2 * bin_support, min(largest, round(largest * SMALL_LEAF_ROWS / max(n, 1))))
+    sizes = [s for s in LEAF_SIZES if smallest <= s <= max(largest, n // 8)] or [max(largest, 2 * bin_support)]
     if len(sizes) == 1 or n < 6 * sizes[0]:
         return largest
     rng = np.random.default_rng(seed)

@@ -239,3 +239,15 @@ def test_profiled_mixture_is_written_as_named_component_tables(tmp_path):
         comp["marginals"]["nope"] = {"kind": "normal", "mean": 0, "sd": 1}
     with pytest.raises(Exception, match="'nope' is not a column"):
         load_spec(bad)
+
+
+def test_tree_leaf_size_is_chosen_by_held_out_likelihood():
+    from fabrication.profiler import MIN_SUPPORT, leaf_size
+
+    rng = np.random.default_rng(3)
+    x = rng.random((8000, 2))
+    stripes = (np.floor(x[:, 0] * 160) % 2).astype(np.int64)  # bands of ~50 rows: only small leaves follow them
+    assert leaf_size(x, stripes, 2) <= 45
+    assert leaf_size(x, rng.integers(0, 2, 8000), 2) >= 70  # no structure: large leaves
+    small = rng.random((500, 2))  # a small table keeps leaves of ≥ MIN_SUPPORT rows whatever the data
+    assert leaf_size(small, (np.floor(small[:, 0] * 40) % 2).astype(np.int64), 2) >= MIN_SUPPORT
