@@ -5,12 +5,15 @@ the patients I treat (from the chain's clinician → patient index), redeem a sh
 
 from __future__ import annotations
 
+import datetime as dt
+
 from flask import Blueprint, abort, render_template, request, session
 
 from .. import flow
 from .. import ledger as L
 from .. import problems as P
 from ..security import CLINICIANS, services
+from ..vocab import MAX_GRANT_SECONDS, MAX_PAGE_SIZE
 from .common import attempt, form_list, record_tables, status_of
 from .session import actor
 
@@ -26,7 +29,7 @@ def _remember(patient_id: str, hospital: str | None, via: str) -> None:
 
 def _home(problem=None, status: int = 200):
     a = actor()
-    page, p = attempt(lambda: _my_trail(a, "decision", 100))
+    page, p = attempt(lambda: _recent_trail(a, "grant"))
     live = [r["record"] for r in (page or {}).get("records", []) if r.get("record", {}).get("live")]
     treating, p2 = attempt(lambda: flow.my_patients(services(), a)) if a.role in CLINICIANS else (None, None)
     return render_template("web_clinician/home.html", patients=session.get(RECENT, []), live=live,
@@ -34,9 +37,29 @@ def _home(problem=None, status: int = 200):
                            can_break_glass=a.role in CLINICIANS), status
 
 
-def _my_trail(a, kind: str, page_size: int = 50) -> dict:
-    return L.page(L.evaluate(a.contract(services(), "AuditContract"), "AuditByUser", a.user_id, kind, "", "",
-                             page_size, ""))
+#: How far back a clinician's own pages look: no grant lives longer than the chain's ceiling.
+RECENT_DAYS = MAX_GRANT_SECONDS // 86400
+#: At most this many entries are read for one page (pages of the chain's maximum size).
+RECENT_LIMIT = 1000
+
+
+def _recent_trail(a, kind: str) -> dict:
+    """The clinician's own trail of the last :data:`RECENT_DAYS` days, newest first. The chain's
+    index runs oldest first, so every page of the window is read (up to :data:`RECENT_LIMIT`
+    entries, the newest kept): a first page alone would hide the recent grants of a busy clinician."""
+    contract = a.contract(services(), "AuditContract")
+    start = (dt.datetime.now(dt.UTC) - dt.timedelta(days=RECENT_DAYS)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    records: list = []
+    bookmark, truncated = "", False
+    while True:
+        doc = L.evaluate(contract, "AuditByUser", a.user_id, kind, start, "", MAX_PAGE_SIZE, bookmark)
+        records += doc.get("records", [])
+        if len(records) > RECENT_LIMIT:
+            records, truncated = records[-RECENT_LIMIT:], True
+        bookmark = doc.get("bookmark") or ""
+        if not bookmark or not doc.get("records"):
+            break
+    return {"records": records[::-1], "days": RECENT_DAYS, "truncated": truncated}
 
 
 @bp.get("/")
@@ -136,7 +159,7 @@ def relinquish(grant_id: str):
 @bp.get("/requests")
 def my_requests():
     a = actor()
-    page, problem = attempt(lambda: _my_trail(a, "decision", 100))
+    page, problem = attempt(lambda: _recent_trail(a, "decision"))
     return render_template("web_clinician/requests.html", page=page, problem=problem)
 
 
