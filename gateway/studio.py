@@ -595,10 +595,26 @@ class Studio:
                "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
         with open(d / "job.log", "wb") as log:
             proc = subprocess.Popen([sys.executable, "-m", "gateway.studio", str(d)], stdout=log, stderr=log,
-                                    stdin=subprocess.DEVNULL, env=env, cwd=str(d))
+                                    stdin=subprocess.DEVNULL, env=env, cwd=str(d),
+                                    start_new_session=True)  # its own process group: cancel stops its solvers too
         write_status(d, state="queued", stage="waiting to start", done=0, total=1, pid=proc.pid)
         threading.Thread(target=proc.wait, daemon=True, name=f"studio-run-{run}").start()  # reap the child
         return run
+
+    def cancel_run(self, name: str, run: str, *, grace: float = 5.0) -> dict[str, Any]:
+        """Cancel a queued or running fabrication: the run is marked first (so the child's later
+        progress never overwrites it), its process group is sent SIGTERM (SIGKILL after ``grace``
+        seconds) and its status then says *cancelled*. A run that has ended is a 409."""
+        d = self.run_dir(name, run)
+        st = self.status(name, run)
+        if st["state"] not in ("queued", "running"):
+            raise P.Problem(P.CONFLICT, f"run {run} has already ended ({st['state']}); only a running one is cancelled")
+        (d / CANCELLED).touch()
+        pid = st.get("pid")
+        if pid and _alive(st):
+            _stop_group(int(pid), grace)
+        write_status(d, state="cancelled", stage="cancelled", finished=time.time(), cancelled=True)
+        return self.status(name, run)
 
     def status(self, name: str, run: str) -> dict[str, Any]:
         d = self.run_dir(name, run)
@@ -862,7 +878,33 @@ def node_from_form(form: dict[str, Any], project: F.Project, ed: Editor, current
 # ----------------------------------------------------------------------------- the background run
 
 
+#: the file that marks a run cancelled: once it exists only the canceller writes the run's status
+CANCELLED = "cancelled"
+
+
+def _stop_group(pid: int, grace: float) -> None:
+    """SIGTERM the run's process group (the child and its solvers), SIGKILL what remains after ``grace`` s."""
+    import signal
+
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return
+    if b"gateway.studio" not in cmdline:  # the pid is no longer the run's (reused): leave it alone
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if not _alive({"pid": pid}):
+                return
+            time.sleep(0.05)
+
+
 def write_status(d: Path, **fields: Any) -> None:
+    if (d / CANCELLED).exists() and fields.get("state") != "cancelled":
+        return  # cancelled: the child's late progress must not bring the run back to life
     prev: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):
         prev = json.loads((d / "status.json").read_text())

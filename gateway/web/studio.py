@@ -198,12 +198,20 @@ def run(name: str, run: str):
     return render_template("web_studio/run.html", name=name, run=run, r=result, meta=studio().meta(name))
 
 
+@bp.post("/projects/<name>/runs/<run>/cancel")
+def cancel_run(name: str, run: str):
+    _, problem = attempt(lambda: studio().cancel_run(name, run))
+    if problem is not None:
+        return _project(name, problem, status=status_of(problem))
+    return redirect(url_for(".run", name=name, run=run), 303)
+
+
 @bp.get("/projects/<name>/runs/<run>/progress")
 def progress(name: str, run: str):
     st, problem = attempt(lambda: studio().status(name, run))
     if problem is not None:
         return _project(name, problem, status=status_of(problem))
-    if st["state"] in ("done", "failed") and _htmx():
+    if st["state"] in ("done", "failed", "cancelled") and _htmx():
         return Response(status=204, headers={"HX-Refresh": "true"})
     return render_template("web_studio/_progress.html", name=name, run=run, st=st)
 

@@ -248,3 +248,41 @@ def test_a_sample_of_a_contradicting_rule_names_it_as_unsatisfiable(studio):
         studio.sample(ed)
     assert exc.value.type.slug == "fabrication-failed"
     assert exc.value.detail.startswith("unsatisfiable rule(s) in ndc_smr01") and "length_of_stay_rule" in exc.value.detail
+
+
+def test_a_running_fabrication_is_cancelled_its_process_stopped_and_it_stays_cancelled(studio):
+    import os
+    import time
+
+    run = studio.start_run("ecc", 200_000)  # the whole Edinburgh project at 200,000 rows: minutes of work
+    deadline = time.monotonic() + 60
+    while studio.status("ecc", run)["state"] != "running" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    st = studio.status("ecc", run)
+    assert st["state"] == "running", st
+    pid = st["pid"]
+    with pytest.raises(P.Problem) as busy:  # one run at a time …
+        studio.start_run("ecc", 10)
+    assert busy.value.type.slug == "run-in-progress"
+    st = studio.cancel_run("ecc", run)
+    assert st["state"] == "cancelled" and st["stage"] == "cancelled"
+    for _ in range(100):  # the reaper thread collects the killed child
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"the run's process {pid} is still there")
+    time.sleep(1.5)  # nothing of the child comes back to overwrite the outcome
+    result = studio.result("ecc", run)
+    assert result["status"]["state"] == "cancelled" and result["report"] is None and not result["files"]
+    assert [r["state"] for r in studio.runs("ecc")] == ["cancelled"]
+    with pytest.raises(P.Problem) as again:  # an ended run is not cancelled twice
+        studio.cancel_run("ecc", run)
+    assert again.value.type is P.CONFLICT
+    # … and the next one may start
+    nxt = studio.start_run("ecc", 10)
+    assert nxt != run and studio.status("ecc", nxt)["state"] in ("queued", "running", "done")
+    if studio.status("ecc", nxt)["state"] in ("queued", "running"):
+        studio.cancel_run("ecc", nxt)

@@ -172,6 +172,26 @@ def test_a_studio_fabrication_runs_to_its_report(site, new_page, researcher, tmp
     assert len(data) == 300 and "tumour_size" in data.columns
 
 
+def test_a_running_studio_fabrication_is_cancelled_from_its_page(site, new_page, researcher):
+    page = new_page()
+    sign_in(page, researcher, path="/studio/")
+    copy_packaged(page, "to-cancel")
+    page.get_by_label("Rows of each root table").fill("200000")  # minutes of work: it is still running
+    page.get_by_role("button", name="Run the fabrication").click()
+    page.locator("#run-progress", has_text="Running").wait_for(timeout=60_000)
+    shot(page, "studio-10-running")
+    page.get_by_role("button", name="Cancel this fabrication").click()
+    page.locator("#cancelled").wait_for()
+    assert "Cancelled" in page.locator("#cancelled").inner_text()
+    assert page.locator("#run-progress").count() == 0 and page.get_by_text("rule validity").count() == 0
+    shot(page, "studio-11-cancelled")
+    page.wait_for_timeout(1500)  # the stopped child writes nothing more: the outcome holds
+    page.reload()
+    assert page.locator("#cancelled").is_visible()
+    page.get_by_role("link", name="to-cancel").click()
+    assert "cancelled" in page.locator("table", has_text="cancelled").inner_text()
+
+
 def test_only_researchers_and_hospital_admins_open_the_studio(site, new_page):
     for who in (site.people.gp, site.people.auditor):
         page = new_page()
