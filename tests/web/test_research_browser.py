@@ -16,6 +16,7 @@ import pytest
 
 from gateway import flow
 from gateway import ledger as L
+from gateway import research as research_layer
 from serums.bootstrap import DEFAULT_RULES
 from tests.gateway.stack import enrol
 
@@ -29,22 +30,36 @@ CONSENT = {"effect": "allow", "grantee": {"kind": "role", "id": "researcher"}, "
 _n = itertools.count(1)
 
 
+STUDY_SECTIONS = ["oncology.treatment", "oncology.toxicity", "comorbidities"]  # what the form ticks by default
+
+
 @pytest.fixture(scope="module")
 def research(site):
-    """Zmc publishes the research rule ``serums up`` publishes; its fixture patients are enrolled,
-    all but one consenting to research (patients enrolled elsewhere, without consent, are
-    excluded by the rule). Returns (researcher, consenting, excluded)."""
+    """Zmc publishes the research rule ``serums up`` publishes; its fixture patients not yet on
+    chain are enrolled, all but one consenting to research. Other test modules enrol Zmc patients
+    too (the oncology tests' consent to research), so the expected cohort is not counted here but
+    asked of the chain, candidate by candidate (``PreferenceContract:Preview``, which records
+    nothing): the page must show the chain's numbers. Returns (researcher, consenting, excluded)."""
     svc = site.world.services
     L.submit(svc.admin_contract("zmc", "PolicyContract"), "PutRule", RESEARCH_RULE)
     refs = sorted(ref for h, ref in site.world.patients.values() if h == "zmc")
-    consenting = 0
+    added = 0
     for i, ref in enumerate(refs):
         if svc.chain_user(ref) is None:
             patient = enrol(svc, "zmc", "patient", user_id=ref, prefix="zmc-patient")
             if i:
                 flow.add_preference(svc, actor_of(svc, patient), CONSENT)
-                consenting += 1
-    return enrol(svc, "lothian", "researcher", prefix="dr.research"), consenting, len(refs) - consenting
+                added += 1
+    assert added, "the fixture's own consents are part of what the page must count"
+    researcher = enrol(svc, "lothian", "researcher", prefix="dr.research")
+    preview = svc.admin_contract("zmc", "PreferenceContract")
+    candidates = research_layer.candidates(svc, ["zmc"])
+    allowed = sum(
+        1 for pid in candidates
+        if set(L.evaluate(preview, "Preview", pid, {"user": researcher.reg.user.user_id}, STUDY_SECTIONS,
+                          "research")["granted"]) == set(STUDY_SECTIONS))
+    assert 0 < allowed < len(candidates)
+    return researcher, allowed, len(candidates) - allowed
 
 
 def _budget(page, dataset: str, epsilon: str, delta: str) -> None:
@@ -151,6 +166,9 @@ def test_without_javascript_a_statistics_job_is_followed_by_reloading(site, brow
         page.get_by_role("heading", name="Release record on the ledger").wait_for(timeout=180_000)  # meta refresh
         assert "of the summed ciphertext" in page.get_by_role("region", name="Release record on the ledger").inner_text()
         assert page.get_by_role("heading", name="Worst toxicity grade per regimen (rows)").is_visible()
+        strata = page.locator("#strata")  # the same histogram per stratum (Charlson × performance status), folded
+        assert "6 strata: charlson_index in 0 / 1–2 / ≥3 × performance_status in 0–1 / ≥2" in strata.inner_text()
+        assert strata.locator("table").count() == 6
         assert page.locator(".eps-remaining").inner_text() == "2.0"
         page.locator("img.plot").nth(1).wait_for(timeout=120_000)  # the page reloads until they are drawn
         for src in [page.locator("img.plot").nth(i).get_attribute("src") for i in range(2)]:
