@@ -5,7 +5,8 @@
   that degree). ``public_bytes()`` is the context without the secret key (what hospitals and the
   aggregator get); ``secret_bytes()`` stays with the study's key holder.
 - Encrypted statistics: each hospital encrypts its aggregates (``StatsLayout``: count, sums and
-  sums of squares of every feature, the histogram of the worst toxicity grade per regimen) under the
+  sums of squares of every feature, the histogram of the worst toxicity grade per regimen and per
+  stratum — bands of declared features, ``Stratum``, e.g. Charlson index × performance status) under the
   public context; ``add_encrypted`` adds serialized ciphertexts with the public context only; the key
   holder decrypts the total (``decrypt_stats``), and the privacy wall may noise it before release.
 - Encrypted inference of the logistic-regression predictor: the client encrypts a patient's scaled
@@ -17,6 +18,8 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -116,32 +119,75 @@ def decrypt(keys: StudyKeys, ciphertext: bytes) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class Stratum:
+    """Bands of one feature the grade histograms are split by: band ``i`` holds the values ``v`` with
+    ``edges[i-1] <= v < edges[i]`` (the first from −∞, the last to +∞); ``labels`` name the bands."""
+
+    feature: str
+    edges: tuple[float, ...]
+    labels: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.labels) != len(self.edges) + 1 or list(self.edges) != sorted(self.edges):
+            raise InvalidParameters(f"stratum {self.feature}: {len(self.edges) + 1} labels for increasing edges")
+
+    def band(self, value: float) -> int:
+        return bisect.bisect_right(self.edges, float(value))
+
+    def to_dict(self) -> dict:
+        return {"feature": self.feature, "edges": list(self.edges), "labels": list(self.labels)}
+
+
+@dataclass(frozen=True)
 class StatsLayout:
-    """Slots of a hospital's aggregate vector: count, Σx, Σx² per feature, histogram regimen × grade.
+    """Slots of a hospital's aggregate vector: count, Σx, Σx² per feature, and the histogram
+    regimen × stratum cell × grade (one cell — the whole cohort — without ``strata``; a cell is one
+    band of each stratum, in ``itertools.product`` order).
 
     Features are clipped to their declared bounds, so one row's effect on each slot is bounded:
     adding or removing a row changes the count by 1, Σx_j by at most max(|low_j|, |high_j|), Σx_j²
-    by at most max(low_j², high_j²) and one histogram bin by 1 (``sensitivity``).
+    by at most max(low_j², high_j²) and one histogram bin by 1 — a row falls in exactly one cell, so
+    stratifying adds no slot a row changes and no noise per bin (``sensitivity``).
     """
 
     bounds: tuple[ColumnBounds, ...]
     regimens: tuple[str, ...]
     grades: int = 6  # CTCAE 0..5
+    strata: tuple[Stratum, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = [s.feature for s in self.strata if s.feature not in self.features]
+        if unknown:
+            raise InvalidParameters(f"strata of features the layout does not hold: {', '.join(unknown)}")
+        if self.size > SLOTS:
+            raise InvalidParameters(f"{self.size} slots are more than one ciphertext's {SLOTS}")
 
     @property
     def features(self) -> tuple[str, ...]:
         return tuple(b.name for b in self.bounds)
 
     @property
+    def cells(self) -> list[tuple[str, ...]]:
+        """The strata's cells, each a tuple of band labels (one empty cell without strata)."""
+        return list(itertools.product(*(s.labels for s in self.strata)))
+
+    def cell_of(self, row: Sequence[float]) -> int:
+        """The cell index of one (clipped) feature row."""
+        index = 0
+        for s in self.strata:
+            index = index * len(s.labels) + s.band(row[self.features.index(s.feature)])
+        return index
+
+    @property
     def size(self) -> int:
-        return 1 + 2 * len(self.bounds) + len(self.regimens) * self.grades
+        return 1 + 2 * len(self.bounds) + len(self.regimens) * len(self.cells) * self.grades
 
     def sensitivity(self) -> np.ndarray:
         """Per-slot d_k = K·Δ_k, K = 2 + 2F slots one row can change: the privacy loss is at most ε."""
         lo = np.array([b.low for b in self.bounds])
         hi = np.array([b.high for b in self.bounds])
         reach = np.maximum(np.abs(lo), np.abs(hi))
-        delta = np.concatenate([[1.0], reach, reach**2, np.ones(len(self.regimens) * self.grades)])
+        delta = np.concatenate([[1.0], reach, reach**2, np.ones(len(self.regimens) * len(self.cells) * self.grades)])
         return (2 + 2 * len(self.bounds)) * delta
 
     def vector(self, x: np.ndarray, regimen: Sequence[str], grade: Sequence[int]) -> np.ndarray:
@@ -154,9 +200,10 @@ class StatsLayout:
         out[1 + f:1 + 2 * f] = (x * x).sum(axis=0)
         base = 1 + 2 * f
         index = {r: i for i, r in enumerate(self.regimens)}
-        for r, g in zip(regimen, grade, strict=True):
+        cells = len(self.cells)
+        for row, r, g in zip(x, regimen, grade, strict=True):
             if r in index and 0 <= int(g) < self.grades:
-                out[base + index[r] * self.grades + int(g)] += 1
+                out[base + (index[r] * cells + self.cell_of(row)) * self.grades + int(g)] += 1
         return out
 
     def noisy(self, vector: np.ndarray, *, epsilon: float, delta: float, rng: np.random.Generator) -> np.ndarray:
@@ -172,11 +219,21 @@ class StatsLayout:
         sums, squares = v[1:1 + f], v[1 + f:1 + 2 * f]
         mean = sums / n if n else np.full(f, np.nan)
         var = squares / n - mean**2 if n else np.full(f, np.nan)
-        hist = np.maximum(np.round(v[1 + 2 * f:self.size]), 0).reshape(len(self.regimens), self.grades)
-        return {"count": n,
-                "mean": dict(zip(self.features, mean.tolist(), strict=True)),
-                "variance": dict(zip(self.features, np.maximum(var, 0).tolist(), strict=True)),
-                "grade_histogram": {r: [int(c) for c in row] for r, row in zip(self.regimens, hist, strict=True)}}
+        raw = v[1 + 2 * f:self.size].reshape(len(self.regimens), len(self.cells), self.grades)
+
+        def counts(h: np.ndarray) -> dict[str, list[int]]:  # rounding and clamping: post-processing
+            return {r: [int(c) for c in row] for r, row in zip(self.regimens, np.maximum(np.round(h), 0), strict=True)}
+
+        out = {"count": n,
+               "mean": dict(zip(self.features, mean.tolist(), strict=True)),
+               "variance": dict(zip(self.features, np.maximum(var, 0).tolist(), strict=True)),
+               "grade_histogram": counts(raw.sum(axis=1))}  # the whole cohort: the cells' noisy bins summed
+        if self.strata:
+            out["strata"] = {"by": [s.to_dict() for s in self.strata],
+                             "cells": [{"bands": dict(zip((s.feature for s in self.strata), cell, strict=True)),
+                                        "grade_histogram": counts(raw[:, i, :])}
+                                       for i, cell in enumerate(self.cells)]}
+        return out
 
 
 # --------------------------------------------------------------------------- inference

@@ -274,11 +274,22 @@ def run_job(spec: JobSpec, ledger: AnalyticsLedger, sites: Mapping[str, CohortSi
 # --------------------------------------------------------------------------- encrypted statistics
 
 
-def research_layout() -> Any:
-    """The aggregate layout of a research statistics job: research features, regimens, grades 0..5."""
-    from .fhe import StatsLayout
+#: How a research statistics job splits its grade histograms, so that a clinician can read the stratum
+#: of patients like theirs: (feature, band edges, band labels). Age is demographics, which research
+#: never reads; the Charlson index and the performance status are the research features that say
+#: how frail a patient is.
+RESEARCH_STRATA: tuple[tuple[str, tuple[float, ...], tuple[str, ...]], ...] = (
+    ("charlson_index", (1, 3), ("0", "1–2", "≥3")),
+    ("performance_status", (2,), ("0–1", "≥2")),
+)
 
-    return StatsLayout(RESEARCH_BOUNDS, REGIMENS)
+
+def research_layout() -> Any:
+    """The aggregate layout of a research statistics job: research features, grades 0..5 per regimen
+    and per stratum (:data:`RESEARCH_STRATA`)."""
+    from .fhe import StatsLayout, Stratum
+
+    return StatsLayout(RESEARCH_BOUNDS, REGIMENS, strata=tuple(Stratum(*s) for s in RESEARCH_STRATA))
 
 
 def encrypted_site_statistics(site: CohortSite, cohort_id: str, layout: Any, public: Any) -> bytes:

@@ -311,22 +311,70 @@ def regimen_comparison(model: dict[str, Any], features: dict[str, float], curren
     return sorted(rows, key=lambda r: r["p"])
 
 
-def statistics_comparison(stats: dict[str, Any], epsilon: float, layout: Any = None) -> dict[str, Any]:
-    """From a released (noised) grade histogram per regimen: assessments counted and the share with
-    a worst grade ≥ 3. Each count carries the privacy wall's noise, Laplace(d/ε) with d the
-    histogram slots' sensitivity; a regimen's share is given only where its count is at least four
-    standard deviations of the noise on it (else it is noise, not a rate)."""
+def _shares(histograms: dict[str, list[int]], noise_sd: float, current: str | None = None) -> list[dict[str, Any]]:
+    """Per regimen: assessments counted and the share with a worst grade ≥ 3, the share only where
+    the count is at least four standard deviations of its noise (else it is noise, not a rate)."""
+    rows = []
+    for r, hist in histograms.items():
+        n = int(sum(hist))
+        rows.append({"regimen": r, "n": n, "current": r == current,
+                     "p": min(max(sum(hist[3:]) / n, 0.0), 1.0) if n >= 4 * noise_sd else None})
+    rows.sort(key=lambda r: (r["p"] is None, r["p"] or 0, r["regimen"]))
+    return rows
+
+
+def _bin_noise(epsilon: float, layout: Any = None) -> tuple[float, int]:
+    """The Laplace scale d/ε of the privacy wall's noise on one histogram bin, and the grades per regimen."""
     from analytics.jobs import research_layout
 
     layout = layout or research_layout()
-    scale = float(layout.sensitivity()[-1]) / float(epsilon)
-    noise_sd = math.sqrt(2 * layout.grades) * scale
-    rows = []
-    for r, hist in stats["grade_histogram"].items():
-        n = int(sum(hist))
-        rows.append({"regimen": r, "n": n, "p": min(max(sum(hist[3:]) / n, 0.0), 1.0) if n >= 4 * noise_sd else None})
-    rows.sort(key=lambda r: (r["p"] is None, r["p"] or 0, r["regimen"]))
+    return float(layout.sensitivity()[-1]) / float(epsilon), layout.grades
+
+
+def statistics_comparison(stats: dict[str, Any], epsilon: float, layout: Any = None) -> dict[str, Any]:
+    """From a released (noised) grade histogram per regimen: assessments counted and the share with
+    a worst grade ≥ 3. Each bin carries the privacy wall's noise, Laplace(d/ε) with d the histogram
+    slots' sensitivity; a regimen's count sums its grades' bins (and, for a stratified release, every
+    stratum's), so its noise has standard deviation sqrt(2·bins)·d/ε; a share is given only where the
+    count is at least four of those."""
+    scale, grades = _bin_noise(epsilon, layout)
+    cells = len((stats.get("strata") or {}).get("cells") or ()) or 1
+    noise_sd = math.sqrt(2 * grades * cells) * scale
+    rows = _shares(stats["grade_histogram"], noise_sd)
     return {"rows": rows, "noise_sd": noise_sd, "shown": sum(r["p"] is not None for r in rows)}
+
+
+#: how the strata's features read in a sentence
+_FEATURE_NAMES = {"charlson_index": "Charlson index", "performance_status": "performance status"}
+
+
+def stratum_comparison(stats: dict[str, Any], epsilon: float, features: dict[str, float] | None,
+                       current: str | None = None, layout: Any = None) -> dict[str, Any] | None:
+    """The regimens compared within the stratum of patients like this one (the released cell whose
+    bands hold this patient's features, e.g. Charlson index and performance status), from a
+    stratified release only; None when the release is not stratified. Without the features (a
+    section not released) ``reason`` says so and nothing is compared."""
+    import bisect
+
+    strata = stats.get("strata")
+    if not strata:
+        return None
+    bands: dict[str, str] = {}
+    for s in strata["by"]:
+        value = (features or {}).get(s["feature"])
+        if value is None:
+            return {"reason": f"this patient's {_FEATURE_NAMES.get(s['feature'], s['feature'])} is not known to you, so their "
+                              f"stratum is not either", "rows": [], "bands": {}, "shown": 0}
+        bands[s["feature"]] = s["labels"][bisect.bisect_right(s["edges"], float(value))]
+    cell = next((c for c in strata["cells"] if c["bands"] == bands), None)
+    if cell is None:
+        return {"reason": "the release has no stratum for this patient", "rows": [], "bands": bands, "shown": 0}
+    scale, grades = _bin_noise(epsilon, layout)
+    noise_sd = math.sqrt(2 * grades) * scale
+    rows = _shares(cell["grade_histogram"], noise_sd, current)
+    return {"reason": None, "bands": bands, "rows": rows, "noise_sd": noise_sd,
+            "shown": sum(r["p"] is not None for r in rows),
+            "label": ", ".join(f"{_FEATURE_NAMES.get(f, f)} {b}" for f, b in bands.items())}
 
 
 # --------------------------------------------------------------------------- the dashboard
@@ -374,6 +422,14 @@ def _risk(services, actor, cycles, charlson, granted, encrypted: bool) -> dict[s
     return out
 
 
+def _stratum_features(cycles, charlson, granted) -> dict[str, float] | None:
+    """This patient's features the released strata are cut by (latest Charlson index, the last cycle's
+    performance status), only from sections released to the clinician."""
+    if not (granted[TREATMENT] and granted[COMORBIDITIES] and cycles):
+        return None
+    return next_cycle_features(cycles, charlson)
+
+
 def dashboard(services, actor: flow.Actor, *, grant_id: str | None = None, token: str | None = None,
               encrypted: bool = False) -> dict[str, Any]:
     """One view of the dashboard: a release against a token, logged on chain like any access, read
@@ -407,11 +463,13 @@ def dashboard(services, actor: flow.Actor, *, grant_id: str | None = None, token
         "admissions": admissions(record),
         "risk": _risk(services, actor, cycles, charlson, granted, encrypted),
         "statistics": None if stats is None else {
-            **stats, "comparison": statistics_comparison(stats["statistics"], stats["epsilon"])},
+            **stats, "comparison": statistics_comparison(stats["statistics"], stats["epsilon"]),
+            "stratum": stratum_comparison(stats["statistics"], stats["epsilon"], _stratum_features(cycles, charlson, granted),
+                                          cycles[-1]["regimen"] if cycles else None)},
     }
 
 
 __all__ = ["HOW_TO_RELEASE", "SECTIONS", "TOXICITY_TYPES", "ReleasedRecord", "admissions", "comorbidities",
            "dashboard", "live_grants", "next_cycle_features", "predict", "regimen_comparison", "regimens_of",
-           "release_store", "released_model", "released_statistics", "statistics_comparison", "toxicity",
+           "release_store", "released_model", "released_statistics", "statistics_comparison", "stratum_comparison", "toxicity",
            "treatment"]

@@ -42,6 +42,14 @@ def _charts(d: dict) -> dict:
              for r in d["statistics"]["comparison"]["rows"]],
             "Share of assessments with grade 3 or worse toxicity, by regimen, in the released cohort statistics",
             missing="too few to tell under the noise")
+        stratum = d["statistics"].get("stratum")
+        if stratum and stratum["rows"]:
+            out["stratum"] = charts.risk_bars(
+                [{"label": r["regimen"] + (" (current)" if r["current"] else "")
+                  + (f" (n ≈ {r['n']})" if r["p"] is not None else ""), "p": r["p"], "highlight": r["current"]}
+                 for r in stratum["rows"]],
+                f"Share of assessments with grade 3 or worse toxicity, by regimen, among patients like this one "
+                f"({stratum['label']}), in the released statistics", missing="too few to tell under the noise")
     return out
 
 

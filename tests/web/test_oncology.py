@@ -290,10 +290,47 @@ def test_statistics_comparison_gives_shares_only_above_the_noise():
     # the noise on a regimen's count: sqrt(2 · 6 grades) · d/ε, d = 2 + 2·15 for the histogram slots
     loose = oncology.statistics_comparison(stats, 1e4, layout)
     assert loose["noise_sd"] == pytest.approx(np.sqrt(12) * 32 / 1e4)
-    assert loose["rows"][0] == {"regimen": "FEC-T", "n": 10, "p": 0.3} and loose["rows"][1]["p"] == pytest.approx(1 / 3)
-    assert loose["rows"][2] == {"regimen": "CAPE", "n": 0, "p": None} and loose["shown"] == 2
+    assert loose["rows"][0] == {"regimen": "FEC-T", "n": 10, "p": 0.3, "current": False}
+    assert loose["rows"][1]["p"] == pytest.approx(1 / 3)
+    assert loose["rows"][2] == {"regimen": "CAPE", "n": 0, "p": None, "current": False} and loose["shown"] == 2
     strict = oncology.statistics_comparison(stats, 1.0, layout)  # ±111 per regimen: 10 assessments tell nothing
     assert strict["shown"] == 0 and all(r["p"] is None for r in strict["rows"])
+    assert oncology.stratum_comparison(stats, 1e4, {"charlson_index": 0, "performance_status": 0}) is None
+
+
+def test_stratified_statistics_show_the_stratum_of_patients_like_this_one():
+    from analytics.fhe import Stratum
+
+    base = research_layout()
+    assert [s.feature for s in base.strata] == ["charlson_index", "performance_status"] and len(base.cells) == 6
+    layout = StatsLayout(base.bounds, ("FEC-T", "TC"), strata=base.strata)
+    ci, ps = layout.features.index("charlson_index"), layout.features.index("performance_status")
+    # 8 frail assessments (Charlson ≥ 3, PS ≥ 2): FEC-T 6 of them, 4 of grade ≥ 3; TC 2, none severe.
+    # 12 fit ones (Charlson 0, PS 0-1): FEC-T 10, 1 severe; TC 2, 2 severe.
+    x = np.zeros((20, len(layout.bounds)))
+    x[:8, ci], x[:8, ps] = 4, 3
+    regimen = ["FEC-T"] * 6 + ["TC"] * 2 + ["FEC-T"] * 10 + ["TC"] * 2
+    grade = [3, 4, 3, 3, 1, 0, 1, 2] + [3] + [0] * 9 + [3, 4]
+    stats = layout.read(layout.vector(x, regimen, grade))
+    # a row falls in one cell: the whole cohort's histogram is the cells' sum, the sensitivity unchanged
+    assert stats["grade_histogram"]["FEC-T"] == [10, 1, 0, 4, 1, 0] and layout.sensitivity()[-1] == 32
+    assert layout.size == 1 + 2 * len(layout.bounds) + 2 * 6 * 6 == len(layout.sensitivity())
+    frail = oncology.stratum_comparison(stats, 1e4, {"charlson_index": 5, "performance_status": 2}, "TC", layout)
+    assert frail["bands"] == {"charlson_index": "≥3", "performance_status": "≥2"}
+    assert [(r["regimen"], r["n"], r["p"], r["current"]) for r in frail["rows"]] == [
+        ("TC", 2, 0.0, True), ("FEC-T", 6, pytest.approx(4 / 6), False)]
+    fit = oncology.stratum_comparison(stats, 1e4, {"charlson_index": 0, "performance_status": 1}, "TC", layout)
+    assert [(r["regimen"], r["p"]) for r in fit["rows"]] == [("FEC-T", 0.1), ("TC", 1.0)]
+    assert fit["label"] == "Charlson index 0, performance status 0–1"
+    # the whole cohort's noise sums 6 cells × 6 grades of bins; one stratum's only its 6 grades
+    whole = oncology.statistics_comparison(stats, 1.0, layout)
+    assert whole["noise_sd"] == pytest.approx(np.sqrt(2 * 36) * 32)
+    noisy = oncology.stratum_comparison(stats, 1.0, {"charlson_index": 5, "performance_status": 2}, "TC", layout)
+    assert noisy["noise_sd"] == pytest.approx(np.sqrt(12) * 32) and noisy["shown"] == 0  # too few to tell
+    unknown = oncology.stratum_comparison(stats, 1e4, None, None, layout)
+    assert unknown["rows"] == [] and "not known to you" in unknown["reason"]
+    with pytest.raises(Exception, match="strata of features"):
+        StatsLayout(base.bounds[:1], ("TC",), strata=(Stratum("age", (65,), ("<65", "≥65")),))
 
 
 # --------------------------------------------------------------------------- the application layer
@@ -328,6 +365,11 @@ def test_dashboard_reads_the_granted_sections_of_a_logged_release(site, onc):
     st = d["statistics"]
     assert st["release_id"] == onc.stats["release_id"] and st["sha256"] == onc.stats["sha256"]
     assert st["epsilon"] == 0.5 and len(st["comparison"]["rows"]) == 8 and st["comparison"]["shown"] == 0
+    # … split by strata: this patient's (latest Charlson index 3, their last cycle's performance status)
+    ps = d["treatment"][-1]["performance_status"]
+    assert st["stratum"]["bands"] == {"charlson_index": "≥3", "performance_status": "0–1" if ps < 2 else "≥2"}
+    assert len(st["stratum"]["rows"]) == 8 and st["stratum"]["shown"] == 0 and st["stratum"]["reason"] is None
+    assert [r["regimen"] for r in st["stratum"]["rows"] if r["current"]] == [d["treatment"][-1]["regimen"]]
     # the view was an access, logged on the chain like any other
     after = accesses()
     assert len(after) == len(before) + 1
@@ -458,7 +500,10 @@ def test_the_oncologist_sees_the_toxicity_chart_and_the_risk(site, onc, new_page
     for heading in ("Treatment timeline", "Comorbidities (Charlson index)", "Admissions",
                     "Similar patients: regimens compared"):
         assert page.get_by_role("heading", name=heading).is_visible()
-    assert page.locator("svg.ch").count() == 6  # dose, toxicity, Charlson, admissions, regimens, statistics
+    # dose, toxicity, Charlson, admissions, regimens, statistics, and the statistics of patients like this one
+    assert page.locator("svg.ch").count() == 7
+    assert "Patients like this one: Charlson index ≥3" in page.locator("#h-stratum").inner_text()
+    assert "too few to tell under the noise" in page.locator("#h-stratum + div.chart").inner_text()
     page.get_by_role("button", name="Compute it on encrypted features").click()
     page.wait_for_selector("text=computed on encrypted features")
     assert abs(int(page.locator("#risk-value").inner_text().rstrip("%")) - int(risk.rstrip("%"))) <= 1
@@ -483,6 +528,7 @@ def test_an_ungranted_section_stays_withheld_on_the_dashboard(site, onc, new_pag
     # by the model (it needs the index)
     assert page.locator("svg.ch").count() == 4
     assert "Charlson comorbidity index" not in page.content()
+    assert "Charlson index is not known to you" in page.locator("#stratum-reason").inner_text()  # no stratum either
     assert "was not released to you" in page.locator("#risk").inner_text()
     # a token in hand (the decision page's) opens the dashboard too: only its sections
     svc = site.world.services
