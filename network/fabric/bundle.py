@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from .configs import core_yaml
+from .configs import LOGGING_SPEC, core_yaml
 from .network import FabricError, FabricNetwork
 
 BUILDERS = "@FABRIC_BUILDERS@"
@@ -40,7 +40,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 : "${{FABRIC_BIN:?set FABRIC_BIN to the folder holding peer}}"
 builders=$(cd "$FABRIC_BIN/../builders" && pwd)
 sed -e "s#{builders_mark}#$builders#" -e "s#{here_mark}#$here#" "$here/peer0/core.yaml.in" > "$here/peer0/core.yaml"
-FABRIC_CFG_PATH="$here/peer0" exec "$FABRIC_BIN/peer" node start
+FABRIC_CFG_PATH="$here/peer0" FABRIC_LOGGING_SPEC="${{FABRIC_LOGGING_SPEC:-{logging_spec}}}" exec "$FABRIC_BIN/peer" node start
 """
 
 JOIN = """#!/bin/sh
@@ -123,7 +123,8 @@ def write_bundle(net: FabricNetwork, hospital: str, out: Path) -> Path:
         _add(tar, f"{top}/orderer-tls-ca.pem", net.tls_ca(o))
         _add(tar, f"{top}/connection.json", json.dumps(profile, indent=2).encode())
         _add(tar, f"{top}/bundle.json", json.dumps(info, indent=2).encode())
-        _add(tar, f"{top}/start-peer.sh", START_PEER.format(org=org.name, builders_mark=BUILDERS, here_mark=HERE).encode(), 0o755)
+        _add(tar, f"{top}/start-peer.sh", START_PEER.format(org=org.name, builders_mark=BUILDERS, here_mark=HERE,
+                                                              logging_spec=LOGGING_SPEC).encode(), 0o755)
         _add(tar, f"{top}/join.sh", JOIN.format(org=org.name, channel=net.cfg.channel, msp=org.msp_id,
                                                 peer=info["peer"], chaincode=net.chaincode).encode(), 0o755)
         _add(tar, f"{top}/start-chaincode.sh", START_CHAINCODE.format(

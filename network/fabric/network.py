@@ -36,7 +36,16 @@ import yaml
 
 from ..client import GatewayError, connect
 from ..config import NetworkConfig
-from .configs import LOOPBACK, bind_host, ccaas_package, configtx, core_yaml, orderer_yaml, signature_policy
+from .configs import (
+    LOGGING_SPEC,
+    LOOPBACK,
+    bind_host,
+    ccaas_package,
+    configtx,
+    core_yaml,
+    orderer_yaml,
+    signature_policy,
+)
 from .crypto import org_material
 
 log = logging.getLogger(__name__)
@@ -296,10 +305,12 @@ class FabricNetwork:
         argv, its environment beyond ours, and the marker that tells it from a recycled pid."""
         if name == "orderer":
             o = self.cfg.orderer.name
-            return [self._tool("orderer")], {"FABRIC_CFG_PATH": str(self.node_dir(o))}, self._tool("orderer")
+            return ([self._tool("orderer")], {"FABRIC_CFG_PATH": str(self.node_dir(o)), "FABRIC_LOGGING_SPEC": LOGGING_SPEC},
+                    self._tool("orderer"))
         kind, _, org = name.partition(".")
         if kind == "peer0":
-            return ([self._tool("peer"), "node", "start"], {"FABRIC_CFG_PATH": str(self.node_dir(org))},
+            return ([self._tool("peer"), "node", "start"],
+                    {"FABRIC_CFG_PATH": str(self.node_dir(org)), "FABRIC_LOGGING_SPEC": LOGGING_SPEC},
                     str(self.node_dir(org)))
         if kind == "chaincode":
             tls = self.org_dir(org) / "chaincode" / "tls"
@@ -510,24 +521,27 @@ class FabricNetwork:
         return self.connection_profile()
 
     def wait_for_discovery(self, timeout: float, progress: Callable[[str], None]) -> None:
-        """Until the first hospital's gateway can endorse with the policy: Fabric needs gossip to
-        reach the other organisations' anchor peers first (~30 s), and again after a peer restarts."""
+        """Until every hospital's gateway can endorse with the policy: Fabric needs gossip to reach
+        the other organisations' anchor peers first (~30 s), and again after a peer restarts; one
+        gateway may see enough peers seconds before another does."""
         progress("waiting for gossip and discovery to satisfy the endorsement policy")
-        org = self.cfg.hospitals[0].name
-        ident, signer = self.cfg.load_user(org, "admin", self.passphrase)
         deadline = time.monotonic() + max(timeout, 5)
-        last = ""
-        with connect(ident, signer, self.peer_address(org), tls_root_certs=self.tls_ca(org),
-                     endorse_timeout=10) as gw:
-            contract = gw.network(self.cfg.channel).contract(self.chaincode)
-            while time.monotonic() < deadline:
-                try:
-                    contract.new_proposal("org.hyperledger.fabric:GetMetadata").endorse()
-                    return
-                except GatewayError as exc:
-                    last = str(exc)
-                time.sleep(1.0)
-        raise FabricError(f"the endorsement policy cannot be satisfied after {timeout:.0f} s: {last}")
+        for h in self.cfg.hospitals:
+            ident, signer = self.cfg.load_user(h.name, "admin", self.passphrase)
+            last = ""
+            with connect(ident, signer, self.peer_address(h.name), tls_root_certs=self.tls_ca(h.name),
+                         endorse_timeout=10) as gw:
+                contract = gw.network(self.cfg.channel).contract(self.chaincode)
+                while True:
+                    try:
+                        contract.new_proposal("org.hyperledger.fabric:GetMetadata").endorse()
+                        break
+                    except GatewayError as exc:
+                        last = str(exc)
+                    if time.monotonic() >= deadline:
+                        raise FabricError(f"the endorsement policy cannot be satisfied through {h.name}'s peer "
+                                          f"after {timeout:.0f} s: {last}")
+                    time.sleep(1.0)
 
     # ------------------------------------------------------------------ profile, status, down
 
