@@ -42,6 +42,7 @@ def valid(world: World, cast: Cast) -> dict[str, str]:
                     '"count": 2, "reasons": {"token-malformed": 2}, "grant_ids": [], "tokens": 2, '
                     f'"token_hashes_digest": "{H}"}}'),
         "preference": '{"effect": "deny", "grantee": "anyone", "sections": ["*"], "purposes": ["insurance"]}',
+        "expires_at": "2099-01-01T00:00:00Z", "current_only": "true",
     }
 
 
