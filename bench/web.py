@@ -156,6 +156,8 @@ def main() -> None:
                                 "POST", form)
                 if who == "patient" and args.profile:
                     profile(f"GET /patient/record ×{repeat}", time_page, client, "/patient/record", repeat)
+                if who == "gp" and args.profile:  # the clinician's home: the live grants and the patients treated
+                    profile(f"GET /clinician/ ×{repeat}", time_page, client, "/clinician/", repeat)
             p95s = {k: v for k, v in figures.items() if k.endswith("_p95_ms")}
             figures["max_p95_ms"] = max(p95s.values())
             figures["pages_over_50ms_p95"] = sum(1 for v in p95s.values() if v > 50)
