@@ -15,7 +15,8 @@ import base64
 import json
 import logging
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ from fabric_protos.common import common_pb2
 from google.protobuf.message import DecodeError
 
 from network import Commit, CommitError, Contract, Gateway, Identity, protocol, verify
+from network.client import EndorseError, GatewayError, Proposal, Transaction
 
 from . import problems as P
 
@@ -31,6 +33,9 @@ log = logging.getLogger("serums.gateway")
 CHAINCODE = "serums"
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
 RETRY_CODES = ("MVCC_READ_CONFLICT", "PHANTOM_READ_CONFLICT")
+#: Fabric's Gateway when the endorsing peers simulated at different block heights (one committed a
+#: block a moment before another): a legitimate outcome under concurrency, to be endorsed again
+HEIGHT_SKEW = "ProposalResponsePayloads do not match"
 
 OFFLINE_INVALID = P.problem_type(
     "offline-signing-invalid", 422, "Offline signing: invalid message",
@@ -66,7 +71,7 @@ def submit(contract: Contract, fn: str, *args: Any, transient: Mapping[str, byte
     new proposal evaluated against the newer state, so nothing slips through on stale reads."""
     encoded = [encode_arg(a) for a in args]
     for attempt in range(retries + 1):
-        tx = contract.new_proposal(fn, encoded, transient=transient).endorse()
+        tx = endorse(lambda: contract.new_proposal(fn, encoded, transient=transient))
         status = tx.submit().status()
         if status.successful:
             return TxResult(decode_result(tx.result), status.transaction_id, status.block_number)
@@ -75,6 +80,40 @@ def submit(contract: Contract, fn: str, *args: Any, transient: Mapping[str, byte
             continue
         raise CommitError(status.transaction_id, status.code, status.block_number)
     raise AssertionError("unreachable")
+
+
+def endorse(propose: Callable[[], Proposal], timeout: float = 30.0) -> Transaction:
+    """Endorse a new proposal from ``propose()``; when the endorsers disagreed because they were at
+    different block heights (``HEIGHT_SKEW``, as Fabric's documentation advises) a fresh proposal is
+    endorsed again, with a growing pause, for at most ``timeout`` seconds. Any other refusal is raised."""
+    deadline = time.monotonic() + timeout
+    pause = 0.02
+    while True:
+        try:
+            return propose().endorse()
+        except EndorseError as exc:
+            if HEIGHT_SKEW not in str(exc) or time.monotonic() + pause > deadline:
+                raise
+            log.info("endorsers at different block heights, endorsing again in %.2f s", pause)
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+
+def await_every_peer(contract: Contract, orgs: list[str], fn: str, *args: Any, timeout: float = 30.0) -> None:
+    """Wait until ``fn`` evaluates without a chaincode "not found" (404) on the peer of every organisation in
+    ``orgs``: a committed transaction is on the peer that reported its commit, while other
+    organisations' peers may still be a block behind — and a next transaction that depends on it
+    may be endorsed there."""
+    deadline = time.monotonic() + timeout
+    for org in orgs:
+        while True:
+            try:
+                contract.evaluate(fn, *[encode_arg(a) for a in args], target_organizations=[org])
+                break
+            except GatewayError as exc:
+                if exc.chaincode_status != 404 or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
 
 def evaluate(contract: Contract, fn: str, *args: Any) -> Any:

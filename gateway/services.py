@@ -290,11 +290,14 @@ class Services:
         msp = self.msp_of(hospital)
         users = self.admin_contract(hospital, "UserContract")
         try:
-            return L.submit(users, "RegisterHospital", name).result
+            doc = L.submit(users, "RegisterHospital", name).result
         except GatewayError as exc:
             if exc.chaincode_status != 409:
                 raise
-        return L.evaluate(users, "GetHospital", msp)
+            doc = L.evaluate(users, "GetHospital", msp)
+        # the hospital's next transactions (its rules) may be endorsed by any hospital's peer
+        L.await_every_peer(users, [h.msp_id for h in self.network.hospitals], "GetHospital", msp)
+        return doc
 
     # ------------------------------------------------------------------ vault service identities
 

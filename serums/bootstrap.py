@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import grpc
 
+from gateway import ledger as L
 from network import GatewayError, NetworkConfig, connect
 
 #: where the set-up reaches the ledger: ``host:port`` of a plaintext endpoint, or an open gRPC channel
@@ -61,6 +62,8 @@ def register_hospitals(cfg: NetworkConfig, address: Ledger, passphrase: str | No
             if exc.chaincode_status != 404:
                 raise
         users.submit_json("RegisterHospital", HOSPITAL_NAMES.get(h.name, h.name))
+        # its rules, published next, may be endorsed by any hospital's peer: wait until all know it
+        L.await_every_peer(users, [o.msp_id for o in cfg.hospitals], "GetHospital", h.msp_id)
         added.append(h.name)
     return added
 

@@ -12,7 +12,8 @@ import time
 import pytest
 from fabric_protos.common import ledger_pb2
 
-from network import EndorseError, GatewayError, connect
+from gateway import ledger as L
+from network import GatewayError, connect
 from network.fabric.network import _listening
 from network.protocol import VALID, TxValidationCode
 
@@ -25,16 +26,9 @@ MVCC = TxValidationCode.Value("MVCC_READ_CONFLICT")
 def _submit(actor, cname: str, fn: str, args: list):
     """Endorse, submit, and return the commit status. An endorsement refused because the endorsers
     simulated on different block heights (a block committed on one peer a moment before another:
-    "ProposalResponsePayloads do not match") is endorsed again, as a Fabric application does."""
-    for attempt in range(10):
-        try:
-            tx = actor.proposal(cname, fn, args).endorse()
-        except EndorseError as exc:
-            if "do not match" not in str(exc) or attempt == 9:
-                raise
-            time.sleep(0.02)
-            continue
-        return tx.submit().status()
+    "ProposalResponsePayloads do not match") is endorsed again, as a Fabric application does: the
+    gateway's own bounded retry (``gateway.ledger.endorse``)."""
+    return L.endorse(lambda: actor.proposal(cname, fn, args)).submit().status()
 
 
 def _height(world: World, org: str, default: int | None = None) -> int:
