@@ -103,7 +103,8 @@ def await_every_peer(contract: Contract, orgs: list[str], fn: str, *args: Any, t
     """Wait until ``fn`` evaluates without a chaincode "not found" (404) on the peer of every organisation in
     ``orgs``: a committed transaction is on the peer that reported its commit, while other
     organisations' peers may still be a block behind — and a next transaction that depends on it
-    may be endorsed there."""
+    may be endorsed there. Until Fabric's discovery has (again) seen an organisation's peer with the
+    chaincode, its gateway answers "no peers available"; that is waited out too, within ``timeout``."""
     deadline = time.monotonic() + timeout
     for org in orgs:
         while True:
@@ -111,7 +112,8 @@ def await_every_peer(contract: Contract, orgs: list[str], fn: str, *args: Any, t
                 contract.evaluate(fn, *[encode_arg(a) for a in args], target_organizations=[org])
                 break
             except GatewayError as exc:
-                if exc.chaincode_status != 404 or time.monotonic() > deadline:
+                pending = exc.chaincode_status == 404 or exc.kind == GatewayError.CHAINCODE_NOT_FOUND
+                if not pending or time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
 
