@@ -521,11 +521,13 @@ class FabricNetwork:
         return self.connection_profile()
 
     def wait_for_discovery(self, timeout: float, progress: Callable[[str], None]) -> None:
-        """Until every hospital's gateway can endorse with the policy: Fabric needs gossip to reach
-        the other organisations' anchor peers first (~30 s), and again after a peer restarts; one
-        gateway may see enough peers seconds before another does."""
-        progress("waiting for gossip and discovery to satisfy the endorsement policy")
+        """Until every hospital's gateway can endorse on every hospital's peer (and so with the
+        policy): Fabric needs gossip to reach the other organisations' anchor peers first (~30 s),
+        and again after a peer restarts; one gateway may see enough peers for the policy (2 of 3)
+        seconds before it sees the third, and a request aimed at that one would find no peer."""
+        progress("waiting for gossip and discovery to reach every hospital's peer")
         deadline = time.monotonic() + max(timeout, 5)
+        orgs = [h.msp_id for h in self.cfg.hospitals]
         for h in self.cfg.hospitals:
             ident, signer = self.cfg.load_user(h.name, "admin", self.passphrase)
             last = ""
@@ -534,7 +536,8 @@ class FabricNetwork:
                 contract = gw.network(self.cfg.channel).contract(self.chaincode)
                 while True:
                     try:
-                        contract.new_proposal("org.hyperledger.fabric:GetMetadata").endorse()
+                        contract.new_proposal("org.hyperledger.fabric:GetMetadata",
+                                              endorsing_organizations=orgs).endorse()
                         break
                     except GatewayError as exc:
                         last = str(exc)
