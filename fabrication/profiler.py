@@ -89,11 +89,19 @@ def lattice(x: np.ndarray, share: float = LATTICE_SHARE) -> tuple[float, int]:
             step = m * 10.0**e
             if step >= 1000 or (m == 2.5 and e < -2):
                 continue
-            q = x / step
-            on = np.abs(q - np.round(q)) <= 1e-6 + 1e-12 * np.abs(q)
-            if on.mean() >= share and (len(np.unique(np.round(q[on]))) >= 3 or step <= 1):
+            on = _on_grid(x, step)
+            if on.mean() >= share and (len(np.unique(np.round(x[on] / step))) >= 3 or step <= 1):
+                if m != 1:  # the values the decade above does not hold must lie on this grid: 2.41,
+                    fine = ~_on_grid(x, 10.0 ** (e + 1))  # 8.589, 0.775 (3 significant digits) are on
+                    if fine.any() and on[fine].mean() < 0.75:  # no 0.002 grid (half of them by chance)
+                        continue
                 return float(f"{step:.10g}"), int((~on).sum())
     return 1e-6, 0
+
+
+def _on_grid(x: np.ndarray, step: float) -> np.ndarray:
+    q = x / step
+    return np.abs(q - np.round(q)) <= 1e-6 + 1e-12 * np.abs(q)
 
 
 def significant_digits(x: np.ndarray, step: float, share: float = LATTICE_SHARE) -> int | None:
@@ -113,6 +121,23 @@ def significant_digits(x: np.ndarray, step: float, share: float = LATTICE_SHARE)
         if np.mean(np.abs(round_significant(x, d) - x) <= 1e-9 * np.maximum(np.abs(x), 1)) >= share:
             return d
     return None
+
+
+def misses_spikes(x: np.ndarray, dist: Dist, step: float, min_count: int = BIN_SUPPORT) -> bool:
+    """Whether a fitted distribution, drawn on the value grid, misses a common value's spike: a value
+    held by ≥ ``min_count`` rows at well over twice the share the fit gives its grid cell (3 % exact
+    zeros in a continuous column; 13 % zeros beside 3 % ones). A KS distance cannot see it (a jump
+    of 3 % passes KS ≤ 0.04), the distinguisher does at once."""
+    vals, cnt = np.unique(np.asarray(x, dtype=float), return_counts=True)
+    common = cnt >= max(min_count, 2)
+    if not common.any():
+        return False
+    try:
+        v = vals[common]
+        expected = len(x) * (dist.cdf(v + step / 2) - dist.cdf(v - step / 2))
+    except Exception:  # noqa: BLE001 — a fit without a CDF cannot be judged: keep it
+        return False
+    return bool(np.any(cnt[common] > 2 * expected + 3 * np.sqrt(np.maximum(expected, 1.0))))
 
 
 def _decimals(step: float) -> int:
@@ -182,7 +207,7 @@ def profile_column(s: pd.Series, name: str, bins: int = 20, min_count: int = BIN
         lo, hi = clip_extremes(x, min_count)
         xc = np.clip(x, lo, hi)
         dist, ks = fit_best(xc, integer=integer)
-        if ks > KS_ACCEPT:
+        if ks > KS_ACCEPT or misses_spikes(xc, dist, step, min_count):
             edges, weights = support_histogram(xc, integer, min_count, step=step)
             dist = Dist("histogram", edges=tuple(edges), weights=tuple(float(w) for w in weights))
         codes = np.full(n, np.nan)
@@ -766,13 +791,6 @@ def support_histogram(x: np.ndarray, integer: bool, min_count: int, step: float 
         else:
             run.append(i)
     close_run()
-    if integer:
-        edges = [vals[0] - 0.5] + [np.floor((vals[g[-1]] + vals[g[-1] + 1]) / 2) + 0.5 for g in groups[:-1]] + [vals[-1] + 0.5]
-    else:
-        lo, hi = vals[0], vals[-1]
-        if hi <= lo:
-            hi = lo + max(abs(lo) * 1e-6, 1e-9)
-        edges = [lo] + [(vals[g[-1]] + vals[g[-1] + 1]) / 2 for g in groups[:-1]] + [hi]
     weights = [int(cnt[g].sum()) for g in groups]
     spikes = [j for j, g in enumerate(groups) if len(g) == 1 and common[g[0]]]
     if spikes and len(groups) > 1:
@@ -781,6 +799,34 @@ def support_histogram(x: np.ndarray, integer: bool, min_count: int, step: float 
             near = min(spikes, key=lambda k: abs(vals[groups[k][0]] - mid))
             weights[near] += weights[j]
             weights[j] = 0
+    if integer:
+        # a common value's bin is that one grid point (v ± ½): its spike is drawn exactly, never spread
+        # half-way to sparse neighbours (a meal size of 1025 kcal in 13 % of the rows came out as
+        # 1010–1027); the grid points between two spikes with no bin of their own get weight 0
+        is_spike = set(spikes)
+        edges = [vals[0] - 0.5]
+        w_all: list[int] = []
+        for j, g in enumerate(groups[:-1]):
+            a, b = vals[g[-1]], vals[groups[j + 1][0]]
+            w_all.append(weights[j])
+            if j in is_spike and j + 1 in is_spike:
+                edges.append(a + 0.5)
+                if b - a > 1.5:  # grid points between two spikes that no real row has
+                    edges.append(b - 0.5)
+                    w_all.append(0)
+            elif j in is_spike:
+                edges.append(a + 0.5)
+            elif j + 1 in is_spike:
+                edges.append(b - 0.5)
+            else:
+                edges.append(np.floor((a + b) / 2) + 0.5)
+        edges.append(vals[-1] + 0.5)
+        weights = w_all + [weights[-1]]
+    else:
+        lo, hi = vals[0], vals[-1]
+        if hi <= lo:
+            hi = lo + max(abs(lo) * 1e-6, 1e-9)
+        edges = [lo] + [(vals[g[-1]] + vals[g[-1] + 1]) / 2 for g in groups[:-1]] + [hi]
     if unit is not None and unit != 1.0:
         edges = [e * unit for e in edges]
     # written with 10 significant digits: merge any bin that rounding would make empty

@@ -181,16 +181,16 @@ def verify(real: pd.DataFrame, fake: pd.DataFrame, *, seed: int = 0, folds: int 
     n = len(real)
     fake = fake.sample(n=min(n, len(fake)), random_state=seed).reset_index(drop=True)
     xr, xf, names = encode(real, fake)
-    # baseline: the real table split at random into two halves labelled real / fabricated
-    perm = rng.permutation(n)
+    # baseline: the real table split at random into two halves labelled real / fabricated — a fresh
+    # split for each repeat, so the baseline's own noise (which split) averages out like the folds'
     half = n // 2
-    xb = xr[perm[: 2 * half]]
+    splits = [rng.permutation(n)[: 2 * half] for _ in range(max(repeats, 1))]
     yb = np.r_[np.zeros(half), np.ones(half)]
     x = np.vstack([xr, xf])
     y = np.r_[np.zeros(len(xr)), np.ones(len(xf))]
     baseline, acc = {}, {}
     for c in classifiers:
-        baseline[c] = _cv_accuracy(xb, yb, c, seed, folds, repeats)
+        baseline[c] = float(np.mean([_cv_accuracy(xr[p], yb, c, seed + r, folds, 1) for r, p in enumerate(splits)]))
         acc[c] = _cv_accuracy(x, y, c, seed, folds, repeats)
     rf = _classifier("random_forest", seed).fit(x, y)
     feats = sorted(zip(names, rf.feature_importances_.tolist(), strict=True), key=lambda t: -t[1])

@@ -251,3 +251,36 @@ def test_tree_leaf_size_is_chosen_by_held_out_likelihood():
     assert leaf_size(x, rng.integers(0, 2, 8000), 2) >= 70  # no structure: large leaves
     small = rng.random((500, 2))  # a small table keeps leaves of ≥ MIN_SUPPORT rows whatever the data
     assert leaf_size(small, (np.floor(small[:, 0] * 40) % 2).astype(np.int64), 2) >= MIN_SUPPORT
+
+
+def test_sparse_spikes_come_out_exactly_with_their_shares():
+    """A column whose common values lie far apart (meal sizes heaped on 1025, 1225 … kcal among
+    scattered other values; a float column with 3 % exact zeros at its minimum) keeps each common
+    value as a point: drawn exactly, at its share, not spread half-way to its sparse neighbours."""
+    rng = np.random.default_rng(11)
+    n = 800
+    spikes = np.array([413, 588, 825, 975, 1025, 1225])
+    share = np.array([0.04, 0.05, 0.06, 0.08, 0.14, 0.07])
+    on_spike = rng.random(n) < share.sum()
+    meal = np.where(on_spike, rng.choice(spikes, n, p=share / share.sum()), rng.integers(250, 2400, n))
+    conc = np.where(rng.random(n) < 0.03, 0.0, np.round(rng.gamma(2.0, 0.04, n) + 0.0005, 5))
+    df = pd.DataFrame({"meal": meal, "conc": conc, "age": rng.integers(40, 80, n)})
+    spec = profile(df, name="spiky", seed=1)
+    fake = fabricate(compile_project(spec), rows=8000, seed=2).frame("spiky")
+    for v in spikes:  # each common value at its share (± 2 points), as the value itself
+        assert abs((fake["meal"] == v).mean() - (df["meal"] == v).mean()) < 0.02, v
+    assert abs((fake["conc"] == 0).mean() - (df["conc"] == 0).mean()) < 0.015
+    # the values right next to a spike are no more frequent than elsewhere between spikes
+    assert fake["meal"].isin(spikes + 1).mean() + fake["meal"].isin(spikes - 1).mean() < 0.01
+
+
+def test_a_step_must_hold_the_values_the_coarser_grid_leaves_out():
+    """Values recorded to 0.01 with a few to 0.001 (4 significant digits below 10): the grid is 0.001,
+    not 0.002 — half of the 3-decimal values would be off a 0.002 grid, and draws would never end
+    in an odd digit. Halves with a few quarters stay halves."""
+    rng = np.random.default_rng(5)
+    big = np.round(rng.uniform(10, 500, 600), 2)
+    small = np.round(rng.uniform(6, 10, 20), 3)
+    assert lattice(np.r_[big, small])[0] == 0.001
+    halves = np.r_[np.arange(0, 200, 1.0), np.arange(0.5, 24, 1.0), [9.75, 11.75, 6.2]]
+    assert lattice(halves)[0] == 0.5
