@@ -73,6 +73,9 @@ class EmbeddedNode:
         o_ident, o_signer = cfg.load_peer(cfg.orderer.name, passphrase)
         self.orderer_store = OrdererStore(ledger / "orderer.db")
         self._commit_queue: queue.Queue[common_pb2.Block | None] = queue.Queue()
+        #: held while the committer moves the peers to a new height, and by an endorsement while it
+        #: simulates on its peers: they simulate on one height
+        self.publish_lock = threading.Lock()
         self.orderer = Orderer(
             cfg.channel, o_ident, o_signer, self.orderer_store, cfg.batch, self._commit_queue.put,
             busy=lambda: self._commit_queue.unfinished_tasks > 0,
@@ -207,12 +210,22 @@ class EmbeddedNode:
             parsed = P.parse_block_transactions(block) if block.header.number else [None]
             header_hash = P.block_header_hash(block.header)
             accepted = True
+            prepared = []
             for peer in self.peers.values():
                 try:
-                    accepted = peer.commit(block, parsed, header_hash) == [P.VALID] and accepted
+                    prep = peer.prepare(block, parsed, header_hash)
                 except Exception:  # noqa: BLE001 - keep the other peers going; verify will report it
                     log.exception("peer %s failed to commit block %d", peer.msp_id, block.header.number)
                     accepted = False
+                    continue
+                accepted = prep.codes == [P.VALID] and accepted
+                prepared.append((peer, prep))
+            # every peer reaches the new height at once: an endorsement simulates on peers at one height
+            with self.publish_lock:
+                for peer, prep in prepared:
+                    peer.publish(prep)
+            for peer, prep in prepared:
+                peer.notify(prep)
             if block.header.number and parsed == [None] and is_config_block(block):
                 if accepted:
                     self._config_committed(block.header.number)

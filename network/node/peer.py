@@ -14,6 +14,8 @@ goes into the block's TRANSACTIONS_FILTER metadata.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as _dt
 import hashlib
 import importlib
@@ -22,7 +24,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from fabric_protos.common import common_pb2
@@ -339,6 +341,26 @@ def _well_formed_definitions(rwsets: list[P.RWSet]) -> bool:
 
 
 @dataclass
+class PreparedCommit:
+    """A block a peer validated and wrote, not yet visible to simulations (see :meth:`Peer.prepare`)."""
+
+    num: int
+    codes: list[int]
+    updates: list[StateUpdate]
+    txs: list[tuple[str, int, int]]
+    commit_hash: bytes
+    wake: list[tuple[Callable[[tuple[int, int]], None], tuple[int, int]]] = field(default_factory=list)
+    woken: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, tuple[int, int]]]] = field(default_factory=dict)
+    listeners: list[Callable[[int], None]] = field(default_factory=list)
+
+
+def _resolve_all(futs: list[tuple[asyncio.Future, tuple[int, int]]]) -> None:
+    for fut, hit in futs:
+        if not fut.done():
+            fut.set_result(hit)
+
+
+@dataclass
 class _Pending:
     value: bytes | None
     version: Version
@@ -376,6 +398,7 @@ class Peer:
         self._cond = threading.Condition()  # height changes (few waiters: event streams, endorsers)
         self._lock = threading.Lock()  # _recent and _waiters
         self._waiters: dict[str, list[Callable[[tuple[int, int]], None]]] = {}
+        self._async_waiters: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Future]]] = {}
         self._height_listeners: list[Callable[[int], None]] = []
         self._recent: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._height = store.height()
@@ -450,6 +473,17 @@ class Peer:
         self, block: common_pb2.Block, parsed: list[P.ParsedTransaction | None], header_hash: bytes | None = None
     ) -> list[int]:
         """Validate and commit the orderer's ``block`` (it must be the next one). Returns the codes."""
+        prepared = self.prepare(block, parsed, header_hash)
+        self.publish(prepared)
+        self.notify(prepared)
+        return prepared.codes
+
+    def prepare(
+        self, block: common_pb2.Block, parsed: list[P.ParsedTransaction | None], header_hash: bytes | None = None
+    ) -> PreparedCommit:
+        """The first half of :meth:`commit`: validate ``block`` and write it durably. Simulations
+        still see the previous height until :meth:`publish`, which the node calls for every peer
+        at once, so that the peers' states move together and endorsers agree."""
         num = block.header.number
         if num != self._height:
             raise RuntimeError(f"peer {self.msp_id} at height {self._height} cannot commit block {num}")
@@ -472,29 +506,45 @@ class Peer:
         committed.metadata.metadata[P.METADATA_TRANSACTIONS_FILTER] = flt
         committed.metadata.metadata[P.METADATA_COMMIT_HASH] = P.commit_hash_metadata(commit_hash) if num else b""
         txs = [(ptx.tx_id, i, codes[i]) for i, ptx in enumerate(parsed) if ptx is not None and ptx.tx_id]
-        self.store.commit_block(
+        self.store.write_block(
             num, header_hash or P.block_header_hash(block.header), committed.SerializeToString(), txs, updates
         )
-        apply_updates(self.validator.policies, updates)
-        self._last_commit_hash = commit_hash
-        wake: list[tuple[Callable[[tuple[int, int]], None], tuple[int, int]]] = []
+        return PreparedCommit(num, codes, updates, txs, commit_hash)
+
+    def publish(self, prepared: PreparedCommit) -> None:
+        """The second half of :meth:`commit`: the block's state becomes what simulations read, its
+        transactions' statuses become visible. Waiters are woken by :meth:`notify`."""
+        num = prepared.num
+        self.store.publish(prepared.updates, num + 1)
+        apply_updates(self.validator.policies, prepared.updates)
+        self._last_commit_hash = prepared.commit_hash
+        wake = prepared.wake
+        woken = prepared.woken
         with self._lock:
-            for tx_id, _, code in txs:
+            for tx_id, _, code in prepared.txs:
                 if tx_id not in self._recent:
                     self._recent[tx_id] = (num, code)
                 hit = self._recent[tx_id]
                 wake.extend((cb, hit) for cb in self._waiters.pop(tx_id, ()))
+                for loop, fut in self._async_waiters.pop(tx_id, ()):
+                    woken.setdefault(loop, []).append((fut, hit))
             while len(self._recent) > 100_000:
                 self._recent.popitem(last=False)
-            listeners = list(self._height_listeners)
+            prepared.listeners = list(self._height_listeners)
+        self._height = num + 1
+
+    def notify(self, prepared: PreparedCommit) -> None:
+        """Wake who waits for the published block: height waiters, each committed transaction's
+        waiters (those of one event loop with a single call into it) and the height listeners."""
         with self._cond:
-            self._height = num + 1
             self._cond.notify_all()
-        for cb, hit in wake:
+        for cb, hit in prepared.wake:
             cb(hit)
-        for listener in listeners:
-            listener(num + 1)
-        return codes
+        for loop, futs in prepared.woken.items():
+            with contextlib.suppress(RuntimeError):  # a loop that closed meanwhile has no waiters left
+                loop.call_soon_threadsafe(_resolve_all, futs)
+        for listener in prepared.listeners:
+            listener(prepared.num + 1)
 
     def _accept_config(self, block: common_pb2.Block) -> int:
         """Check a configuration update's block against this peer's configuration; when valid,
@@ -569,31 +619,30 @@ class Peer:
         return box[0]
 
     async def wait_for_tx_async(self, tx_id: str, timeout: float) -> tuple[int, int] | None:
-        """The same, for the asyncio gRPC service: the waiter is a future."""
-        import asyncio
-
+        """The same, for the asyncio gRPC service: the waiter is a future, resolved with the other
+        waiters of its block in one call into the event loop."""
         hit = self.tx_status(tx_id)
         if hit is not None:
             return hit
         loop = asyncio.get_running_loop()
         fut: asyncio.Future = loop.create_future()
-
-        def resolve(h: tuple[int, int]) -> None:
-            if not fut.done():
-                fut.set_result(h)
-
-        def cb(h: tuple[int, int]) -> None:
-            loop.call_soon_threadsafe(resolve, h)
-
-        hit = self._add_waiter(tx_id, cb)
-        if hit is not None:
-            return hit
+        entry = (loop, fut)
+        with self._lock:
+            hit = self._recent.get(tx_id)
+            if hit is not None:
+                return hit
+            self._async_waiters.setdefault(tx_id, []).append(entry)
         try:
             return await asyncio.wait_for(fut, timeout)
         except TimeoutError:
             return None
         finally:
-            self._remove_waiter(tx_id, cb)
+            with self._lock:
+                lst = self._async_waiters.get(tx_id)
+                if lst is not None and entry in lst:
+                    lst.remove(entry)
+                    if not lst:
+                        del self._async_waiters[tx_id]
 
     def add_height_listener(self, cb: Callable[[int], None]) -> None:
         with self._lock:

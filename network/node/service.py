@@ -188,9 +188,10 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
                 abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         peers = [self.node.peers[o] for o in orgs]
         for attempt in range(ENDORSE_ATTEMPTS):
-            # Peers commit each block one after the other; simulate on peers at the same height so
-            # that honest peers agree. A commit landing between two simulations shows as different
-            # snapshot heights: then try again rather than report a divergence.
+            # The committer moves every peer to a new height at once (under publish_lock, which the
+            # simulations below hold), but a peer may lag (one that joined and is catching up):
+            # simulate on peers at the same height so that honest peers agree, and if heights still
+            # differ between two simulations, try again rather than report a divergence.
             target = max(p.height for p in peers)
             for _ in range(5000):
                 if all(p.height >= target for p in peers):
@@ -200,20 +201,21 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
             endorsements = []
             heights = set()
             mismatch: Peer | None = None
-            for peer in peers:
-                pr, height = peer.endorse(prop, creator)
-                heights.add(height)
-                if pr.response.status >= 400:
-                    msg = f"chaincode response {pr.response.status}, {pr.response.message}"
-                    abort(context, grpc.StatusCode.ABORTED,
-                          "failed to endorse transaction, see attached details for more info",
-                          [self._detail(peer, msg)])
-                if prp is None:
-                    prp = pr.payload
-                elif pr.payload != prp:
-                    mismatch = peer
-                    break
-                endorsements.append(pr.endorsement)
+            with self.node.publish_lock:  # no commit moves these peers while they simulate
+                for peer in peers:
+                    pr, height = peer.endorse(prop, creator)
+                    heights.add(height)
+                    if pr.response.status >= 400:
+                        msg = f"chaincode response {pr.response.status}, {pr.response.message}"
+                        abort(context, grpc.StatusCode.ABORTED,
+                              "failed to endorse transaction, see attached details for more info",
+                              [self._detail(peer, msg)])
+                    if prp is None:
+                        prp = pr.payload
+                    elif pr.payload != prp:
+                        mismatch = peer
+                        break
+                    endorsements.append(pr.endorsement)
             if mismatch is None:
                 break
             if len(heights) == 1 or attempt == ENDORSE_ATTEMPTS - 1:

@@ -316,6 +316,20 @@ class PeerStore:
     ) -> None:
         """Atomically append block ``num`` with its tx index entries (tx_id, txnum, code) and the
         state updates of its valid transactions."""
+        self.write_block(num, header_hash, block_bytes, txs, updates)
+        self.publish(updates, num + 1)
+
+    def write_block(
+        self,
+        num: int,
+        header_hash: bytes,
+        block_bytes: bytes,
+        txs: list[tuple[str, int, int]],
+        updates: list[StateUpdate],
+    ) -> None:
+        """The durable half of :meth:`commit_block`: one SQLite transaction. Simulations keep seeing
+        the previous height until :meth:`publish` applies ``updates`` to the in-memory state (so
+        the node can move every peer to the new height at once)."""
         with self._write_lock:
             w = self._writer
             w.execute("BEGIN IMMEDIATE")
@@ -352,8 +366,11 @@ class PeerStore:
                 w.execute("ROLLBACK")
                 raise
             self.checkpointer.touch()
-            with self._rw.write():
-                self.state.apply(updates, num + 1)
+
+    def publish(self, updates: list[StateUpdate], height: int) -> None:
+        """Make a written block's state visible to simulations (waits for those in progress)."""
+        with self._rw.write():
+            self.state.apply(updates, height)
 
     # ------------------------------------------------------------------ verification support
 

@@ -1,0 +1,104 @@
+"""The embedded node's commit pipeline: every peer validates and writes a block, then all of them
+reach the new height together, so that endorsements simulate on one height."""
+
+from __future__ import annotations
+
+import threading
+
+from fabric_protos.common import common_pb2
+
+from network import protocol as P
+from network.client import Transaction
+
+
+def _hold_apply(peer, marker: str):
+    """Make ``peer`` stop inside the in-memory apply of the block that writes a key containing
+    ``marker``; returns (reached, release, restore)."""
+    reached, release = threading.Event(), threading.Event()
+    real_apply = peer.store.state.apply
+
+    def slow_apply(updates, height=None):
+        if any(marker in u.key for u in updates):
+            reached.set()
+            assert release.wait(10)
+        real_apply(updates, height)
+
+    peer.store.state.apply = slow_apply
+
+    def restore():
+        release.set()
+        peer.store.state.apply = real_apply
+
+    return reached, release, restore
+
+
+def test_prepared_block_is_invisible_until_published(running):
+    """prepare() validates and writes the block durably; simulations, the height and the
+    transaction's status change only at publish()."""
+    node = running.node
+    c = running.contract("lothian")
+    c.submit_json("Put", "p", "a0", {"v": 0})
+    peer = next(iter(node.peers.values()))
+    height = peer.height
+
+    # a block holding one endorsed and signed transaction, handed to this peer only (the orderer
+    # never sees it, so the committer leaves this peer alone)
+    gw = running.gateway("lothian")
+    prop = c.new_proposal("Put", ["p", "a0", '{"v": 1}'])
+    sp = prop._signed()
+    unpacked = P.unpack_signed_proposal(sp.proposal_bytes, sp.signature)
+    creator = node.membership.identity(unpacked.creator)
+    responses = [p.endorse(unpacked, creator)[0] for p in list(node.peers.values())[:2]]
+    payload = P.create_transaction_envelope_payload(unpacked, responses[0].payload, [r.endorsement for r in responses])
+    env = Transaction(gw, running.cfg.channel, prop.transaction_id, payload).envelope().SerializeToString()
+    block = common_pb2.Block()
+    block.header.number = height
+    block.header.previous_hash = peer.store.block_hash(height - 1)
+    block.data.data.append(env)
+    block.header.data_hash = P.block_data_hash([env])
+    parsed = P.parse_block_transactions(block)
+
+    prepared = peer.prepare(block, parsed)
+    assert prepared.codes == [P.VALID]
+    assert peer.store.tx_status(prop.transaction_id) is not None  # durable ...
+    assert peer.height == height  # ... but not yet the peer's height
+    assert peer.tx_status(prop.transaction_id) is None
+    with peer.store.snapshot() as reader:
+        assert reader.height() == height
+        key = next(iter(u.key for u in prepared.updates))
+        assert b'"version": 1' in reader.get("assets", key)[0]
+
+    peer.publish(prepared)
+    peer.notify(prepared)
+    assert peer.height == height + 1
+    assert peer.tx_status(prop.transaction_id) == (height, P.VALID)
+    with peer.store.snapshot() as reader:
+        assert b'"version": 2' in reader.get("assets", key)[0]
+
+
+def test_endorsement_waits_for_every_peer_to_reach_the_new_height(running):
+    """While the committer is moving the peers to a new height, an endorsement does not simulate on
+    a mix of heights: it waits, then endorses on the new state, and its transaction is valid."""
+    peers = list(running.node.peers.values())
+    orgs = [p.msp_id for p in peers]
+    c = running.contract("lothian")
+    c.submit_json("Put", "h", "a1", {"v": 0})
+    reached, release, restore = _hold_apply(peers[-1], "a1")
+    try:
+        first = c.new_proposal("Put", ["h", "a1", '{"v": 1}']).endorse().submit()
+        assert reached.wait(10)  # the last peer is being moved to the new height
+        box: list = []
+        endorser = threading.Thread(target=lambda: box.append(
+            c.new_proposal("Put", ["h", "a1", '{"v": 2}'], endorsing_organizations=orgs).endorse()))
+        endorser.start()
+        endorser.join(0.5)
+        assert not box, "an endorsement simulated while the peers were at different heights"
+        release.set()
+        endorser.join(10)
+        assert box
+        assert first.status().successful
+        assert box[0].submit().status().successful  # it read the version the first one wrote
+        assert c.evaluate_json("Get", "h", "a1")["version"] == 3
+        assert len({p.height for p in peers}) == 1
+    finally:
+        restore()
