@@ -83,6 +83,10 @@ def _headers(resp):
 def _error_page(exc: BaseException):
     if isinstance(exc, CSRFError):
         problem = P.Problem(CSRF_REFUSED)
+    elif isinstance(exc, HTTPException) and exc.code == 413:  # an upload over MAX_CONTENT_LENGTH
+        limit = request.max_content_length or 0
+        problem = P.Problem(P.PAYLOAD_TOO_LARGE, f"what you sent is larger than the {limit / 2**20:g} MiB a form "
+                                                 "accepts; send a smaller file (for a table: a sample of its rows)")
     elif isinstance(exc, HTTPException):
         pt = {403: P.FORBIDDEN, 404: P.NOT_FOUND, 405: P.METHOD_NOT_ALLOWED}.get(exc.code or 400, P.BAD_REQUEST)
         problem = P.Problem(pt, exc.description if exc.code in (403, 404) else "", status=exc.code)

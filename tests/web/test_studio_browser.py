@@ -172,6 +172,24 @@ def test_a_studio_fabrication_runs_to_its_report(site, new_page, researcher, tmp
     assert len(data) == 300 and "tumour_size" in data.columns
 
 
+def test_a_table_over_the_upload_limit_is_refused_with_the_limit_named(site, new_page, researcher, tmp_path):
+    page = new_page()
+    sign_in(page, researcher, path="/studio/")
+    big = tmp_path / "huge.csv"
+    big.write_bytes(table_csv() * 1200)  # ~3 MiB, over the gateway's 2 MiB
+    form = page.locator("form:has(input[name=from][value=table])")
+    form.get_by_label("Project name").fill("huge")
+    form.get_by_label("Table (CSV").set_input_files(str(big))
+    with page.expect_response(lambda r: r.url.endswith("/studio/projects")) as answer:
+        form.get_by_role("button", name="Profile the table").click()
+    assert answer.value.status == 413
+    assert page.get_by_role("heading", name="Payload too large").is_visible()
+    assert "larger than the 2 MiB a form accepts" in page.locator(".problem").inner_text()
+    shot(page, "studio-00b-home-upload-too-large")
+    page.goto("/studio/")
+    assert page.get_by_role("link", name="huge").count() == 0  # nothing was created
+
+
 def test_a_running_studio_fabrication_is_cancelled_from_its_page(site, new_page, researcher):
     page = new_page()
     sign_in(page, researcher, path="/studio/")
