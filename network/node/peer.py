@@ -576,21 +576,23 @@ class Peer:
                 return None  # the commit of its block is still under way: wait for it
         return hit
 
-    def _add_waiter(self, tx_id: str, cb: Callable[[tuple[int, int]], None]) -> tuple[int, int] | None:
-        """Call ``cb`` when ``tx_id`` commits — or return its status if it already has."""
+    def _add_waiter(self, tx_id: str, waiter, registry: dict | None = None) -> tuple[int, int] | None:
+        """Register ``waiter`` (a callback, or (loop, future) in ``_async_waiters``) for the commit
+        of ``tx_id`` — or return its status if it has already committed."""
         with self._lock:
             hit = self._recent.get(tx_id)
             if hit is None:
-                self._waiters.setdefault(tx_id, []).append(cb)
+                (self._waiters if registry is None else registry).setdefault(tx_id, []).append(waiter)
             return hit
 
-    def _remove_waiter(self, tx_id: str, cb) -> None:
+    def _remove_waiter(self, tx_id: str, waiter, registry: dict | None = None) -> None:
+        registry = self._waiters if registry is None else registry
         with self._lock:
-            lst = self._waiters.get(tx_id)
-            if lst is not None and cb in lst:
-                lst.remove(cb)
+            lst = registry.get(tx_id)
+            if lst is not None and waiter in lst:
+                lst.remove(waiter)
                 if not lst:
-                    del self._waiters[tx_id]
+                    del registry[tx_id]
 
     def wait_for_tx(self, tx_id: str, timeout: float, is_active=lambda: True) -> tuple[int, int] | None:
         """Wait until ``tx_id`` is committed on this peer: (block number, validation code), or None
@@ -627,22 +629,15 @@ class Peer:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future = loop.create_future()
         entry = (loop, fut)
-        with self._lock:
-            hit = self._recent.get(tx_id)
-            if hit is not None:
-                return hit
-            self._async_waiters.setdefault(tx_id, []).append(entry)
+        hit = self._add_waiter(tx_id, entry, self._async_waiters)
+        if hit is not None:
+            return hit
         try:
             return await asyncio.wait_for(fut, timeout)
         except TimeoutError:
             return None
         finally:
-            with self._lock:
-                lst = self._async_waiters.get(tx_id)
-                if lst is not None and entry in lst:
-                    lst.remove(entry)
-                    if not lst:
-                        del self._async_waiters[tx_id]
+            self._remove_waiter(tx_id, entry, self._async_waiters)
 
     def add_height_listener(self, cb: Callable[[int], None]) -> None:
         with self._lock:

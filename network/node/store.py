@@ -306,19 +306,6 @@ class PeerStore:
     def has_tx(self, tx_id: str) -> bool:
         return self._reader().execute("SELECT 1 FROM txindex WHERE tx_id=?", (tx_id,)).fetchone() is not None
 
-    def commit_block(
-        self,
-        num: int,
-        header_hash: bytes,
-        block_bytes: bytes,
-        txs: list[tuple[str, int, int]],
-        updates: list[StateUpdate],
-    ) -> None:
-        """Atomically append block ``num`` with its tx index entries (tx_id, txnum, code) and the
-        state updates of its valid transactions."""
-        self.write_block(num, header_hash, block_bytes, txs, updates)
-        self.publish(updates, num + 1)
-
     def write_block(
         self,
         num: int,
@@ -327,7 +314,8 @@ class PeerStore:
         txs: list[tuple[str, int, int]],
         updates: list[StateUpdate],
     ) -> None:
-        """The durable half of :meth:`commit_block`: one SQLite transaction. Simulations keep seeing
+        """Atomically append block ``num`` with its tx index entries (tx_id, txnum, code) and the
+        state updates of its valid transactions: one SQLite transaction. Simulations keep seeing
         the previous height until :meth:`publish` applies ``updates`` to the in-memory state (so
         the node can move every peer to the new height at once)."""
         with self._write_lock:
