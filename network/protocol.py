@@ -374,6 +374,10 @@ class ParsedTransaction(_Headers):
     action: proposal_pb2.ChaincodeAction
     endorsements: list[proposal_response_pb2.Endorsement]
     action_header_creator: bytes
+    #: results of checks that depend only on this transaction and the arguments in the key (the
+    #: peers of one node validate the same parsed block: each check runs once for all of them)
+    checks: dict = field(default_factory=dict, repr=False, compare=False)
+    _rwsets: list[RWSet] | None = field(default=None, repr=False, compare=False)
 
     @property
     def response(self) -> proposal_response_pb2.Response:
@@ -386,7 +390,10 @@ class ParsedTransaction(_Headers):
         return _parse(chaincode_event_pb2.ChaincodeEvent, self.action.events, "chaincode event")
 
     def rwsets(self) -> list[RWSet]:
-        return RWSet.from_bytes(self.action.results)
+        """The read-write sets (parsed once; callers must not modify them)."""
+        if self._rwsets is None:
+            self._rwsets = RWSet.from_bytes(self.action.results)
+        return self._rwsets
 
 
 def parse_envelope_header(envelope: bytes) -> tuple[common_pb2.Envelope, common_pb2.Payload, common_pb2.ChannelHeader]:

@@ -30,12 +30,15 @@ class Membership:
         self._sigs: OrderedDict[bytes, bool] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
+        #: changes whenever the set of members does (results computed under another are stale)
+        self.generation = 0
 
     def accept(self, msps: dict[str, MSP]) -> None:
         """Accept the organisations a configuration update added (members are never removed)."""
         with self._lock:
             for msp_id, msp in msps.items():
                 self.msps.setdefault(msp_id, msp)
+            self.generation += 1
 
     @property
     def msp_ids(self) -> list[str]:

@@ -216,7 +216,16 @@ class BlockValidator:
 
 
     def _static_check(self, ptx: P.ParsedTransaction) -> int:
-        """Checks that need no state: creator, signatures, policy, shape."""
+        """Checks that need no state: creator, signatures, policy, shape. A pure function of the
+        transaction, the channel, the members and the chaincode's policy: the peers of the node,
+        which validate the same parsed block, compute it once."""
+        key = ("static", self.channel, self.policies.get(ptx.chaincode), self.membership, self.membership.generation)
+        code = ptx.checks.get(key)
+        if code is None:
+            code = ptx.checks[key] = self._static_code(ptx)
+        return code
+
+    def _static_code(self, ptx: P.ParsedTransaction) -> int:
         if ptx.channel_header.channel_id != self.channel:
             return TXC.Value("TARGET_CHAIN_NOT_FOUND")
         try:

@@ -98,6 +98,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
     def __init__(self, node: EmbeddedNode):
         self.node = node
         self._rotate = itertools.count()
+        self._plans: dict[tuple, list[str]] = {}
 
     # ------------------------------------------------------------------ helpers
 
@@ -149,6 +150,19 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
     def _peer_for(self, msp_id: str | None) -> Peer:
         return self.node.peers.get(msp_id or "") or next(iter(self.node.peers.values()))
 
+    def _plan(self, policy, first: str) -> list[str]:
+        """The endorsing organisations for the next transaction (:func:`plan_orgs`, rotating over
+        the others); plans are remembered per policy, peers, creator's organisation and rotation."""
+        orgs = tuple(self.node.peers)
+        rotate = next(self._rotate) % max(1, len(orgs) - (first in orgs))
+        key = (policy, orgs, first, rotate)
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) > 1024:
+                self._plans.clear()
+            plan = self._plans[key] = plan_orgs(policy, list(orgs), first=first, rotate=rotate)
+        return list(plan)
+
     def _orgs(self, names, context) -> list[str]:
         out = []
         for n in names:
@@ -183,7 +197,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         orgs = self._orgs(request.endorsing_organizations, context)
         if not orgs:
             try:
-                orgs = plan_orgs(cc.policy, list(self.node.peers), first=creator.msp_id, rotate=next(self._rotate))
+                orgs = self._plan(cc.policy, creator.msp_id)
             except PolicyError as exc:
                 abort(context, grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         peers = [self.node.peers[o] for o in orgs]

@@ -9,6 +9,8 @@ from fabric_protos.common import common_pb2
 
 from network import protocol as P
 from network.client import Transaction
+from network.node.peer import BlockValidator
+from network.policy import parse_policy
 
 
 def _hold_apply(peer, marker: str):
@@ -32,6 +34,26 @@ def _hold_apply(peer, marker: str):
     return reached, release, restore
 
 
+def _block_of_one(running, peer, args: list[str], endorsers: int = 2):
+    """The next block for ``peer``, holding one Put endorsed by ``endorsers`` peers and signed by
+    lothian's user; (block, parsed transactions, transaction id)."""
+    node = running.node
+    gw = running.gateway("lothian")
+    prop = running.contract("lothian").new_proposal("Put", args)
+    sp = prop._signed()
+    unpacked = P.unpack_signed_proposal(sp.proposal_bytes, sp.signature)
+    creator = node.membership.identity(unpacked.creator)
+    responses = [p.endorse(unpacked, creator)[0] for p in list(node.peers.values())[:endorsers]]
+    payload = P.create_transaction_envelope_payload(unpacked, responses[0].payload, [r.endorsement for r in responses])
+    env = Transaction(gw, running.cfg.channel, prop.transaction_id, payload).envelope().SerializeToString()
+    block = common_pb2.Block()
+    block.header.number = peer.height
+    block.header.previous_hash = peer.store.block_hash(peer.height - 1)
+    block.data.data.append(env)
+    block.header.data_hash = P.block_data_hash([env])
+    return block, P.parse_block_transactions(block), prop.transaction_id
+
+
 def test_prepared_block_is_invisible_until_published(running):
     """prepare() validates and writes the block durably; simulations, the height and the
     transaction's status change only at publish()."""
@@ -43,26 +65,13 @@ def test_prepared_block_is_invisible_until_published(running):
 
     # a block holding one endorsed and signed transaction, handed to this peer only (the orderer
     # never sees it, so the committer leaves this peer alone)
-    gw = running.gateway("lothian")
-    prop = c.new_proposal("Put", ["p", "a0", '{"v": 1}'])
-    sp = prop._signed()
-    unpacked = P.unpack_signed_proposal(sp.proposal_bytes, sp.signature)
-    creator = node.membership.identity(unpacked.creator)
-    responses = [p.endorse(unpacked, creator)[0] for p in list(node.peers.values())[:2]]
-    payload = P.create_transaction_envelope_payload(unpacked, responses[0].payload, [r.endorsement for r in responses])
-    env = Transaction(gw, running.cfg.channel, prop.transaction_id, payload).envelope().SerializeToString()
-    block = common_pb2.Block()
-    block.header.number = height
-    block.header.previous_hash = peer.store.block_hash(height - 1)
-    block.data.data.append(env)
-    block.header.data_hash = P.block_data_hash([env])
-    parsed = P.parse_block_transactions(block)
+    block, parsed, tx_id = _block_of_one(running, peer, ["p", "a0", '{"v": 1}'])
 
     prepared = peer.prepare(block, parsed)
     assert prepared.codes == [P.VALID]
-    assert peer.store.tx_status(prop.transaction_id) is not None  # durable ...
+    assert peer.store.tx_status(tx_id) is not None  # durable ...
     assert peer.height == height  # ... but not yet the peer's height
-    assert peer.tx_status(prop.transaction_id) is None
+    assert peer.tx_status(tx_id) is None
     with peer.store.snapshot() as reader:
         assert reader.height() == height
         key = next(iter(u.key for u in prepared.updates))
@@ -71,7 +80,7 @@ def test_prepared_block_is_invisible_until_published(running):
     peer.publish(prepared)
     peer.notify(prepared)
     assert peer.height == height + 1
-    assert peer.tx_status(prop.transaction_id) == (height, P.VALID)
+    assert peer.tx_status(tx_id) == (height, P.VALID)
     with peer.store.snapshot() as reader:
         assert b'"version": 2' in reader.get("assets", key)[0]
 
@@ -102,3 +111,30 @@ def test_endorsement_waits_for_every_peer_to_reach_the_new_height(running):
         assert len({p.height for p in peers}) == 1
     finally:
         restore()
+
+
+def test_signature_checks_run_once_for_all_peers_but_never_across_policies(running):
+    """The peers validate the same parsed block: creator and endorser signatures are checked once
+    for all of them; a validator under another endorsement policy decides for itself."""
+    node = running.node
+    peers = list(node.peers.values())
+    block, parsed, _ = _block_of_one(running, peers[0], ["s", "a0", "{}"])
+    calls: list[bytes] = []
+    real = node.membership.check_signature
+
+    def counting(ident, message, signature):
+        calls.append(signature)
+        return real(ident, message, signature)
+
+    node.membership.check_signature = counting
+    try:
+        for peer in peers:
+            codes, _ = peer.validator.validate_block(block.header.number, parsed, peer.store.reader(), lambda _: False)
+            assert codes == [P.VALID]
+        assert len(calls) == 3  # the creator's and two endorsers', once
+        strict = BlockValidator(node.channel, {"assets": parse_policy("ALL", [p.msp_id for p in peers])},
+                                node.membership)
+        codes, updates = strict.validate_block(block.header.number, parsed, peers[0].store.reader(), lambda _: False)
+        assert codes == [P.TxValidationCode.Value("ENDORSEMENT_POLICY_FAILURE")] and not updates
+    finally:
+        node.membership.check_signature = real
