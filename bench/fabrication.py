@@ -236,9 +236,9 @@ def main() -> int:
         if args.quick and name == "breast_cancer":
             real = real.iloc[:, [0, 1, 2, 3, 4, 20, 22, 30]]
         out.update(realism(name, real, rounds, repeats, sdv=not args.smoke, ctgan_epochs=epochs, seeds=seeds))
-    margins = [v for k, v in out.items() if k.startswith("max_margin_")]
+    margins = [out[f"max_margin_{name}"] for name in names]
     out["max_margin_all_tables"] = max(margins)
-    out["max_mia_auc_all_tables"] = max(v for k, v in out.items() if k.startswith("mia_auc_"))
+    out["max_mia_auc_all_tables"] = max(out[f"mia_auc_{name}"] for name in names)
     if epochs:
         out["ctgan_max_margin_all_tables"] = round(max(
             out[k] - out[k.replace("ctgan_accuracy_", "baseline_")] for k in out if k.startswith("ctgan_accuracy_")), 4)
