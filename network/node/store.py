@@ -236,6 +236,7 @@ class PeerStore:
         self._conns_lock = threading.Lock()
         self.state = VersionedState()
         self.state.load(self.iter_state(), self.height())
+        self._next_block = self.state.height  # the block write_block expects (it is the only writer)
         self._rw = RWLock()
 
     def _connect(self) -> sqlite3.Connection:
@@ -294,13 +295,15 @@ class PeerStore:
         return (row[0], row[1]) if row else None
 
     def known_txids(self, tx_ids: list[str]) -> set[str]:
-        """Which of ``tx_ids`` are already in the ledger (one query for a whole block)."""
+        """Which of ``tx_ids`` are already in the ledger (one query for a whole block). Asked by the
+        committer, on the writer's connection: its page cache is current (a reader's connection
+        would reload the pages every block changed)."""
         out: set[str] = set()
-        conn = self._reader()
-        for i in range(0, len(tx_ids), 500):
-            chunk = tx_ids[i:i + 500]
-            q = "SELECT tx_id FROM txindex WHERE tx_id IN (%s)" % ",".join("?" * len(chunk))  # noqa: UP031
-            out.update(r[0] for r in conn.execute(q, chunk))
+        with self._write_lock:
+            for i in range(0, len(tx_ids), 500):
+                chunk = tx_ids[i:i + 500]
+                q = "SELECT tx_id FROM txindex WHERE tx_id IN (%s)" % ",".join("?" * len(chunk))  # noqa: UP031
+                out.update(r[0] for r in self._writer.execute(q, chunk))
         return out
 
     def has_tx(self, tx_id: str) -> bool:
@@ -322,10 +325,8 @@ class PeerStore:
             w = self._writer
             w.execute("BEGIN IMMEDIATE")
             try:
-                cur = w.execute("SELECT max(num) FROM blocks").fetchone()[0]
-                expected = 0 if cur is None else cur + 1
-                if num != expected:
-                    raise RuntimeError(f"block {num} out of order: the store expects block {expected}")
+                if num != self._next_block:
+                    raise RuntimeError(f"block {num} out of order: the store expects block {self._next_block}")
                 w.execute("INSERT INTO blocks(num, hash, data) VALUES (?,?,?)", (num, header_hash, block_bytes))
                 w.executemany(
                     "INSERT OR IGNORE INTO txindex(tx_id, block, txnum, code) VALUES (?,?,?,?)",
@@ -353,6 +354,7 @@ class PeerStore:
             except BaseException:
                 w.execute("ROLLBACK")
                 raise
+            self._next_block = num + 1
             self.checkpointer.touch()
 
     def publish(self, updates: list[StateUpdate], height: int) -> None:
