@@ -55,6 +55,7 @@ class FakePeer:
         self.in_flight: set[str] = set()
         self.max_in_flight = 0
         self.refuse_keys: set[str] = set()
+        self.silent_keys: set[str] = set()  # GET_STATE of these is never answered
         self.lock = threading.Lock()
         self.out: queue.SimpleQueue = queue.SimpleQueue()
         opts = options or []
@@ -103,6 +104,8 @@ class FakePeer:
             self.out.put(MSG(type=MSG.READY))
         elif msg.type == MSG.GET_STATE:
             k = chaincode_shim_pb2.GetState.FromString(msg.payload).key
+            if k in self.silent_keys:
+                return
             if k in self.refuse_keys:
                 self._answer(msg, MSG.ERROR, f"access to {k} denied by the peer".encode())
             else:
@@ -315,6 +318,22 @@ def test_many_concurrent_transactions_share_one_stream(server, creator):
         assert again.result(timeout=10).type == MSG.COMPLETED and slow.result(timeout=10).type == MSG.COMPLETED
     finally:
         p.close()
+
+
+def test_a_transaction_the_peer_leaves_unanswered_fails_alone(peer, monkeypatch):
+    import chaincode.shim
+
+    monkeypatch.setattr(chaincode.shim, "PEER_TIMEOUT_S", 1.0)
+    peer.silent_keys.add("counter/stuck")
+    stuck = peer.invoke("AssetContract:Increment", "stuck", "1")
+    # the others on the same stream go on meanwhile
+    assert [peer.call("AssetContract:Increment", "free", "1")[0].status for _ in range(5)] == [200] * 5
+    assert not stuck.done()
+    msg = stuck.result(timeout=10)
+    resp = proposal_response_pb2.Response.FromString(msg.payload)
+    assert msg.type == MSG.COMPLETED and resp.status == 400
+    assert resp.message == "the peer did not answer GET_STATE within 1 s"
+    assert "counter/stuck" not in peer.state and peer.state["counter/free"] == b"5"
 
 
 def test_keepalive_pings_of_the_peer_are_accepted(server, creator):
