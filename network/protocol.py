@@ -14,7 +14,6 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from asn1crypto import core as asn1
 from fabric_protos.common import common_pb2
 from fabric_protos.ledger.rwset import rwset_pb2
 from fabric_protos.ledger.rwset.kvrwset import kv_rwset_pb2
@@ -448,15 +447,22 @@ def transaction_result(envelope: bytes) -> proposal_response_pb2.Response:
 # --------------------------------------------------------------------------- blocks
 
 
-class _BlockHeaderAsn1(asn1.Sequence):
-    _fields = [("number", asn1.Integer), ("previous_hash", asn1.OctetString), ("data_hash", asn1.OctetString)]
+def _der(tag: int, content: bytes) -> bytes:
+    """One DER element: tag, definite length (short form below 128 bytes), content."""
+    n = len(content)
+    if n < 0x80:
+        return bytes((tag, n)) + content
+    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes((tag, 0x80 | len(size))) + size + content
 
 
 def block_header_bytes(header: common_pb2.BlockHeader) -> bytes:
-    """Fabric's BlockHeaderBytes: the ASN.1 DER of (number, previous hash, data hash)."""
-    return _BlockHeaderAsn1(
-        {"number": header.number, "previous_hash": header.previous_hash, "data_hash": header.data_hash}
-    ).dump()
+    """Fabric's BlockHeaderBytes: the ASN.1 DER of SEQUENCE {number INTEGER, previous hash OCTET
+    STRING, data hash OCTET STRING}, encoded here directly (a block's number is never negative, so
+    its INTEGER is the shortest big-endian form with a clear top bit)."""
+    num = header.number
+    return _der(0x30, _der(0x02, num.to_bytes(num.bit_length() // 8 + 1, "big"))
+                + _der(0x04, header.previous_hash) + _der(0x04, header.data_hash))
 
 
 def block_header_hash(header: common_pb2.BlockHeader) -> bytes:

@@ -30,7 +30,7 @@ from .lifecycle import (
 )
 from .membership import Membership
 from .orderer import Orderer
-from .peer import DeployedChaincode, Peer, load_chaincode
+from .peer import DeployedChaincode, Peer, load_chaincode, wake_loops
 from .store import OrdererStore, PeerStore
 
 log = logging.getLogger(__name__)
@@ -224,8 +224,10 @@ class EmbeddedNode:
             with self.publish_lock:
                 for peer, prep in prepared:
                     peer.publish(prep)
+            woken: dict = {}
             for peer, prep in prepared:
-                peer.notify(prep)
+                peer.notify(prep, woken)
+            wake_loops(woken)
             if block.header.number and parsed == [None] and is_config_block(block):
                 if accepted:
                     self._config_committed(block.header.number)

@@ -369,6 +369,13 @@ def _resolve_all(futs: list[tuple[asyncio.Future, tuple[int, int]]]) -> None:
             fut.set_result(hit)
 
 
+def wake_loops(woken: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, tuple[int, int]]]]) -> None:
+    """Resolve the commit waiters' futures, with one call into each of their event loops."""
+    for loop, futs in woken.items():
+        with contextlib.suppress(RuntimeError):  # a loop that closed meanwhile has no waiters left
+            loop.call_soon_threadsafe(_resolve_all, futs)
+
+
 @dataclass
 class _Pending:
     value: bytes | None
@@ -542,16 +549,20 @@ class Peer:
             prepared.listeners = list(self._height_listeners)
         self._height = num + 1
 
-    def notify(self, prepared: PreparedCommit) -> None:
+    def notify(self, prepared: PreparedCommit, woken: dict | None = None) -> None:
         """Wake who waits for the published block: height waiters, each committed transaction's
-        waiters (those of one event loop with a single call into it) and the height listeners."""
+        waiters and the height listeners. The waiters of one event loop are resolved with a single
+        call into it (by :func:`wake_loops`); given ``woken``, they are added to it instead, so
+        that the node wakes every peer's waiters of a block at once."""
         with self._cond:
             self._cond.notify_all()
         for cb, hit in prepared.wake:
             cb(hit)
-        for loop, futs in prepared.woken.items():
-            with contextlib.suppress(RuntimeError):  # a loop that closed meanwhile has no waiters left
-                loop.call_soon_threadsafe(_resolve_all, futs)
+        if woken is None:
+            wake_loops(prepared.woken)
+        else:
+            for loop, futs in prepared.woken.items():
+                woken.setdefault(loop, []).extend(futs)
         for listener in prepared.listeners:
             listener(prepared.num + 1)
 
