@@ -10,18 +10,20 @@ then runs every ``TRANSACTION`` the peer sends against the same contracts the em
                 QUERY_STATE_CLOSE / GET_HISTORY_FOR_KEY        peer → RESPONSE | ERROR
     chaincode → COMPLETED(protos.Response, ChaincodeEvent) | ERROR(message)
 
-Many transactions run at once on one stream. The server is a ``grpc.aio`` server on one event
-loop thread, and each transaction runs in a greenlet on that thread: a ledger call sends its
-message and switches back to the loop, which switches into the transaction again when the peer's
-answer arrives (matched by channel and txid; a transaction whose answer does not come within
-``PEER_TIMEOUT_S`` fails). Every outgoing message goes through one queue, so the stream is written
-by one writer only. No thread is woken per message besides gRPC's own: with a worker thread per
-transaction and gRPC's synchronous server the same work cost ≈ 60 context switches a transaction
-against ≈ 30 now (``bench/ledger.py``'s chaincode servers spend ≈ 20 % less CPU per transaction).
-A contract's refusal (status ≥ 400) is sent as a ``COMPLETED`` response with that status and
-message, which the peer hands to the client as an endorsement error; a failure of the shim itself
-is sent as ``ERROR``. The server accepts the peer's keepalive pings, and serves TLS, or mutual TLS
-when a client CA is configured.
+Many transactions run at once on one stream. Everything runs on one event loop thread: the
+connection is served by :mod:`chaincode.h2grpc` (HTTP/2 from ``h2``, TLS from ``ssl``), and each
+transaction runs in a greenlet on that thread. A ledger call sends its message and switches back
+to the loop, which switches into the transaction again when the peer's answer arrives (matched by
+channel and txid; a transaction whose answer does not come within ``PEER_TIMEOUT_S`` fails alone),
+so the stream is written by the loop thread only. Why not gRPC's own servers: they hand every
+message between threads (gRPC core's event engine, its poller, Python's), ≈ 30-60 context switches
+a transaction of six messages against ≈ 5 here, and on this kind of machine the switches cost more
+than the work (``bench/ledger.py``'s chaincode servers: ≈ 0.39 of a peer's CPU per transaction
+with the synchronous server and a thread per transaction, ≈ 0.31 on ``grpc.aio`` with greenlets,
+≈ 0.26 now). A contract's refusal (status ≥ 400) is sent as a ``COMPLETED`` response with that
+status and message, which the peer hands to the client as an endorsement error; a failure of the
+shim itself is sent as ``ERROR``. The server answers the peer's keepalive pings, and serves TLS, or
+mutual TLS when a client CA is configured.
 
 Imports nothing of the project outside ``chaincode``.
 """
@@ -31,13 +33,13 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import logging
+import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import greenlet
-import grpc
 from fabric_protos.common import common_pb2
 from fabric_protos.ledger.queryresult import kv_query_result_pb2
 from fabric_protos.msp import identities_pb2
@@ -45,13 +47,13 @@ from fabric_protos.peer import (
     chaincode_event_pb2,
     chaincode_pb2,
     chaincode_shim_pb2,
-    chaincode_shim_pb2_grpc,
     proposal_pb2,
     proposal_response_pb2,
 )
 from google.protobuf.message import DecodeError
 
 from .contract import Response
+from .h2grpc import H2Server, Method, server_ssl_context
 from .stub import (
     KV,
     ChaincodeStub,
@@ -71,16 +73,8 @@ KEEPALIVE = MSG.KEEPALIVE
 PAGINATED_WRITE = "paginated queries are only allowed in read-only transactions"
 #: how long a transaction waits for the peer's answer to one of its requests
 PEER_TIMEOUT_S = 30.0
-#: server options: accept the peer's keepalive pings (also between calls), never "too many pings"
-KEEPALIVE_OPTIONS = [
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_ping_interval_without_data_ms", 1000),
-    ("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
-    ("grpc.http2.max_ping_strikes", 0),
-    ("grpc.keepalive_time_ms", 60_000),
-    ("grpc.max_receive_message_length", 100 * 1024 * 1024),
-    ("grpc.max_send_message_length", 100 * 1024 * 1024),
-]
+#: the gRPC method a peer calls
+CONNECT = "/protos.Chaincode/Connect"
 
 
 class ShimError(Exception):
@@ -261,29 +255,27 @@ _TIMEOUT = object()  # … or when the peer did not answer in time
 class _Stream:
     """One peer's Connect stream, served on the server's event loop thread.
 
-    Every transaction runs in its own greenlet on that thread: a stub call queues its message and
+    Every transaction runs in its own greenlet on that thread: a stub call sends its message and
     switches back to the loop, which switches into the transaction again with the peer's answer
-    (matched by channel and txid). No thread is woken per message but gRPC's own poller, and the
-    stream is written by one writer only (:meth:`write_loop`)."""
+    (matched by channel and txid). Messages are written by the loop thread only."""
 
-    def __init__(self, server: ChaincodeServer):
+    def __init__(self, server: ChaincodeServer, write: Callable[[chaincode_shim_pb2.ChaincodeMessage], None]):
         self.server = server
         self.loop = asyncio.get_running_loop()
         self.hub = greenlet.getcurrent()  # the loop's greenlet: where a waiting transaction returns to
-        self.out: asyncio.Queue[chaincode_shim_pb2.ChaincodeMessage | None] = asyncio.Queue()
+        self._write = write
         self.running: dict[tuple[str, str], greenlet.greenlet] = {}
         self.closed = False
 
     def send(self, msg: chaincode_shim_pb2.ChaincodeMessage) -> None:
         if not self.closed:
-            self.out.put_nowait(msg)
+            self._write(msg)
 
     def close(self) -> None:
-        """The stream ended: the writer stops, and every waiting transaction ends with an error."""
+        """The stream ended: every waiting transaction ends with an error."""
         if self.closed:
             return
         self.closed = True
-        self.out.put_nowait(None)
         for g in list(self.running.values()):
             if not g.dead:
                 g.switch(_CLOSED)
@@ -303,32 +295,6 @@ class _Stream:
         g = self.running.get(key)
         if g is not None and not g.dead:
             g.switch(_TIMEOUT)
-
-    async def read_loop(self, context: grpc.aio.ServicerContext) -> None:
-        try:
-            while True:
-                msg = await context.read()
-                if msg is grpc.aio.EOF:
-                    break
-                self.handle(msg)
-        except (grpc.RpcError, asyncio.CancelledError):
-            pass  # the peer went away
-        except Exception:  # noqa: BLE001 - a broken stream must end, never hang the peer
-            log.exception("chaincode stream failed")
-        finally:
-            self.close()
-
-    async def write_loop(self, context: grpc.aio.ServicerContext) -> None:
-        while True:
-            msg = await self.out.get()
-            if msg is None:
-                return
-            try:
-                await context.write(msg)
-            except Exception as exc:  # noqa: BLE001 - the peer went away: the stream ends
-                log.debug("chaincode stream closed while writing: %s", exc)
-                return
-
     def handle(self, msg: chaincode_shim_pb2.ChaincodeMessage) -> None:
         mtype = msg.type
         if mtype in (RESPONSE, ERROR):
@@ -392,22 +358,6 @@ class _Stream:
 # --------------------------------------------------------------------------- the server
 
 
-class _Servicer(chaincode_shim_pb2_grpc.ChaincodeServicer):
-    def __init__(self, server: ChaincodeServer):
-        self.server = server
-
-    async def Connect(self, request_iterator, context):  # noqa: N802 - gRPC method name
-        stream = _Stream(self.server)
-        stream.send(MSG(type=REGISTER, payload=chaincode_pb2.ChaincodeID(name=self.server.chaincode_id)
-                        .SerializeToString()))
-        reader = asyncio.ensure_future(stream.read_loop(context))
-        try:
-            await stream.write_loop(context)
-        finally:
-            reader.cancel()
-            stream.close()
-
-
 class _Loop:
     """The event loop (in a daemon thread) that serves every chaincode server of this process."""
 
@@ -449,33 +399,31 @@ class ChaincodeServer:
         self.name = chaincode_id.split(":", 1)[0]
         self._bind = address
         self._tls = tls
-        self._server: grpc.aio.Server | None = None
+        self._server: H2Server | None = None
         self._ready = threading.Event()
         self._stopped = threading.Event()
         self.address = ""
 
+    def _open(self, write, end) -> tuple[Callable, Callable]:
+        stream = _Stream(self, write)
+        stream.send(MSG(type=REGISTER, payload=chaincode_pb2.ChaincodeID(name=self.chaincode_id).SerializeToString()))
+        return stream.handle, stream.close
+
     async def _start(self) -> int:
-        server = grpc.aio.server(options=KEEPALIVE_OPTIONS)
-        chaincode_shim_pb2_grpc.add_ChaincodeServicer_to_server(_Servicer(self), server)
+        ctx = None
         if self._tls is not None:
-            creds = grpc.ssl_server_credentials(
-                [(self._tls.key, self._tls.cert)],
-                root_certificates=self._tls.client_ca,
-                require_client_auth=self._tls.client_ca is not None,
-            )
-            port = server.add_secure_port(self._bind, creds)
-        else:
-            port = server.add_insecure_port(self._bind)
-        if port:
-            await server.start()
-            self._server = server
+            ctx = server_ssl_context(self._tls.cert, self._tls.key, self._tls.client_ca)
+        server = H2Server([Method(CONNECT, MSG.FromString, self._open)], ssl_context=ctx)
+        host, _, port = self._bind.rpartition(":")
+        port = server.listen(host.strip("[]"), int(port))
+        self._server = server
         return port
 
     def start(self) -> str:
         host, _, _ = self._bind.rpartition(":")
         try:
             port = _Loop.run(self._start(), 30)
-        except RuntimeError as exc:
+        except (OSError, ValueError, ssl.SSLError) as exc:
             raise ShimError(f"cannot listen on {self._bind}: {exc}") from exc
         if not port:
             raise ShimError(f"cannot listen on {self._bind}")
@@ -491,10 +439,16 @@ class ChaincodeServer:
         self._stopped.wait()
 
     def stop(self, grace: float = 1.0) -> None:
+        """Stop listening and end every connection with a GOAWAY (``grace`` is accepted for the
+        callers of gRPC's servers: a peer's transactions in flight fail at once and are retried by
+        its client, as when the process dies)."""
         if self._server is not None:
-            _Loop.run(self._server.stop(grace))
+            async def close(server: H2Server = self._server) -> None:
+                server.close()
+
+            _Loop.run(close())
             self._server = None
         self._stopped.set()
 
 
-__all__ = ["KEEPALIVE_OPTIONS", "ChaincodeServer", "ShimError", "ShimStub", "TLSConfig"]
+__all__ = ["ChaincodeServer", "ShimError", "ShimStub", "TLSConfig"]

@@ -336,6 +336,29 @@ def test_a_transaction_the_peer_leaves_unanswered_fails_alone(peer, monkeypatch)
     assert "counter/stuck" not in peer.state and peer.state["counter/free"] == b"5"
 
 
+def test_messages_larger_than_the_windows_cross_both_ways(peer):
+    # 3 MB values: many HTTP/2 frames, and more than a 64 KiB flow-control window either way
+    value = {"blob": "x" * 3_000_000}
+    resp, _ = peer.call("AssetContract:Put", "big", "b1", value)
+    assert resp.status == 200
+    resp, _ = peer.call("AssetContract:Get", "big", "b1")
+    assert json.loads(resp.payload)["value"] == value
+    assert [peer.call("AssetContract:Put", "big", f"b{i}", value)[0].status for i in range(2, 5)] == [200] * 3
+
+
+def test_another_method_is_unimplemented_and_the_server_stops(server):
+    channel = grpc.insecure_channel(server.address)
+    with pytest.raises(grpc.RpcError) as err:
+        channel.unary_unary("/protos.Chaincode/Other")(b"", timeout=5)
+    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    channel.close()
+    server.stop(0)
+    with pytest.raises(grpc.RpcError) as err:
+        channel = grpc.insecure_channel(server.address)
+        channel.unary_unary("/protos.Chaincode/Other")(b"", timeout=2)
+    assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
 def test_keepalive_pings_of_the_peer_are_accepted(server, creator):
     opts = [("grpc.keepalive_time_ms", 300), ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.max_pings_without_data", 0)]

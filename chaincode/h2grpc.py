@@ -1,0 +1,413 @@
+"""A small gRPC server for bidirectional streaming methods: HTTP/2 from ``h2``, TLS from ``ssl``,
+everything on one asyncio event loop thread.
+
+The chaincode server needs one method (``protos.Chaincode/Connect``) whose messages are small and
+many: six a transaction. gRPC's own servers (synchronous and ``grpc.aio``) hand every message
+between several threads — gRPC core's event engine, its poller, Python's — and on this kind of
+machine the context switches cost more than the work. Here a connection is a non-blocking socket
+watched by the loop: a read decrypts, parses the HTTP/2 frames and hands each complete message to
+the method's handler in the same call, and what the handlers send meanwhile leaves in one write
+when the loop is next idle. What HTTP/2 asks of a server (settings, flow control both ways, pings,
+HPACK, resets, GOAWAY) is ``h2``'s state machine; TLS (with ALPN ``h2``, and client certificates
+when a client CA is given) is the ``ssl`` module's.
+
+A handler is a callable ``open(send, close) -> (on_message, on_end)`` per stream: ``send(msg)``
+queues a message, ``close(status, message)`` ends the stream with a gRPC status; ``on_message(msg)``
+receives each decoded request and ``on_end()`` the stream's end (half-close, reset or lost
+connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+
+log = logging.getLogger(__name__)
+
+#: largest message accepted or sent (as the chaincode server's gRPC options before)
+MAX_MESSAGE = 100 * 1024 * 1024
+#: the receive window offered to the client, per stream and for the connection
+WINDOW = 16 * 1024 * 1024
+_READ = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Method:
+    """A bidirectional streaming method: its path, how requests are decoded, how a stream opens."""
+
+    path: str  # "/package.Service/Method"
+    decode: Callable[[bytes], Any]
+    open: Callable[[Callable[[Any], None], Callable[[int, str], None]], tuple[Callable[[Any], None], Callable[[], None]]]
+
+
+class _Call:
+    """One stream of a connection."""
+
+    __slots__ = ("buf", "decode", "ended", "on_end", "on_message", "pending")
+
+    def __init__(self, decode: Callable[[bytes], Any]) -> None:
+        self.decode = decode
+        self.buf = bytearray()
+        self.pending = bytearray()  # framed messages waiting for the client's flow-control window
+        self.on_message: Callable[[Any], None] | None = None
+        self.on_end: Callable[[], None] | None = None
+        self.ended = False
+
+
+class _Connection:
+    def __init__(self, server: H2Server, sock: socket.socket, tls: bool):
+        self.server = server
+        self.loop = server.loop
+        self.sock = sock
+        self.tls = tls
+        self.handshaking = tls
+        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+        self.calls: dict[int, _Call] = {}
+        self.outbuf = bytearray()
+        self.flush_scheduled = False
+        self.receiving = False  # while a read is handled, sends wait for its one write at the end
+        self.writing = False
+        self.closed = False
+        self.loop.add_reader(sock, self.on_readable)
+        if not tls:
+            self.start_h2()
+
+    # -- set-up
+    def start_h2(self) -> None:
+        self.h2.initiate_connection()
+        self.h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: WINDOW,
+                                 h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 64 * 1024})
+        self.h2.increment_flow_control_window(WINDOW - 65535)
+        self.flush()
+
+    def handshake(self) -> None:
+        try:
+            self.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            return
+        except ssl.SSLWantWriteError:
+            self.loop.add_writer(self.sock, self.on_handshake_writable)
+            return
+        except (ssl.SSLError, OSError) as exc:
+            log.info("TLS handshake with %s refused: %s", self.peer_name(), exc)
+            self.close()
+            return
+        if self.sock.selected_alpn_protocol() not in (None, "h2"):
+            log.info("%s asked for %s, not HTTP/2", self.peer_name(), self.sock.selected_alpn_protocol())
+            self.close()
+            return
+        self.handshaking = False
+        self.start_h2()
+
+    def on_handshake_writable(self) -> None:
+        self.loop.remove_writer(self.sock)
+        self.handshake()
+        if not self.handshaking and not self.closed:
+            self.on_readable()  # data that arrived with the last handshake record
+
+    def peer_name(self) -> str:
+        with contextlib.suppress(OSError):
+            host, port = self.sock.getpeername()[:2]
+            return f"{host}:{port}"
+        return "a client"
+
+    # -- reading
+    def on_readable(self) -> None:
+        if self.handshaking:
+            self.handshake()
+            if self.handshaking or self.closed:
+                return
+        chunks = []
+        while True:
+            try:
+                data = self.sock.recv(_READ)
+            except (ssl.SSLWantReadError, BlockingIOError, InterruptedError):
+                break
+            except ssl.SSLWantWriteError:
+                break
+            except (OSError, ssl.SSLError):
+                data = b""
+            if not data:
+                if chunks:
+                    self.receive(b"".join(chunks))
+                self.close()
+                return
+            chunks.append(data)
+            if len(data) < _READ and not (self.tls and self.sock.pending()):
+                break  # drained (epoll is level-triggered: anything left wakes the loop again)
+        if chunks:
+            self.receive(b"".join(chunks))
+
+    def receive(self, data: bytes) -> None:
+        self._receive(data)
+        self.flush()
+
+    def _receive(self, data: bytes) -> None:
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            log.info("HTTP/2 error from %s: %s", self.peer_name(), exc)
+            self.flush_now()
+            self.close()
+            return
+        for ev in events:
+            if isinstance(ev, h2.events.DataReceived):
+                self.on_data(ev)
+            elif isinstance(ev, h2.events.RequestReceived):
+                self.on_request(ev)
+            elif isinstance(ev, h2.events.StreamEnded):
+                self.end_call(ev.stream_id, 0, "")
+            elif isinstance(ev, h2.events.StreamReset):
+                self.drop_call(ev.stream_id)
+            elif isinstance(ev, h2.events.WindowUpdated):
+                self.send_pending(ev.stream_id)
+            elif isinstance(ev, h2.events.RemoteSettingsChanged):
+                self.send_pending(0)
+            elif isinstance(ev, h2.events.ConnectionTerminated):
+                self.close()
+                return
+
+    def on_request(self, ev: h2.events.RequestReceived) -> None:
+        headers = dict(ev.headers)
+        sid = ev.stream_id
+        method = self.server.methods.get(headers.get(b":path", b"").decode("latin-1"))
+        ctype = headers.get(b"content-type", b"")
+        if headers.get(b":method") != b"POST" or not ctype.startswith(b"application/grpc"):
+            self.h2.send_headers(sid, [(b":status", b"415")], end_stream=True)
+            return
+        if method is None:
+            self.h2.send_headers(sid, [(b":status", b"200"), (b"content-type", b"application/grpc"),
+                                       (b"grpc-status", b"12"), (b"grpc-message", b"unknown method")], end_stream=True)
+            return
+        call = _Call(method.decode)
+        self.calls[sid] = call
+        self.h2.send_headers(sid, [(b":status", b"200"), (b"content-type", b"application/grpc")])
+        on_message, on_end = method.open(lambda msg: self.send_message(sid, msg),
+                                         lambda status, message: self.end_call(sid, status, message))
+        call.on_message, call.on_end = on_message, on_end
+
+    def on_data(self, ev: h2.events.DataReceived) -> None:
+        sid = ev.stream_id
+        self.h2.acknowledge_received_data(ev.flow_controlled_length, sid)
+        call = self.calls.get(sid)
+        if call is None or call.ended:
+            return
+        buf = call.buf
+        buf += ev.data
+        decode = call.decode
+        while len(buf) >= 5:
+            if buf[0]:
+                self.end_call(sid, 12, "compressed messages are not supported")
+                return
+            size = int.from_bytes(buf[1:5], "big")
+            if size > MAX_MESSAGE:
+                self.end_call(sid, 8, f"message of {size} bytes is over the {MAX_MESSAGE} limit")
+                return
+            if len(buf) < 5 + size:
+                break
+            raw = bytes(buf[5:5 + size])
+            del buf[:5 + size]
+            try:
+                msg = decode(raw)
+            except Exception as exc:  # noqa: BLE001 - a message that does not parse ends its stream
+                self.end_call(sid, 13, f"cannot decode the request: {exc}")
+                return
+            call.on_message(msg)
+            if call.ended:
+                return
+
+    # -- writing
+    def send_message(self, sid: int, msg: Any) -> None:
+        call = self.calls.get(sid)
+        if call is None or call.ended or self.closed:
+            return
+        body = msg.SerializeToString()
+        call.pending += len(body).to_bytes(5, "big")  # flag byte 0 + 4-byte length
+        call.pending += body
+        self.send_pending(sid)
+        self.flush()
+
+    def send_pending(self, sid: int) -> None:
+        """Move queued message bytes into DATA frames as far as the client's windows allow."""
+        sids = [sid] if sid else list(self.calls)
+        for s in sids:
+            call = self.calls.get(s)
+            if call is None or not call.pending:
+                continue
+            try:
+                while call.pending:
+                    window = self.h2.local_flow_control_window(s)
+                    n = min(len(call.pending), window, self.h2.max_outbound_frame_size)
+                    if n <= 0:
+                        break
+                    self.h2.send_data(s, bytes(call.pending[:n]))
+                    del call.pending[:n]
+            except h2.exceptions.StreamClosedError:
+                self.drop_call(s)
+
+    def end_call(self, sid: int, status: int, message: str) -> None:
+        call = self.calls.pop(sid, None)
+        if call is None or call.ended:
+            return
+        call.ended = True
+        if call.pending:  # what is queued goes first, as far as the window lets it
+            self.calls[sid] = call
+            self.send_pending(sid)
+            self.calls.pop(sid, None)
+        trailers = [(b"grpc-status", str(status).encode())]
+        if message:
+            trailers.append((b"grpc-message", message.encode("utf-8", "replace")[:1024]))
+        with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            self.h2.send_headers(sid, trailers, end_stream=True)
+        if call.on_end is not None:
+            call.on_end()
+        self.flush()
+
+    def drop_call(self, sid: int) -> None:
+        call = self.calls.pop(sid, None)
+        if call is not None and not call.ended:
+            call.ended = True
+            if call.on_end is not None:
+                call.on_end()
+
+    def flush(self) -> None:
+        """Write what h2 has to send when the loop is next idle (one write for a burst of messages)."""
+        if not self.flush_scheduled and not self.receiving and not self.closed:
+            self.flush_scheduled = True
+            self.loop.call_soon(self.flush_now)
+
+    def flush_now(self) -> None:
+        self.flush_scheduled = False
+        if self.closed:
+            return
+        data = self.h2.data_to_send()
+        if data:
+            self.outbuf += data
+        if self.outbuf and not self.writing:
+            self.write()
+
+    def write(self) -> None:
+        while self.outbuf:
+            try:
+                n = self.sock.send(self.outbuf)
+            except (ssl.SSLWantWriteError, BlockingIOError, InterruptedError):
+                n = 0
+            except ssl.SSLWantReadError:
+                n = 0
+            except (OSError, ssl.SSLError):
+                self.close()
+                return
+            if n == 0:
+                if not self.writing:
+                    self.writing = True
+                    self.loop.add_writer(self.sock, self.on_writable)
+                return
+            del self.outbuf[:n]
+        if self.writing:
+            self.writing = False
+            self.loop.remove_writer(self.sock)
+
+    def on_writable(self) -> None:
+        self.write()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for sid in list(self.calls):
+            self.drop_call(sid)
+        with contextlib.suppress(Exception):
+            self.loop.remove_reader(self.sock)
+            self.loop.remove_writer(self.sock)
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        self.server.connections.discard(self)
+
+    def goaway(self) -> None:
+        with contextlib.suppress(Exception):
+            self.h2.close_connection()
+            self.flush_now()
+        self.close()
+
+
+class H2Server:
+    """Serves ``methods`` on ``host:port`` (port 0: a free one) from the running event loop."""
+
+    def __init__(self, methods: list[Method], *, ssl_context: ssl.SSLContext | None = None):
+        self.methods = {m.path: m for m in methods}
+        self.ssl_context = ssl_context
+        self.connections: set[_Connection] = set()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.listener: socket.socket | None = None
+
+    def listen(self, host: str, port: int) -> int:
+        """Start accepting (call on the loop thread); the port listened on."""
+        self.loop = asyncio.get_running_loop()
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, _, _, _, addr = infos[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(128)
+        sock.setblocking(False)
+        self.listener = sock
+        self.loop.add_reader(sock, self._accept)
+        return sock.getsockname()[1]
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.warning("accept failed: %s", exc)
+                return
+            conn.setblocking(False)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.ssl_context is not None:
+                conn = self.ssl_context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+            self.connections.add(_Connection(self, conn, self.ssl_context is not None))
+
+    def close(self) -> None:
+        """Stop accepting and end every connection (GOAWAY; call on the loop thread)."""
+        if self.listener is not None:
+            self.loop.remove_reader(self.listener)
+            self.listener.close()
+            self.listener = None
+        for conn in list(self.connections):
+            conn.goaway()
+
+
+def server_ssl_context(cert: bytes, key: bytes, client_ca: bytes | None) -> ssl.SSLContext:
+    """A TLS server context for HTTP/2 (ALPN ``h2``); with ``client_ca``, client certificates from it
+    are required (mutual TLS)."""
+    import os
+    import tempfile
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    with tempfile.TemporaryDirectory() as d:  # the ssl module loads a certificate chain from files only
+        cpath, kpath = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+        with open(cpath, "wb") as f:
+            f.write(cert)
+        with open(os.open(kpath, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
+            f.write(key)
+        ctx.load_cert_chain(cpath, kpath)
+    if client_ca:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(cadata=client_ca.decode())
+    ctx.set_alpn_protocols(["h2"])
+    return ctx
