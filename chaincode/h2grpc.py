@@ -55,7 +55,7 @@ class Method:
 class _Call:
     """One stream of a connection."""
 
-    __slots__ = ("buf", "decode", "ended", "on_end", "on_message", "pending")
+    __slots__ = ("buf", "decode", "ended", "on_end", "on_message", "pending", "unacked")
 
     def __init__(self, decode: Callable[[bytes], Any]) -> None:
         self.decode = decode
@@ -64,6 +64,7 @@ class _Call:
         self.on_message: Callable[[Any], None] | None = None
         self.on_end: Callable[[], None] | None = None
         self.ended = False
+        self.unacked = 0  # bytes of DATA handled outside h2 since the last WINDOW_UPDATE
 
 
 class _Connection:
@@ -75,6 +76,9 @@ class _Connection:
         self.handshaking = tls
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
         self.calls: dict[int, _Call] = {}
+        self.inbuf = bytearray()
+        self.preface = 24  # bytes of the client's connection preface still to pass to h2
+        self.unacked = 0
         self.outbuf = bytearray()
         self.flush_scheduled = False
         self.receiving = False  # while a read is handled, sends wait for its one write at the end
@@ -151,10 +155,58 @@ class _Connection:
             self.receive(b"".join(chunks))
 
     def receive(self, data: bytes) -> None:
-        self._receive(data)
+        """Split what arrived into frames: the DATA frames of open calls (no padding, no end of
+        stream: all but a call's last) are handled here, everything else by ``h2``, in order."""
+        if self.preface:  # the client's connection preface goes to h2 as it comes
+            n = min(self.preface, len(data))
+            self.preface -= n
+            self.to_h2(data[:n])
+            data = data[n:]
+        buf = self.inbuf
+        buf += data
+        pos, slow, size = 0, -1, len(buf)
+        calls = self.calls
+        while size - pos >= 9 and not self.closed:
+            length = int.from_bytes(buf[pos:pos + 3], "big")
+            end = pos + 9 + length
+            if end > size:
+                break
+            sid = int.from_bytes(buf[pos + 5:pos + 9], "big") & 0x7FFFFFFF
+            if buf[pos + 3] == 0 and not buf[pos + 4] & 0x09 and length <= 16384 and sid in calls:
+                if slow >= 0:
+                    self.to_h2(bytes(buf[slow:pos]))
+                    slow = -1
+                self.unacked += length
+                call = calls.get(sid)  # (h2 may have ended it just now)
+                if call is not None:
+                    call.unacked += length
+                    self.on_data(sid, buf[pos + 9:end])
+            elif slow < 0:
+                slow = pos
+            pos = end
+        if slow >= 0:
+            self.to_h2(bytes(buf[slow:pos]))
+        del buf[:pos]
+        self.ack_windows()
         self.flush()
 
-    def _receive(self, data: bytes) -> None:
+    def ack_windows(self) -> None:
+        """WINDOW_UPDATE for what the DATA frames handled here used of the windows we offered."""
+        frames = []
+        if self.unacked >= WINDOW // 4:
+            frames.append(_window_update(0, self.unacked))
+            self.unacked = 0
+        for sid, call in self.calls.items():
+            if call.unacked >= WINDOW // 4:
+                frames.append(_window_update(sid, call.unacked))
+                call.unacked = 0
+        if frames:
+            self.outbuf += self.h2.data_to_send()  # (whole frames: ours may follow)
+            self.outbuf += b"".join(frames)
+
+    def to_h2(self, data: bytes) -> None:
+        if self.closed:
+            return
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -164,7 +216,8 @@ class _Connection:
             return
         for ev in events:
             if isinstance(ev, h2.events.DataReceived):
-                self.on_data(ev)
+                self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                self.on_data(ev.stream_id, ev.data)
             elif isinstance(ev, h2.events.RequestReceived):
                 self.on_request(ev)
             elif isinstance(ev, h2.events.StreamEnded):
@@ -198,14 +251,12 @@ class _Connection:
                                          lambda status, message: self.end_call(sid, status, message))
         call.on_message, call.on_end = on_message, on_end
 
-    def on_data(self, ev: h2.events.DataReceived) -> None:
-        sid = ev.stream_id
-        self.h2.acknowledge_received_data(ev.flow_controlled_length, sid)
+    def on_data(self, sid: int, data: bytes | bytearray) -> None:
         call = self.calls.get(sid)
         if call is None or call.ended:
             return
         buf = call.buf
-        buf += ev.data
+        buf += data
         decode = call.decode
         while len(buf) >= 5:
             if buf[0]:
@@ -340,6 +391,10 @@ class _Connection:
             self.h2.close_connection()
             self.flush_now()
         self.close()
+
+
+def _window_update(sid: int, increment: int) -> bytes:
+    return b"\x00\x00\x04\x08\x00" + sid.to_bytes(4, "big") + increment.to_bytes(4, "big")
 
 
 class H2Server:
