@@ -1010,6 +1010,8 @@ def _conditional_discrete(df: pd.DataFrame, cols: dict[str, dict], facts: dict[s
         feats.append((comp, "code", labels.astype(float), [f"c{j + 1}" for j in range(int(labels.max()) + 1)]))
     for c in continuous:
         feats.append((c, facts[c]["kind"], np.asarray(facts[c].get("filled", facts[c]["codes"]), dtype=float), []))
+    if len(labels) > SMALL_LEAF_ROWS:  # like small leaves: more expressive trees only where many rows afford them
+        feats.extend(sum_features(facts, continuous))
     for c in discrete:
         f = facts[c]
         known = ~f["null"]
@@ -1047,6 +1049,31 @@ def _conditional_discrete(df: pd.DataFrame, cols: dict[str, dict], facts: dict[s
         if known.all():  # a column with missing values is no condition for the others
             order_labels = [_clean(v) for v in f["dist"].values] if f["kind"] == "cat" else []
             feats.append((c, "code" if f["kind"] == "cat" else "bool", y.astype(float), order_labels))
+
+
+MAX_SUM_COLUMNS = 12  # sums of pairs are offered to the trees when at most this many columns qualify
+
+
+def sum_features(facts: dict[str, dict], continuous: list[str]) -> list[tuple[str, str, np.ndarray, list]]:
+    """Sums of two complete numeric columns on one scale (medians within a factor of 10), offered to
+    the decision trees beside the columns themselves: a category decided by a total (FLCHAIN's
+    ``flc_grp``, the decile of kappa + lambda; a score's band from its parts) is one split on the sum,
+    which axis-parallel splits on the parts only approximate in steps — the fabricated rows' group
+    then disagrees with their total where a forest finds it. A leaf's condition reads
+    ``kappa + lambda_ > 2.33``. Offered in tables of more than ``SMALL_LEAF_ROWS`` rows only (on
+    WHAS500's 250-row halves the membership-inference AUC rose from 0.549 to 0.555 with them)."""
+    cols = [c for c in continuous if facts[c]["kind"] == "num" and not facts[c]["null"].any()]
+    if not 2 <= len(cols) <= MAX_SUM_COLUMNS:
+        return []
+    out = []
+    for i, a in enumerate(cols):
+        for b in cols[i + 1:]:
+            xa, xb = np.asarray(facts[a]["codes"], dtype=float), np.asarray(facts[b]["codes"], dtype=float)
+            ma, mb = np.median(np.abs(xa)), np.median(np.abs(xb))
+            if ma <= 0 or mb <= 0 or max(ma, mb) > 10 * min(ma, mb):
+                continue
+            out.append((f"{a} + {b}", "num", xa + xb, []))
+    return out
 
 
 def pooled_counts(counts: np.ndarray, k: int = BIN_SUPPORT) -> np.ndarray:

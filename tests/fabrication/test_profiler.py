@@ -317,3 +317,22 @@ def test_a_near_exact_relation_between_columns_survives():
     rel = np.abs(fake["area"] / (np.pi * fake["radius"] ** 2) - 1)
     assert float(np.median(rel)) < 0.02  # real: 0.0066; 0.105 with every correlation Ledoit–Wolf shrunk
     assert fake[["radius", "area"]].corr(method="spearman").iloc[0, 1] > 0.995
+
+
+def test_a_category_decided_by_a_total_follows_the_total():
+    """A group that is the decile of a sum of two columns (FLCHAIN's flc_grp of kappa + lambda): in a
+    table large enough for it, the trees split on the sum, so a fabricated row's group agrees with its
+    own total — axis-parallel splits on the parts only approximated the diagonal boundaries."""
+    rng = np.random.default_rng(4)
+    n = 3000
+    kappa = np.round(rng.lognormal(0.3, 0.4, n), 2)
+    lam = np.round(rng.lognormal(0.4, 0.35, n), 2)
+    total = kappa + lam
+    cuts = np.quantile(total, np.linspace(0.1, 0.9, 9))
+    df = pd.DataFrame({"kappa": kappa, "lam": lam, "age": rng.integers(50, 90, n),
+                       "grp": np.searchsorted(cuts, total, side="right") + 1})
+    spec = profile(df, name="flc", seed=0)
+    assert "kappa + lam" in yaml.safe_dump(spec)
+    fake = fabricate(compile_project(spec), rows=6000, seed=1).frame("flc")
+    band = np.searchsorted(cuts, fake["kappa"] + fake["lam"], side="right") + 1
+    assert (band == fake["grp"]).mean() > 0.9
