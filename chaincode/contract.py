@@ -206,6 +206,21 @@ def _convert(value: bytes, tp: Any, pname: str) -> Any:
     return parsed
 
 
+def _converter(tp: Any, pname: str) -> Callable[[bytes], Any]:
+    """How one parameter's argument is converted, decided once when the contract is collected:
+    text parameters (most) are decoded directly, the others go through :func:`_convert`."""
+    if tp in (str, inspect.Parameter.empty, Any):
+
+        def text(value: bytes) -> str:
+            try:
+                return value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidArgument(f"argument {pname!r}: not valid UTF-8") from exc
+
+        return text
+    return lambda value: _convert(value, tp, pname)
+
+
 def _jsonable(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return dataclasses.asdict(obj)
@@ -233,6 +248,10 @@ class _TxFunction:
     func: Callable
     params: list[inspect.Parameter]
     hints: dict[str, Any]
+    converters: list[Callable[[bytes], Any]] = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.converters = [_converter(self.hints.get(p.name, p.annotation), p.name) for p in self.params]
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -313,9 +332,7 @@ class Chaincode:
                 raise InvalidArgument(
                     f"{contract.contract_name}:{tname} takes {len(txf.params)} argument(s) ({want}), got {len(raw)}"
                 )
-            values = [
-                _convert(v, txf.hints.get(p.name, p.annotation), p.name) for v, p in zip(raw, txf.params, strict=True)
-            ]
+            values = [conv(v) for conv, v in zip(txf.converters, raw, strict=True)]
             contract.before_transaction(ctx)
             result = txf.func(ctx, *values)
             contract.after_transaction(ctx, result)
