@@ -265,6 +265,8 @@ class _Stream:
         self.hub = greenlet.getcurrent()  # the loop's greenlet: where a waiting transaction returns to
         self._write = write
         self.running: dict[tuple[str, str], greenlet.greenlet] = {}
+        self.deadlines: dict[tuple[str, str], float] = {}  # when each waiting transaction gives up
+        self.sweeper: asyncio.TimerHandle | None = None
         self.closed = False
 
     def send(self, msg: chaincode_shim_pb2.ChaincodeMessage) -> None:
@@ -285,16 +287,27 @@ class _Stream:
         if self.closed:
             return _CLOSED
         self.send(msg)
-        timer = self.loop.call_later(PEER_TIMEOUT_S, self._expire, (msg.channel_id, msg.txid))
+        key = (msg.channel_id, msg.txid)
+        self.deadlines[key] = self.loop.time() + PEER_TIMEOUT_S
+        if self.sweeper is None:
+            self.sweeper = self.loop.call_later(min(1.0, PEER_TIMEOUT_S / 4), self._sweep)
         try:
             return self.hub.switch()
         finally:
-            timer.cancel()
+            self.deadlines.pop(key, None)
 
-    def _expire(self, key: tuple[str, str]) -> None:
-        g = self.running.get(key)
-        if g is not None and not g.dead:
-            g.switch(_TIMEOUT)
+    def _sweep(self) -> None:
+        """Every second while transactions wait: those the peer left unanswered too long fail (one
+        timer for the stream, not one per request)."""
+        self.sweeper = None
+        now = self.loop.time()
+        for key in [k for k, t in self.deadlines.items() if t <= now]:
+            g = self.running.get(key)
+            if g is not None and not g.dead:
+                g.switch(_TIMEOUT)
+        if self.deadlines and not self.closed:
+            self.sweeper = self.loop.call_later(min(1.0, PEER_TIMEOUT_S / 4), self._sweep)
+
     def handle(self, msg: chaincode_shim_pb2.ChaincodeMessage) -> None:
         mtype = msg.type
         if mtype in (RESPONSE, ERROR):
