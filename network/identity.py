@@ -72,16 +72,21 @@ def is_low_s(signature: bytes) -> bool:
     return s <= _HALF_ORDER
 
 
+# the signature algorithms (immutable: made once, not per signature)
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+_ECDSA_PREHASHED = ec.ECDSA(Prehashed(hashes.SHA256()))
+
+
 def sign_digest(private_key: ec.EllipticCurvePrivateKey, digest: bytes) -> bytes:
     """Sign a SHA-256 digest; DER, low-S."""
     if len(digest) != 32:
         raise ValueError("digest must be a SHA-256 digest (32 bytes)")
-    return _low_s(private_key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256()))))
+    return _low_s(private_key.sign(digest, _ECDSA_PREHASHED))
 
 
 def sign(private_key: ec.EllipticCurvePrivateKey, message: bytes) -> bytes:
     """Sign a message (hashed with SHA-256); DER, low-S."""
-    return _low_s(private_key.sign(message, ec.ECDSA(hashes.SHA256())))
+    return _low_s(private_key.sign(message, _ECDSA_SHA256))
 
 
 def verify(public_key: ec.EllipticCurvePublicKey, message: bytes, signature: bytes) -> bool:
@@ -89,7 +94,7 @@ def verify(public_key: ec.EllipticCurvePublicKey, message: bytes, signature: byt
     if not is_low_s(signature):
         return False
     try:
-        public_key.verify(signature, message, ec.ECDSA(hashes.SHA256()))
+        public_key.verify(signature, message, _ECDSA_SHA256)
     except (InvalidSignature, ValueError):
         return False
     return True
