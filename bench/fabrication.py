@@ -12,6 +12,13 @@ reported) fitted on the same table, the features that still give fabricated rows
 project's line count, exact copies, and a membership-inference
 attack's AUC (the profiler run on one random half, the other half held out).
 
+The project ``iterate`` chose is judged on ``--seeds`` fresh fabrications (seeds iterate never saw),
+each verified with its own baseline splits: accuracies and baselines are their means, the margins'
+spread is reported beside (``margin_sd_*``), and the membership-inference AUC is the mean over as
+many random halves (``mia_auc_sd_*``). Iterate keeps the best of its rounds by the very figure it
+reports, so its own margin (``max_margin_iterate_*``) is optimistic; on a few hundred rows one
+5-fold run moves by ±0.03–0.05 from one fabrication to the next.
+
     .venv/bin/python bench/fabrication.py            # full (tens of minutes on 2 cores)
     .venv/bin/python bench/fabrication.py --quick    # reduced sizes and rounds, 3 tables
     .venv/bin/python bench/fabrication.py --smoke    # seconds: tiny sizes, one table, no SDV
