@@ -275,7 +275,12 @@ class _Connection:
             except Exception as exc:  # noqa: BLE001 - a message that does not parse ends its stream
                 self.end_call(sid, 13, f"cannot decode the request: {exc}")
                 return
-            call.on_message(msg)
+            try:
+                call.on_message(msg)
+            except Exception:  # noqa: BLE001 - a handler's failure ends its stream, not the server
+                log.exception("the handler of stream %d failed", sid)
+                self.end_call(sid, 13, "internal error")
+                return
             if call.ended:
                 return
 

@@ -336,6 +336,24 @@ def test_a_transaction_the_peer_leaves_unanswered_fails_alone(peer, monkeypatch)
     assert "counter/stuck" not in peer.state and peer.state["counter/free"] == b"5"
 
 
+def test_a_peer_that_goes_away_leaves_nothing_waiting(server, creator):
+    first = FakePeer(server.address, creator)
+    first.registered.result(timeout=10)
+    first.silent_keys.add("counter/stuck")
+    first.invoke("AssetContract:Increment", "stuck", "1")
+    time.sleep(0.3)
+    first.close()  # the stream ends while a transaction waits for the peer
+    deadline = time.monotonic() + 10
+    while server._server.connections and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not server._server.connections
+    second = FakePeer(server.address, creator)
+    try:
+        assert second.call("AssetContract:Increment", "free", "1")[0].status == 200
+    finally:
+        second.close()
+
+
 def test_messages_larger_than_the_windows_cross_both_ways(peer):
     # 3 MB values: many HTTP/2 frames, and more than a 64 KiB flow-control window either way
     value = {"blob": "x" * 3_000_000}
