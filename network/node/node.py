@@ -223,10 +223,10 @@ class EmbeddedNode:
             # every peer reaches the new height at once: an endorsement simulates on peers at one height
             with self.publish_lock:
                 for peer, prep in prepared:
-                    peer.publish(prep)
+                    self._guarded("publishing", peer, block, peer.publish, prep)
             woken: dict = {}
             for peer, prep in prepared:
-                peer.notify(prep, woken)
+                self._guarded("notifying the waiters of", peer, block, peer.notify, prep, woken)
             wake_loops(woken)
             if block.header.number and parsed == [None] and is_config_block(block):
                 if accepted:
@@ -235,6 +235,15 @@ class EmbeddedNode:
                     log.error("configuration block %d was refused by the peers", block.header.number)
             self._commit_queue.task_done()
             self.orderer.kick()
+
+    @staticmethod
+    def _guarded(what: str, peer: Peer, block: common_pb2.Block, step, *args) -> None:
+        """One peer's step of a commit; a failure is logged and the other peers go on (as a failed
+        validation is: a peer that did not publish stays behind, ``serums ledger verify`` says so)."""
+        try:
+            step(*args)
+        except Exception:  # noqa: BLE001 - the committer must keep running
+            log.exception("peer %s: %s block %d failed", peer.msp_id, what, block.header.number)
 
     def start(self, address: str | None = None, *, tls: bool = False, mutual_tls: bool = False) -> str:
         """Start ordering and committing, and serve gRPC on ``address`` (default: the configured

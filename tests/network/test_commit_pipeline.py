@@ -138,3 +138,22 @@ def test_signature_checks_run_once_for_all_peers_but_never_across_policies(runni
         assert codes == [P.TxValidationCode.Value("ENDORSEMENT_POLICY_FAILURE")] and not updates
     finally:
         node.membership.check_signature = real
+
+
+def test_a_failing_listener_does_not_stop_the_committer(running, caplog):
+    """A peer's height listener that raises (an event stream's loop gone) is logged; the committer
+    goes on committing the next blocks on every peer."""
+    peer = next(iter(running.node.peers.values()))
+
+    def broken(_height: int) -> None:
+        raise RuntimeError("Event loop is closed")
+
+    peer.add_height_listener(broken)
+    try:
+        c = running.contract("lothian")
+        assert c.submit_json("Put", "l", "a0", {})["version"] == 1
+        assert c.submit_json("Put", "l", "a0", {})["version"] == 2
+        assert len({p.height for p in running.node.peers.values()}) == 1
+        assert "notifying the waiters of block" in caplog.text
+    finally:
+        peer.remove_height_listener(broken)
