@@ -209,7 +209,7 @@ def main() -> None:
                     for who in ("node", "gateway", "clients"):
                         out[f"{who}_cpu_ms_per_flow_c16"] = round(m["cpu_ms"][who], 2)
                     per_flow = sum(m["cpu_ms"].values())
-                    out["cpu_ceiling_flows_per_s"] = round((os.cpu_count() or 1) * 1000 / per_flow, 1) if per_flow else 0.0
+                    out["cpu_ceiling_flows_per_s"] = proctime.cpu_ceiling(per_flow)
             print(f"gunicorn {args.workers} workers x {args.threads} threads; one login per doctor, "
                   f"then request + fetch flows", file=sys.stderr)
         finally:

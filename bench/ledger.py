@@ -208,12 +208,6 @@ def transport_ceiling(clients: int, seconds: float) -> dict:
             "client_cpu_us": client_cpu / max(total, 1) * 1e6}
 
 
-def cpu_ceiling(cpu_ms_per_op: float) -> float:
-    """What ``cpu_ms_per_op`` of CPU (summed over every process involved) allows on this machine even
-    with every core busy: operations per second."""
-    return round((os.cpu_count() or 1) * 1000 / cpu_ms_per_op, 1) if cpu_ms_per_op else 0.0
-
-
 def _asset_network(data: Path, batch_timeout_ms: float | None) -> NetworkConfig:
     cfg = init_network(data / "network", ["lothian", "zmc", "fcrb"])
     cfg.chaincodes = [ChaincodeDefinition("assets", "chaincode.samples:assets_chaincode", "1.0", "MAJORITY")]
@@ -279,7 +273,7 @@ def run_fabric(args, seconds: float) -> dict:
             # the issue's goal is per chaincode server: the busiest one's figure
             out["chaincode_cpu_ms_per_tx_c32_max"] = max(
                 v for k, v in out.items() if k.startswith("cpu_ms_per_tx_c32_chaincode."))
-            out["cpu_ceiling_tx_per_s"] = cpu_ceiling(per_tx)
+            out["cpu_ceiling_tx_per_s"] = proctime.cpu_ceiling(per_tx)
             out["events_delivered_ratio"] = round(_events_delivered(gw, cfg.channel, first) / max(committed, 1), 4)
             out["network_up_s"] = round(up_s, 1)
             gw.close()
@@ -330,8 +324,8 @@ def run_embedded(args, seconds: float) -> dict:
         out["grpc_ceiling_tx_per_s"] = round(echo["per_s"] / 3, 1)
         out["grpc_echo_server_cpu_us_per_call"] = round(echo["server_cpu_us"], 1)
         out["grpc_echo_client_cpu_us_per_call"] = round(echo["client_cpu_us"], 1)
-        out["cpu_ceiling_tx_per_s"] = cpu_ceiling(out["node_cpu_ms_per_tx_c32"] + out["client_cpu_ms_per_tx_c32"])
-        out["cpu_ceiling_evaluate_q_per_s"] = cpu_ceiling(out["node_cpu_ms_per_evaluate"]
+        out["cpu_ceiling_tx_per_s"] = proctime.cpu_ceiling(out["node_cpu_ms_per_tx_c32"] + out["client_cpu_ms_per_tx_c32"])
+        out["cpu_ceiling_evaluate_q_per_s"] = proctime.cpu_ceiling(out["node_cpu_ms_per_evaluate"]
                                                           + out["client_cpu_ms_per_evaluate"])
         out["batch_timeout_ms"] = cfg.batch.timeout_ms
         return out

@@ -64,3 +64,9 @@ def children_cpu_s() -> float:
     """CPU seconds of this process's children that have been waited for (``os.times``)."""
     t = os.times()
     return t.children_user + t.children_system
+
+
+def cpu_ceiling(cpu_ms_per_op: float) -> float:
+    """What ``cpu_ms_per_op`` of CPU (summed over every process involved) allows on this machine even
+    with every core busy: operations per second."""
+    return round((os.cpu_count() or 1) * 1000 / cpu_ms_per_op, 1) if cpu_ms_per_op else 0.0
