@@ -1,7 +1,8 @@
 """Smart contracts and their runtime: contract API, stub interface, chaincode-as-a-service shim.
 
 Imports nothing else of the project: both engines (the embedded node and real Fabric through the
-CCaaS shim) run the same contracts against the same :class:`ChaincodeStub` interface.
+CCaaS shim) run the same contracts against the same :class:`ChaincodeStub` interface. The shim's
+small gRPC server (:mod:`.h2grpc`) also serves the embedded node's gRPC services.
 """
 
 from .contract import (
@@ -19,6 +20,7 @@ from .contract import (
     evaluate,
     transaction,
 )
+from .h2grpc import H2Server, Method, Stream, server_ssl_context
 from .stub import (
     FABRIC_ATTRS_OID,
     KV,
@@ -52,11 +54,14 @@ __all__ = [
     "Context",
     "Contract",
     "Forbidden",
+    "H2Server",
     "InvalidArgument",
     "KeyModification",
+    "Method",
     "NotFound",
     "QueryPage",
     "Response",
+    "Stream",
     "StubError",
     "certificate_attributes",
     "certificate_common_name",
@@ -65,6 +70,7 @@ __all__ = [
     "create_composite_key",
     "encode_result",
     "evaluate",
+    "server_ssl_context",
     "split_composite_key",
     "transaction",
     "validate_simple_key",

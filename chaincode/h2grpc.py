@@ -1,5 +1,6 @@
-"""A small gRPC server for bidirectional streaming methods: HTTP/2 from ``h2``, TLS from ``ssl``,
-everything on one asyncio event loop thread.
+"""A small gRPC server: HTTP/2 from ``h2``, TLS from ``ssl``, everything on one asyncio event loop
+thread. It serves the chaincode server's bidirectional method and the embedded node's unary,
+server-streaming and bidirectional methods.
 
 The chaincode server needs one method (``protos.Chaincode/Connect``) whose messages are small and
 many: six a transaction. gRPC's own servers (synchronous and ``grpc.aio``) hand every message
@@ -14,16 +15,22 @@ when a client CA is given) is the ``ssl`` module's.
 A handler is a callable ``open(send, close) -> (on_message, on_end)`` per stream: ``send(msg)``
 queues a message, ``close(status, message)`` ends the stream with a gRPC status; ``on_message(msg)``
 receives each decoded request and ``on_end()`` the stream's end (half-close, reset or lost
-connection).
+connection). A method made with ``full=True`` gets instead ``open(stream) -> (on_message, on_end,
+on_half_close)`` with a :class:`Stream` (send, close with trailing metadata, the request's metadata
+and deadline, ``drain()`` for back-pressure): the client's half-close is ``on_half_close()`` and the
+handler ends the stream itself (a unary call answers after its request's end); ``on_end()`` is the
+stream's end (closed by the handler, reset by the client or its connection lost).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -49,22 +56,83 @@ class Method:
 
     path: str  # "/package.Service/Method"
     decode: Callable[[bytes], Any]
-    open: Callable[[Callable[[Any], None], Callable[[int, str], None]], tuple[Callable[[Any], None], Callable[[], None]]]
+    open: Callable[..., tuple]
+    #: ``open(stream)`` with a :class:`Stream`, returning ``(on_message, on_end, on_half_close)``
+    full: bool = False
+
+
+#: ``grpc-timeout`` units in seconds
+_TIMEOUT_UNITS = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 1e-3, b"u": 1e-6, b"n": 1e-9}
+#: queued response bytes above which :meth:`Stream.drain` waits for the client to read
+DRAIN_ABOVE = 1024 * 1024
+
+
+class Stream:
+    """A call as a ``full`` method's handler sees it."""
+
+    __slots__ = ("_conn", "_sid", "deadline", "metadata")
+
+    def __init__(self, conn: _Connection, sid: int, metadata: dict[str, str], deadline: float | None):
+        self._conn, self._sid = conn, sid
+        self.metadata = metadata  # the request's custom metadata (lower-case keys)
+        self.deadline = deadline  # time.monotonic() of the client's deadline (grpc-timeout), or None
+
+    def send(self, msg: Any) -> None:
+        """Queue a response message."""
+        self._conn.send_message(self._sid, msg)
+
+    def close(self, status: int, message: str = "", trailers: tuple[tuple[str, bytes | str], ...] = ()) -> None:
+        """End the stream with a gRPC status and trailing metadata (``-bin`` keys: bytes)."""
+        self._conn.end_call(self._sid, status, message, trailers)
+
+    @property
+    def closed(self) -> bool:
+        call = self._conn.calls.get(self._sid)
+        return call is None or call.ended
+
+    def time_remaining(self) -> float | None:
+        """Seconds to the client's deadline (None: it set none)."""
+        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+
+    async def drain(self) -> None:
+        """Wait while more than :data:`DRAIN_ABOVE` response bytes wait for the client's window."""
+        call = self._conn.calls.get(self._sid)
+        while call is not None and not call.ended and len(call.pending) > DRAIN_ABOVE:
+            call.waiter = self._conn.loop.create_future()
+            await call.waiter
+            call = self._conn.calls.get(self._sid)
 
 
 class _Call:
     """One stream of a connection."""
 
-    __slots__ = ("buf", "decode", "ended", "on_end", "on_message", "pending", "unacked")
+    __slots__ = ("buf", "decode", "ended", "full", "on_end", "on_half_close", "on_message", "pending", "trailers",
+                 "unacked", "waiter")
 
-    def __init__(self, decode: Callable[[bytes], Any]) -> None:
+    def __init__(self, decode: Callable[[bytes], Any], full: bool = False) -> None:
         self.decode = decode
+        self.full = full
         self.buf = bytearray()
         self.pending = bytearray()  # framed messages waiting for the client's flow-control window
         self.on_message: Callable[[Any], None] | None = None
         self.on_end: Callable[[], None] | None = None
+        self.on_half_close: Callable[[], None] | None = None
         self.ended = False
         self.unacked = 0  # bytes of DATA handled outside h2 since the last WINDOW_UPDATE
+        self.waiter: asyncio.Future | None = None  # a drain() waiting for the pending bytes to leave
+        self.trailers: list | None = None  # once ended: sent when the pending bytes have left
+
+    def wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+
+#: h2's per-header checks (names, characters, pseudo-headers) are ≈ 6 % of the node's loop thread
+#: under load; the headers sent are this module's own, and of those received only ``:path``,
+#: ``:method``, ``content-type`` and ``grpc-timeout`` are read, each checked where it is used
+_H2_CONFIG = h2.config.H2Configuration(client_side=False, header_encoding=None,
+                                       validate_outbound_headers=False, normalize_outbound_headers=False,
+                                       validate_inbound_headers=False)
 
 
 class _Connection:
@@ -74,7 +142,7 @@ class _Connection:
         self.sock = sock
         self.tls = tls
         self.handshaking = tls
-        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+        self.h2 = h2.connection.H2Connection(_H2_CONFIG)
         self.calls: dict[int, _Call] = {}
         self.inbuf = bytearray()
         self.preface = 24  # bytes of the client's connection preface still to pass to h2
@@ -221,7 +289,12 @@ class _Connection:
             elif isinstance(ev, h2.events.RequestReceived):
                 self.on_request(ev)
             elif isinstance(ev, h2.events.StreamEnded):
-                self.end_call(ev.stream_id, 0, "")
+                call = self.calls.get(ev.stream_id)
+                if call is not None and call.full:
+                    if not call.ended and call.on_half_close is not None:
+                        call.on_half_close()
+                else:
+                    self.end_call(ev.stream_id, 0, "")
             elif isinstance(ev, h2.events.StreamReset):
                 self.drop_call(ev.stream_id)
             elif isinstance(ev, h2.events.WindowUpdated):
@@ -244,12 +317,17 @@ class _Connection:
             self.h2.send_headers(sid, [(b":status", b"200"), (b"content-type", b"application/grpc"),
                                        (b"grpc-status", b"12"), (b"grpc-message", b"unknown method")], end_stream=True)
             return
-        call = _Call(method.decode)
+        call = _Call(method.decode, method.full)
         self.calls[sid] = call
         self.h2.send_headers(sid, [(b":status", b"200"), (b"content-type", b"application/grpc")])
-        on_message, on_end = method.open(lambda msg: self.send_message(sid, msg),
-                                         lambda status, message: self.end_call(sid, status, message))
-        call.on_message, call.on_end = on_message, on_end
+        if method.full:
+            deadline = _deadline(headers.get(b"grpc-timeout"))
+            metadata = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items()
+                        if not k.startswith((b":", b"grpc-")) and k not in _HTTP_HEADERS}
+            call.on_message, call.on_end, call.on_half_close = method.open(Stream(self, sid, metadata, deadline))
+        else:
+            call.on_message, call.on_end = method.open(lambda msg: self.send_message(sid, msg),
+                                                       lambda status, message: self.end_call(sid, status, message))
 
     def on_data(self, sid: int, data: bytes | bytearray) -> None:
         call = self.calls.get(sid)
@@ -312,29 +390,46 @@ class _Connection:
                     del call.pending[:n]
             except h2.exceptions.StreamClosedError:
                 self.drop_call(s)
+                continue
+            if call.waiter is not None and len(call.pending) <= DRAIN_ABOVE:
+                call.wake()
+            if call.trailers is not None and not call.pending:
+                self.send_trailers(s, call)
 
-    def end_call(self, sid: int, status: int, message: str) -> None:
-        call = self.calls.pop(sid, None)
+    def end_call(self, sid: int, status: int, message: str, metadata: tuple = ()) -> None:
+        call = self.calls.get(sid)
         if call is None or call.ended:
             return
         call.ended = True
-        if call.pending:  # what is queued goes first, as far as the window lets it
-            self.calls[sid] = call
-            self.send_pending(sid)
-            self.calls.pop(sid, None)
         trailers = [(b"grpc-status", str(status).encode())]
         if message:
-            trailers.append((b"grpc-message", message.encode("utf-8", "replace")[:1024]))
-        with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-            self.h2.send_headers(sid, trailers, end_stream=True)
+            trailers.append((b"grpc-message", _percent(message)))
+        for key, value in metadata:
+            if key.endswith("-bin"):
+                value = base64.b64encode(value).rstrip(b"=")
+            elif isinstance(value, str):
+                value = value.encode("latin-1")
+            trailers.append((key.encode("latin-1"), value))
+        call.trailers = trailers
+        if call.pending:  # what is queued goes first: the trailers follow once the window lets it all out
+            self.send_pending(sid)
+        else:
+            self.send_trailers(sid, call)
+        call.wake()
         if call.on_end is not None:
             call.on_end()
         self.flush()
+
+    def send_trailers(self, sid: int, call: _Call) -> None:
+        self.calls.pop(sid, None)
+        with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            self.h2.send_headers(sid, call.trailers, end_stream=True)
 
     def drop_call(self, sid: int) -> None:
         call = self.calls.pop(sid, None)
         if call is not None and not call.ended:
             call.ended = True
+            call.wake()
             if call.on_end is not None:
                 call.on_end()
 
@@ -398,6 +493,24 @@ class _Connection:
         self.close()
 
 
+_HTTP_HEADERS = frozenset((b"content-type", b"te", b"user-agent"))
+
+
+def _deadline(timeout: bytes | None) -> float | None:
+    """The ``time.monotonic()`` deadline a ``grpc-timeout`` header sets (None: none or malformed)."""
+    if not timeout or timeout[-1:] not in _TIMEOUT_UNITS or not timeout[:-1].isdigit():
+        return None
+    return time.monotonic() + int(timeout[:-1]) * _TIMEOUT_UNITS[timeout[-1:]]
+
+
+def _percent(message: str) -> bytes:
+    """``grpc-message``: UTF-8, percent-encoded outside printable ASCII and for '%' (gRPC's rule)."""
+    raw = message.encode("utf-8", "replace")[:4096]
+    if all(0x20 <= b <= 0x7E and b != 0x25 for b in raw):
+        return raw
+    return b"".join(bytes((b,)) if 0x20 <= b <= 0x7E and b != 0x25 else b"%%%02X" % b for b in raw)
+
+
 def _window_update(sid: int, increment: int) -> bytes:
     return b"\x00\x00\x04\x08\x00" + sid.to_bytes(4, "big") + increment.to_bytes(4, "big")
 
@@ -405,7 +518,10 @@ def _window_update(sid: int, increment: int) -> bytes:
 class H2Server:
     """Serves ``methods`` on ``host:port`` (port 0: a free one) from the running event loop."""
 
-    def __init__(self, methods: list[Method], *, ssl_context: ssl.SSLContext | None = None):
+    def __init__(self, methods: list[Method], *,
+                 ssl_context: ssl.SSLContext | Callable[[], ssl.SSLContext] | None = None):
+        """``ssl_context`` may be a callable asked for the context at each accepted connection (a
+        server whose accepted client CAs change while it runs)."""
         self.methods = {m.path: m for m in methods}
         self.ssl_context = ssl_context
         self.connections: set[_Connection] = set()
@@ -438,15 +554,20 @@ class H2Server:
             conn.setblocking(False)
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.ssl_context is not None:
-                conn = self.ssl_context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+                ctx = self.ssl_context if isinstance(self.ssl_context, ssl.SSLContext) else self.ssl_context()
+                conn = ctx.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
             self.connections.add(_Connection(self, conn, self.ssl_context is not None))
 
-    def close(self) -> None:
-        """Stop accepting and end every connection (GOAWAY; call on the loop thread)."""
+    def stop_listening(self) -> None:
+        """Accept no new connection (call on the loop thread)."""
         if self.listener is not None:
             self.loop.remove_reader(self.listener)
             self.listener.close()
             self.listener = None
+
+    def close(self) -> None:
+        """Stop accepting and end every connection (GOAWAY; call on the loop thread)."""
+        self.stop_listening()
         for conn in list(self.connections):
             conn.goaway()
 

@@ -252,39 +252,38 @@ class EmbeddedNode:
         ``tls`` serves TLS with the node's certificate from the network's TLS CA (see :mod:`.tls`);
         ``mutual_tls`` (implies ``tls``) also requires a client certificate from the TLS CA of one
         of the channel's organisations."""
-        import grpc
+        from chaincode import server_ssl_context
 
         from .service import GrpcServer
         from .tls import client_root_certs, node_tls
 
-        credentials = None
+        ssl_context = None
         if tls or mutual_tls:
             files = node_tls(self.cfg)
-            pair = [(files.key, files.cert)]
+            cert, key = files.cert, files.key
 
             def roots() -> bytes:
                 # the channel's TLS roots; a channel configured before they were recorded: the network's
                 return b"".join(self.tls_client_roots) or client_root_certs(self.cfg)
 
-            served = {"roots": roots()}
+            if not mutual_tls:
+                ssl_context = server_ssl_context(cert, key, None)
+            else:
+                served = {"roots": roots()}
+                served["ctx"] = server_ssl_context(cert, key, served["roots"])
 
-            def fetch():  # each handshake: the roots again once a hospital has joined the channel
-                now = roots()
-                if now == served["roots"]:
-                    return None
-                served["roots"] = now
-                return grpc.ssl_server_certificate_configuration(pair, root_certificates=now)
-
-            credentials = grpc.dynamic_ssl_server_credentials(
-                grpc.ssl_server_certificate_configuration(pair, root_certificates=served["roots"]), fetch,
-                require_client_authentication=mutual_tls)
-        self.tls = credentials is not None
+                def ssl_context():  # each connection: the roots again once a hospital has joined the channel
+                    now = roots()
+                    if now != served["roots"]:
+                        served["roots"], served["ctx"] = now, server_ssl_context(cert, key, now)
+                    return served["ctx"]
+        self.tls = ssl_context is not None
         self._committer = threading.Thread(target=self._commit_loop, name="committer", daemon=True)
         self._committer.start()
         self.orderer.start()
         self.record_definitions()
         address = address or self.cfg.endpoint
-        self._server = GrpcServer(self, address, credentials)
+        self._server = GrpcServer(self, address, ssl_context)
         port = self._server.start()
         host = address.rsplit(":", 1)[0]
         self.address = f"{host}:{port}"

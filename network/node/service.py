@@ -1,8 +1,10 @@
 """The embedded node's gRPC face: Fabric's ``gateway.Gateway`` and ``protos.Deliver`` services.
 
-Served by ``grpc.aio`` on one event loop in its own thread: a transaction waiting for its commit
-is a future, not a parked thread, and the handlers' short CPU work runs without threads
-convoying on the GIL. Handlers raise :class:`Abort`; the wrappers turn it into the gRPC status.
+Served by :mod:`chaincode.h2grpc` (HTTP/2 from ``h2``, TLS from ``ssl``) on one event loop in its
+own thread: a transaction waiting for its commit is a future, not a parked thread, a request is
+read, handled and answered in one pass of the loop without gRPC core's hand-offs between threads,
+and the handlers' short CPU work runs without threads convoying on the GIL. Handlers raise
+:class:`Abort`; the wrappers turn it into the gRPC status.
 
 Status codes and messages are those Fabric's gateway (v3.1) gives, so one client serves both
 engines: a chaincode error is UNKNOWN "chaincode response <status>, <message>" (Evaluate) or
@@ -35,6 +37,8 @@ from fabric_protos.orderer import ab_pb2
 from fabric_protos.peer import events_pb2, events_pb2_grpc, proposal_response_pb2
 from google.protobuf import any_pb2
 from google.rpc import status_pb2
+
+from chaincode import H2Server, Method, Stream
 
 from .. import protocol as P
 from ..identity import Identity
@@ -487,132 +491,184 @@ class BroadcastService:
         return self._status("SUCCESS", f"block {num}")
 
 
-try:  # what grpc's core raises when writing to a stream the client has closed
-    from grpc._cython.cygrpc import ExecuteBatchError, InternalError, UsageError
+class _Context:
+    """What a handler sees of its call (grpc's ``ServicerContext`` as far as the node uses it)."""
 
-    _WRITE_ERRORS: tuple[type[BaseException], ...] = (ExecuteBatchError, InternalError, UsageError)
-except ImportError:  # pragma: no cover - other grpc builds
-    _WRITE_ERRORS = ()
+    __slots__ = ("stream",)
+
+    def __init__(self, stream: Stream):
+        self.stream = stream
+
+    def time_remaining(self) -> float | None:
+        return self.stream.time_remaining()
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return tuple(self.stream.metadata.items())
+
+    def done(self) -> bool:
+        return self.stream.closed
 
 
-def _parsing(kind: str, req_type, fn):
-    """Wrap a servicer method: parse the request here (a malformed message gets INVALID_ARGUMENT,
-    not grpc's INTERNAL "Exception deserializing request") and turn :class:`Abort` into the status."""
+def _fail(stream: Stream, a: Abort) -> None:
+    stream.close(a.code.value[0], a.message, a.trailer())
+
+
+def _unexpected(stream: Stream, exc: Exception) -> None:
+    """A handler's bug: logged, and the client gets UNKNOWN, as from grpc's servers."""
+    log.error("a call of the node failed", exc_info=exc)
+    stream.close(grpc.StatusCode.UNKNOWN.value[0], f"Unexpected {type(exc)}: {exc}")
+
+
+def _method(path: str, kind: str, req_type, fn, calls: set[asyncio.Task]) -> Method:
+    """Serve ``fn`` (a servicer method) at ``path`` on the HTTP/2 server: requests are parsed here
+    (a malformed message is INVALID_ARGUMENT, as Fabric's gateway gives it), :class:`Abort` becomes
+    the status with its details trailer, a call the client cancels (or whose connection is lost)
+    cancels its handler quietly: a listener that stopped is the normal end of an event stream.
+    ``calls`` holds the running handlers' tasks (waited for at shutdown)."""
+    name = req_type.DESCRIPTOR.full_name
 
     def parse(data: bytes):
         msg = req_type()
         try:
             msg.ParseFromString(data)
         except Exception:  # noqa: BLE001 - protobuf DecodeError and friends
-            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed {req_type.DESCRIPTOR.full_name} message") from None
+            raise Abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed {name} message") from None
         return msg
 
-    async def _abort(ctx, a: Abort):
-        await ctx.abort(a.code, a.message, trailing_metadata=a.trailer())
+    def spawn(coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        calls.add(task)
+        task.add_done_callback(calls.discard)
+        return task
 
-    def serialize(m) -> bytes:
-        return m.SerializeToString()
-
-    if kind == "unary_unary":
-        async def unary(data: bytes, ctx):
-            try:
-                result = fn(parse(data), ctx)
-                return await result if inspect.isawaitable(result) else result
-            except Abort as a:
-                await _abort(ctx, a)
-
-        return grpc.unary_unary_rpc_method_handler(unary, response_serializer=serialize)
-
-    async def stream(items, ctx) -> None:
-        # Each response is written explicitly: a client that closed its stream (a listener that
-        # stopped) is the normal end of an event stream, not a server error to log.
-        async with contextlib.aclosing(items):
-            async for item in items:
-                if ctx.done():
-                    return
-                try:
-                    await ctx.write(item)
-                except (grpc.aio.AioRpcError, grpc.RpcError, RuntimeError, *_WRITE_ERRORS) as exc:
-                    log.debug("stream closed by the client: %s", exc)
-                    return
-
-    if kind == "unary_stream":
-        async def server_stream(data: bytes, ctx) -> None:
-            try:
-                await stream(fn(parse(data), ctx), ctx)
-            except Abort as a:
-                await _abort(ctx, a)
-
-        return grpc.unary_stream_rpc_method_handler(server_stream, response_serializer=serialize)
-
-    async def bidi(it, ctx) -> None:
-        async def requests():
-            async for d in it:
-                yield parse(d)
-
+    async def answer(stream: Stream, coro) -> None:
         try:
-            await stream(fn(requests(), ctx), ctx)
+            result = await coro
         except Abort as a:
-            await _abort(ctx, a)
+            _fail(stream, a)
+        except asyncio.CancelledError:
+            pass
+        except Exception as exc:  # noqa: BLE001 - reported to the client
+            _unexpected(stream, exc)
+        else:
+            stream.send(result)
+            stream.close(0)
 
-    return grpc.stream_stream_rpc_method_handler(bidi, response_serializer=serialize)
+    async def pump(stream: Stream, items) -> None:
+        try:
+            async with contextlib.aclosing(items):
+                async for item in items:
+                    if stream.closed:
+                        return
+                    stream.send(item)
+                    await stream.drain()
+        except Abort as a:
+            _fail(stream, a)
+        except asyncio.CancelledError:
+            log.debug("%s: stream closed by the client", path)
+        except Exception as exc:  # noqa: BLE001 - reported to the client
+            _unexpected(stream, exc)
+        else:
+            stream.close(0)
+
+    def open_one_request(stream: Stream):
+        """Unary and server-streaming calls: one request, then the answer or the stream of them."""
+        state: dict = {}
+
+        def on_message(data: bytes) -> None:
+            if state:
+                stream.close(grpc.StatusCode.UNIMPLEMENTED.value[0], f"more than one request on a {kind} call")
+                return
+            state["got"] = True
+            try:
+                result = fn(parse(data), _Context(stream))
+            except Abort as a:
+                _fail(stream, a)
+                return
+            except Exception as exc:  # noqa: BLE001 - reported to the client
+                _unexpected(stream, exc)
+                return
+            if kind == "unary_stream":
+                state["task"] = spawn(pump(stream, result))
+            elif inspect.isawaitable(result):
+                state["task"] = spawn(answer(stream, result))
+            else:
+                stream.send(result)
+                stream.close(0)
+
+        def on_end() -> None:
+            task = state.get("task")
+            if task is not None and not task.done():
+                task.cancel()
+
+        def on_half_close() -> None:
+            if not state:
+                stream.close(grpc.StatusCode.UNIMPLEMENTED.value[0], f"a {kind} call needs one request")
+
+        return on_message, on_end, on_half_close
+
+    def open_bidi(stream: Stream):
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def requests():
+            while (data := await queue.get()) is not None:
+                yield parse(data)
+
+        task = spawn(pump(stream, fn(requests(), _Context(stream))))
+
+        def on_end() -> None:
+            if not task.done():
+                task.cancel()
+
+        return queue.put_nowait, on_end, lambda: queue.put_nowait(None)
+
+    return Method(path, bytes, open_bidi if kind == "stream_stream" else open_one_request, full=True)
 
 
 class GrpcServer:
-    """The aio gRPC server on its own event loop thread."""
+    """The node's gRPC server (:mod:`chaincode.h2grpc`: HTTP/2 and TLS on one event loop, in its own
+    thread). ``ssl_context`` is a context or a callable giving one per connection (TLS; None:
+    plaintext)."""
 
-    def __init__(self, node: EmbeddedNode, address: str, credentials: grpc.ServerCredentials | None = None):
+    def __init__(self, node: EmbeddedNode, address: str, ssl_context=None):
         self.node = node
         self.address = address
-        self.credentials = credentials  # TLS (and mutual TLS) when set
+        self.ssl_context = ssl_context
         self.port = 0
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, name="grpc-aio", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="node-grpc", daemon=True)
         self._ready = threading.Event()
         self._error: BaseException | None = None
-        self._server: grpc.aio.Server | None = None
+        self._server: H2Server | None = None
+        self._calls: set[asyncio.Task] = set()
 
-    def _handlers(self):
+    def _methods(self) -> list[Method]:
         gw = GatewayService(self.node)
         deliver = DeliverService(self.node)
         broadcast = BroadcastService(self.node)
-        return (
-            grpc.method_handlers_generic_handler("gateway.Gateway", {
-                "Evaluate": _parsing("unary_unary", gateway_pb2.EvaluateRequest, gw.Evaluate),
-                "Endorse": _parsing("unary_unary", gateway_pb2.EndorseRequest, gw.Endorse),
-                "Submit": _parsing("unary_unary", gateway_pb2.SubmitRequest, gw.Submit),
-                "CommitStatus": _parsing("unary_unary", gateway_pb2.SignedCommitStatusRequest, gw.CommitStatus),
-                "ChaincodeEvents": _parsing("unary_stream", gateway_pb2.SignedChaincodeEventsRequest,
-                                            gw.ChaincodeEvents),
-            }),
-            grpc.method_handlers_generic_handler("protos.Deliver", {
-                name: _parsing("stream_stream", common_pb2.Envelope, getattr(deliver, name))
-                for name in ("Deliver", "DeliverFiltered", "DeliverWithPrivateData")
-            }),
-            grpc.method_handlers_generic_handler("orderer.AtomicBroadcast", {
-                "Broadcast": _parsing("stream_stream", common_pb2.Envelope, broadcast.Broadcast),
-            }),
-        )
+        calls = self._calls
+        return [
+            _method("/gateway.Gateway/Evaluate", "unary_unary", gateway_pb2.EvaluateRequest, gw.Evaluate, calls),
+            _method("/gateway.Gateway/Endorse", "unary_unary", gateway_pb2.EndorseRequest, gw.Endorse, calls),
+            _method("/gateway.Gateway/Submit", "unary_unary", gateway_pb2.SubmitRequest, gw.Submit, calls),
+            _method("/gateway.Gateway/CommitStatus", "unary_unary", gateway_pb2.SignedCommitStatusRequest,
+                    gw.CommitStatus, calls),
+            _method("/gateway.Gateway/ChaincodeEvents", "unary_stream", gateway_pb2.SignedChaincodeEventsRequest,
+                    gw.ChaincodeEvents, calls),
+            *(_method(f"/protos.Deliver/{name}", "stream_stream", common_pb2.Envelope, getattr(deliver, name), calls)
+              for name in ("Deliver", "DeliverFiltered", "DeliverWithPrivateData")),
+            _method("/orderer.AtomicBroadcast/Broadcast", "stream_stream", common_pb2.Envelope, broadcast.Broadcast,
+                    calls),
+        ]
 
     async def _start(self) -> None:
-        server = grpc.aio.server(options=[
-            ("grpc.max_receive_message_length", 100 * 1024 * 1024),
-            ("grpc.max_send_message_length", 100 * 1024 * 1024),
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.min_ping_interval_without_data_ms", 5000),
-            ("grpc.so_reuseport", 0),  # a port another server holds is an error, never a shared port
-        ])
-        server.add_generic_rpc_handlers(self._handlers())
+        server = H2Server(self._methods(), ssl_context=self.ssl_context)
+        host, _, port = self.address.rpartition(":")
         try:
-            if self.credentials is not None:
-                self.port = server.add_secure_port(self.address, self.credentials)
-            else:
-                self.port = server.add_insecure_port(self.address)
-        except RuntimeError:  # grpc's "Failed to bind": address in use or not ours
-            self.port = 0
-        if self.port == 0:
-            raise OSError(f"cannot listen on {self.address} (in use, or not an address of this machine)")
-        await server.start()
+            self.port = server.listen(host.strip("[]"), int(port))
+        except (OSError, ValueError) as exc:
+            raise OSError(f"cannot listen on {self.address} (in use, or not an address of this machine): "
+                          f"{exc}") from exc
         self._server = server
 
     def _run(self) -> None:
@@ -633,9 +689,18 @@ class GrpcServer:
             raise self._error
         return self.port
 
+    async def _stop(self, grace: float) -> None:
+        """Accept no new connection, give the calls in flight ``grace`` seconds, then end every
+        connection (GOAWAY; what still runs is cancelled)."""
+        self._server.stop_listening()
+        if self._calls:
+            await asyncio.wait(set(self._calls), timeout=grace)
+        self._server.close()
+        await asyncio.sleep(0)  # the cancelled handlers unwind
+
     def stop(self, grace: float = 1.0) -> None:
         if self._server is not None and self.loop.is_running():
-            asyncio.run_coroutine_threadsafe(self._server.stop(grace), self.loop).result(timeout=grace + 10)
+            asyncio.run_coroutine_threadsafe(self._stop(grace), self.loop).result(timeout=grace + 10)
             self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)
 
