@@ -40,6 +40,8 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+from h2.connection import ConnectionState
+from h2.stream import StreamInputs
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +122,8 @@ class _Call:
         self.ended = False
         self.unacked = 0  # bytes of DATA handled outside h2 since the last WINDOW_UPDATE
         self.waiter: asyncio.Future | None = None  # a drain() waiting for the pending bytes to leave
-        self.trailers: list | None = None  # once ended: sent when the pending bytes have left
+        #: once ended, ``(headers, HPACK block)``: sent when the pending bytes have left
+        self.trailers: tuple[list, bytes] | None = None
 
     def wake(self) -> None:
         if self.waiter is not None and not self.waiter.done():
@@ -319,7 +322,7 @@ class _Connection:
             return
         call = _Call(method.decode, method.full)
         self.calls[sid] = call
-        self.h2.send_headers(sid, [(b":status", b"200"), (b"content-type", b"application/grpc")])
+        self.send_headers(sid, _RESPONSE_HEADERS, _RESPONSE_BLOCK, False)
         if method.full:
             deadline = _deadline(headers.get(b"grpc-timeout"))
             metadata = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers.items()
@@ -374,20 +377,36 @@ class _Connection:
         self.flush()
 
     def send_pending(self, sid: int) -> None:
-        """Move queued message bytes into DATA frames as far as the client's windows allow."""
+        """Move queued message bytes into DATA frames as far as the client's windows allow.
+
+        The frames are written here, not by ``h2`` (its frame objects and checks were most of the
+        loop thread's cost of a response): the stream's state machine still takes each frame's
+        input (a closed or reset stream refuses it), and both send windows are charged as
+        ``h2.send_data`` would charge them, so ``h2``'s flow control stays exact."""
+        h2c = self.h2
+        out = self.outbuf
         sids = [sid] if sid else list(self.calls)
         for s in sids:
             call = self.calls.get(s)
             if call is None or not call.pending:
                 continue
+            stream = h2c.streams.get(s)
             try:
-                while call.pending:
-                    window = self.h2.local_flow_control_window(s)
-                    n = min(len(call.pending), window, self.h2.max_outbound_frame_size)
+                if stream is None or h2c.state_machine.state is not ConnectionState.SERVER_OPEN:
+                    raise h2.exceptions.StreamClosedError(s)
+                pending = call.pending
+                while pending:
+                    n = min(len(pending), h2c.outbound_flow_control_window, stream.outbound_flow_control_window,
+                            h2c.max_outbound_frame_size)
                     if n <= 0:
                         break
-                    self.h2.send_data(s, bytes(call.pending[:n]))
-                    del call.pending[:n]
+                    stream.state_machine.process_input(StreamInputs.SEND_DATA)
+                    out += h2c.data_to_send()  # (what h2 queued goes first)
+                    out += n.to_bytes(3, "big") + b"\x00\x00" + s.to_bytes(4, "big")
+                    out += pending[:n]
+                    del pending[:n]
+                    stream.outbound_flow_control_window -= n
+                    h2c.outbound_flow_control_window -= n
             except h2.exceptions.StreamClosedError:
                 self.drop_call(s)
                 continue
@@ -396,21 +415,43 @@ class _Connection:
             if call.trailers is not None and not call.pending:
                 self.send_trailers(s, call)
 
+    def send_headers(self, sid: int, headers: list, block: bytes, end_stream: bool) -> None:
+        """Send ``headers``, already HPACK-encoded as ``block`` (see :func:`_hpack_literal`), in one
+        HEADERS frame written here; the stream's state machine takes the same inputs as in
+        ``h2.send_headers``. ``h2`` itself sends them when its encoder owes the client a table size
+        update, when the block needs CONTINUATION frames, or once the connection is closing."""
+        h2c = self.h2
+        stream = h2c.streams.get(sid)
+        if (stream is None or h2c.state_machine.state is not ConnectionState.SERVER_OPEN
+                or h2c.encoder.header_table.resized or len(block) > h2c.max_outbound_frame_size):
+            h2c.send_headers(sid, headers, end_stream=end_stream)
+            return
+        stream.state_machine.process_input(StreamInputs.SEND_HEADERS)
+        if end_stream:
+            stream.state_machine.process_input(StreamInputs.SEND_END_STREAM)
+        out = self.outbuf
+        out += h2c.data_to_send()
+        out += len(block).to_bytes(3, "big") + (b"\x01\x05" if end_stream else b"\x01\x04") + sid.to_bytes(4, "big")
+        out += block
+
     def end_call(self, sid: int, status: int, message: str, metadata: tuple = ()) -> None:
         call = self.calls.get(sid)
         if call is None or call.ended:
             return
         call.ended = True
-        trailers = [(b"grpc-status", str(status).encode())]
-        if message:
-            trailers.append((b"grpc-message", _percent(message)))
-        for key, value in metadata:
-            if key.endswith("-bin"):
-                value = base64.b64encode(value).rstrip(b"=")
-            elif isinstance(value, str):
-                value = value.encode("latin-1")
-            trailers.append((key.encode("latin-1"), value))
-        call.trailers = trailers
+        if not status and not message and not metadata:
+            call.trailers = _OK_TRAILERS
+        else:
+            trailers = [(b"grpc-status", str(status).encode())]
+            if message:
+                trailers.append((b"grpc-message", _percent(message)))
+            for key, value in metadata:
+                if key.endswith("-bin"):
+                    value = base64.b64encode(value).rstrip(b"=")
+                elif isinstance(value, str):
+                    value = value.encode("latin-1")
+                trailers.append((key.encode("latin-1"), value))
+            call.trailers = (trailers, _hpack_literal(trailers))
         if call.pending:  # what is queued goes first: the trailers follow once the window lets it all out
             self.send_pending(sid)
         else:
@@ -423,7 +464,7 @@ class _Connection:
     def send_trailers(self, sid: int, call: _Call) -> None:
         self.calls.pop(sid, None)
         with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
-            self.h2.send_headers(sid, call.trailers, end_stream=True)
+            self.send_headers(sid, *call.trailers, True)
 
     def drop_call(self, sid: int) -> None:
         call = self.calls.pop(sid, None)
@@ -509,6 +550,42 @@ def _percent(message: str) -> bytes:
     if all(0x20 <= b <= 0x7E and b != 0x25 for b in raw):
         return raw
     return b"".join(bytes((b,)) if 0x20 <= b <= 0x7E and b != 0x25 else b"%%%02X" % b for b in raw)
+
+
+def _hpack_int(n: int) -> bytes:
+    """An HPACK integer with a 7-bit prefix and the first bit clear (a string length, not Huffman)."""
+    if n < 127:
+        return bytes((n,))
+    out = bytearray((127,))
+    n -= 127
+    while n >= 128:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _hpack_literal(headers: list) -> bytes:
+    """An HPACK header block of literal fields without indexing, with literal names and values.
+
+    Such a block neither reads nor changes the dynamic table, so it may go out between the blocks
+    ``h2``'s own encoder writes (which index into the table it shares with the client's decoder)
+    without either table changing under the other."""
+    out = bytearray()
+    for name, value in headers:
+        out += b"\x00"
+        out += _hpack_int(len(name))
+        out += name
+        out += _hpack_int(len(value))
+        out += value
+    return bytes(out)
+
+
+_RESPONSE_HEADERS = [(b":status", b"200"), (b"content-type", b"application/grpc")]
+#: ``:status 200`` as static table entry 8, ``content-type`` a literal without indexing whose name is
+#: static entry 31: no dynamic table either
+_RESPONSE_BLOCK = b"\x88\x0f\x10\x10application/grpc"
+_OK_TRAILERS = ([(b"grpc-status", b"0")], _hpack_literal([(b"grpc-status", b"0")]))
 
 
 def _window_update(sid: int, increment: int) -> bytes:

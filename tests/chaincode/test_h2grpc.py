@@ -1,14 +1,21 @@
 """The small gRPC server's unary and server-streaming methods (what the embedded node serves on it),
 driven by grpcio's client: one request then the answer, statuses with percent-encoded messages and
 binary trailing metadata, the client's deadline, a server stream the client cancels, and large
-messages through flow control."""
+messages through flow control; and what the server writes itself rather than through h2 (response
+HEADERS, DATA and trailers) as a strict HTTP/2 client sees it: many calls at once, a small window,
+a header table the client shrinks, trailers too large for one frame."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 
 import grpc
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
 import pytest
 from google.protobuf import wrappers_pb2
 from google.rpc import status_pb2
@@ -42,7 +49,8 @@ class Served:
     def echo(self, stream: Stream):
         def on_message(req) -> None:
             if req.value.startswith(b"fail"):
-                details = status_pb2.Status(code=10, message="details").SerializeToString()
+                text = "d" * 30000 if req.value == b"failbig" else "details"
+                details = status_pb2.Status(code=10, message=text).SerializeToString()
                 stream.close(10, "100% refusé\nnext line", (("grpc-status-details-bin", details),))
             else:
                 stream.send(req)
@@ -92,6 +100,8 @@ def served():
     with grpc.insecure_channel(f"127.0.0.1:{s.port}", options=[
         ("grpc.max_receive_message_length", 64 * 1024 * 1024),
         ("grpc.max_send_message_length", 64 * 1024 * 1024),
+        ("grpc.max_metadata_size", 256 * 1024),
+        ("grpc.absolute_max_metadata_size", 256 * 1024),
     ]) as ch:
         yield s, ch
     s.close()
@@ -141,3 +151,78 @@ def test_an_unknown_method_is_unimplemented(served):
     with pytest.raises(grpc.RpcError) as e:
         _unary(ch, "Nope")(BYTES(), timeout=10)
     assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_many_concurrent_unary_calls_all_answer_and_release_their_streams(served):
+    _, ch = served
+    echo = _unary(ch, "Echo")
+    for _ in range(2):  # 600 calls, 300 at once: past h2's 100 concurrent streams unless each one closes
+        futures = [echo.future(BYTES(value=b"%d" % i * (1 + i % 40)), timeout=30) for i in range(300)]
+        assert [f.result().value for f in futures] == [b"%d" % i * (1 + i % 40) for i in range(300)]
+
+
+def test_trailers_too_large_for_one_frame_arrive_whole(served):
+    _, ch = served
+    with pytest.raises(grpc.RpcError) as e:
+        _unary(ch, "Echo")(BYTES(value=b"failbig"), timeout=10)
+    assert e.value.code() == grpc.StatusCode.ABORTED
+    details = dict(e.value.trailing_metadata())["grpc-status-details-bin"]
+    assert status_pb2.Status.FromString(details).message == "d" * 30000
+
+
+def _grpc_frame(value: bytes) -> bytes:
+    body = BYTES(value=value).SerializeToString()
+    return b"\x00" + len(body).to_bytes(4, "big") + body
+
+
+def test_a_strict_http2_client_sees_valid_frames_within_its_small_window(served):
+    """h2 as the client checks every frame the server writes: HPACK blocks it must decode (after it
+    shrank the header table to 0), DATA never past its 1000-byte stream windows, trailers closing
+    each stream; and at the end the server's send window is the client's receive window."""
+    s, _ = served
+    sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+    c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    c.initiate_connection()
+    c.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1000,
+                       h2.settings.SettingCodes.HEADER_TABLE_SIZE: 0})
+    values = {1: b"small", 3: bytes(range(256)) * 200, 5: b"fail", 7: b"x" * 10000}
+    for sid, value in values.items():
+        c.send_headers(sid, [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/t.T/Echo"),
+                             (b":authority", b"t"), (b"content-type", b"application/grpc"), (b"te", b"trailers")])
+        body = _grpc_frame(value)
+        for i in range(0, len(body), 16384):
+            c.send_data(sid, body[i:i + 16384], end_stream=i + 16384 >= len(body))
+    sock.sendall(c.data_to_send())
+    headers, data, trailers, ended = {}, {sid: b"" for sid in values}, {}, set()
+    pinged = False
+    while True:
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection"
+        for ev in c.receive_data(chunk):  # raises on any frame past a window or out of state
+            if isinstance(ev, h2.events.ResponseReceived):
+                headers[ev.stream_id] = ev.headers
+            elif isinstance(ev, h2.events.DataReceived):
+                data[ev.stream_id] += ev.data
+                c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif isinstance(ev, h2.events.TrailersReceived):
+                trailers[ev.stream_id] = dict(ev.headers)
+            elif isinstance(ev, h2.events.StreamEnded):
+                ended.add(ev.stream_id)
+            elif isinstance(ev, h2.events.PingAckReceived):
+                pinged = True
+        if ended == set(values) and not pinged:
+            c.ping(b"12345678")  # answered once the server has read every WINDOW_UPDATE before it
+        sock.sendall(c.data_to_send())
+        if pinged:
+            break
+    for sid, value in values.items():
+        assert headers[sid] == [(b":status", b"200"), (b"content-type", b"application/grpc")]
+        assert data[sid] == (b"" if value == b"fail" else _grpc_frame(value))
+    assert {trailers[sid][b"grpc-status"] for sid in (1, 3, 7)} == {b"0"}
+    assert trailers[5][b"grpc-status"] == b"10"
+    assert trailers[5][b"grpc-message"] == b"100%25 refus%C3%A9%0Anext line"
+    (conn,) = s.server.connections
+    assert not conn.h2.encoder.header_table.resized  # the table size update went out
+    assert conn.h2.outbound_flow_control_window == c._inbound_flow_control_window_manager.current_window_size
+    assert not conn.calls and not conn.h2.open_inbound_streams
+    sock.close()
