@@ -42,6 +42,8 @@ import h2.exceptions
 import h2.settings
 from h2.connection import ConnectionState
 from h2.stream import StreamInputs
+from hpack.hpack import encode_integer
+from hyperframe.frame import WindowUpdateFrame
 
 log = logging.getLogger(__name__)
 
@@ -265,11 +267,11 @@ class _Connection:
         """WINDOW_UPDATE for what the DATA frames handled here used of the windows we offered."""
         frames = []
         if self.unacked >= WINDOW // 4:
-            frames.append(_window_update(0, self.unacked))
+            frames.append(WindowUpdateFrame(0, window_increment=self.unacked).serialize())
             self.unacked = 0
         for sid, call in self.calls.items():
             if call.unacked >= WINDOW // 4:
-                frames.append(_window_update(sid, call.unacked))
+                frames.append(WindowUpdateFrame(sid, window_increment=call.unacked).serialize())
                 call.unacked = 0
         if frames:
             self.outbuf += self.h2.data_to_send()  # (whole frames: ours may follow)
@@ -552,19 +554,6 @@ def _percent(message: str) -> bytes:
     return b"".join(bytes((b,)) if 0x20 <= b <= 0x7E and b != 0x25 else b"%%%02X" % b for b in raw)
 
 
-def _hpack_int(n: int) -> bytes:
-    """An HPACK integer with a 7-bit prefix and the first bit clear (a string length, not Huffman)."""
-    if n < 127:
-        return bytes((n,))
-    out = bytearray((127,))
-    n -= 127
-    while n >= 128:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def _hpack_literal(headers: list) -> bytes:
     """An HPACK header block of literal fields without indexing, with literal names and values.
 
@@ -574,9 +563,9 @@ def _hpack_literal(headers: list) -> bytes:
     out = bytearray()
     for name, value in headers:
         out += b"\x00"
-        out += _hpack_int(len(name))
+        out += encode_integer(len(name), 7)  # (first bit clear: not Huffman-coded)
         out += name
-        out += _hpack_int(len(value))
+        out += encode_integer(len(value), 7)
         out += value
     return bytes(out)
 
@@ -586,10 +575,6 @@ _RESPONSE_HEADERS = [(b":status", b"200"), (b"content-type", b"application/grpc"
 #: static entry 31: no dynamic table either
 _RESPONSE_BLOCK = b"\x88\x0f\x10\x10application/grpc"
 _OK_TRAILERS = ([(b"grpc-status", b"0")], _hpack_literal([(b"grpc-status", b"0")]))
-
-
-def _window_update(sid: int, increment: int) -> bytes:
-    return b"\x00\x00\x04\x08\x00" + sid.to_bytes(4, "big") + increment.to_bytes(4, "big")
 
 
 class H2Server:
