@@ -164,6 +164,13 @@ def _schema_for(tp: Any) -> dict[str, Any]:
     return {}
 
 
+def _text(value: bytes, pname: str) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidArgument(f"argument {pname!r}: not valid UTF-8") from exc
+
+
 def _convert(value: bytes, tp: Any, pname: str) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
@@ -174,10 +181,7 @@ def _convert(value: bytes, tp: Any, pname: str) -> Any:
         origin = typing.get_origin(tp)
     if tp is bytes:
         return value
-    try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidArgument(f"argument {pname!r}: not valid UTF-8") from exc
+    text = _text(value, pname)
     if tp in (str, inspect.Parameter.empty, Any):
         return text
     try:
@@ -210,14 +214,7 @@ def _converter(tp: Any, pname: str) -> Callable[[bytes], Any]:
     """How one parameter's argument is converted, decided once when the contract is collected:
     text parameters (most) are decoded directly, the others go through :func:`_convert`."""
     if tp in (str, inspect.Parameter.empty, Any):
-
-        def text(value: bytes) -> str:
-            try:
-                return value.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise InvalidArgument(f"argument {pname!r}: not valid UTF-8") from exc
-
-        return text
+        return lambda value: _text(value, pname)
     return lambda value: _convert(value, tp, pname)
 
 
