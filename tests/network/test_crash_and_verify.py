@@ -188,3 +188,47 @@ def test_block_store_checkpoints_its_log_beside_the_writer(tmp_path):
     reopened = OrdererStore(tmp_path / "orderer.db")
     assert reopened.height() == 300 and reopened.block(299) == b"x" * 15_000
     reopened.close()
+
+
+@pytest.mark.parametrize("restart_frames, bounded", [(64, True), (10**9, False)])
+def test_block_store_log_starts_over_under_readers_that_never_pause(tmp_path, restart_frames, bounded):
+    """Reads that always overlap (commit-status and history reads of several threads under load) keep a PASSIVE
+    checkpoint from ever finishing the log, so the writer never starts it over and it grows without
+    bound; past ``restart_frames`` the checkpointer waits for them once and the log starts again.
+    (The unbounded case shows that this test's readers do starve a PASSIVE checkpoint.)"""
+    from network.node.store import Checkpointer
+
+    path = tmp_path / "peer.db"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("CREATE TABLE blocks (num INTEGER PRIMARY KEY, data BLOB)")
+    cp = Checkpointer(path, interval=0.01, restart_frames=restart_frames)
+    cp.configure(writer)
+    stop = threading.Event()
+
+    def read() -> None:  # two threads' short reads, one often starting before the other's ends
+        conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+        while not stop.is_set():
+            conn.execute("BEGIN")
+            conn.execute("SELECT max(num) FROM blocks").fetchone()
+            time.sleep(0.0005)
+            conn.execute("COMMIT")
+        conn.close()
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for t in readers:
+        t.start()
+    try:
+        for num in range(600):
+            writer.execute("INSERT INTO blocks VALUES (?, ?)", (num, os.urandom(8000)))
+            cp.touch()
+            time.sleep(0.001)
+        wal = (tmp_path / "peer.db-wal").stat().st_size
+    finally:
+        stop.set()
+        for t in readers:
+            t.join()
+        cp.close()
+        writer.close()
+    written = 600 * 8000
+    assert (wal < written / 4) if bounded else (wal > written), wal
