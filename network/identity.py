@@ -174,6 +174,16 @@ class Identity:
         return self._pem or self.certificate.public_bytes(serialization.Encoding.PEM)
 
     @cached_property
+    def pem_digest(self) -> bytes:
+        """SHA-256 of the PEM certificate (computed once): what caches key an identity by."""
+        return hashlib.sha256(self.pem).digest()
+
+    @cached_property
+    def validity_s(self) -> tuple[float, float]:
+        """The certificate's validity window as POSIX seconds (not before, not after)."""
+        return self.certificate.not_valid_before_utc.timestamp(), self.certificate.not_valid_after_utc.timestamp()
+
+    @cached_property
     def public_key(self) -> ec.EllipticCurvePublicKey:
         return self.certificate.public_key()  # type: ignore[return-value]
 

@@ -166,6 +166,12 @@ class _Headers:
     def timestamp(self) -> _dt.datetime:
         return timestamp_to_datetime(self.channel_header.timestamp)
 
+    @property
+    def timestamp_us(self) -> int:
+        """The header's timestamp in microseconds since the epoch (exact, without a datetime)."""
+        ts = self.channel_header.timestamp
+        return ts.seconds * 1_000_000 + ts.nanos // 1000
+
 
 @dataclass
 class UnpackedProposal(_Headers):

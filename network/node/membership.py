@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import threading
+import time
 from collections import OrderedDict
 
 from ..identity import MSP, Identity, IdentityError, verify
@@ -48,11 +49,11 @@ class Membership:
         """Deserialize a creator/endorser and check it belongs to a channel MSP and is valid now."""
         with self._lock:
             ident = self._ids.get(serialized)
-        now = _dt.datetime.now(_dt.UTC)
         if ident is not None:
-            cert = ident.certificate
-            if cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            not_before, not_after = ident.validity_s
+            if not_before <= time.time() <= not_after:
                 return ident
+        now = _dt.datetime.now(_dt.UTC)
         try:
             ident = Identity.deserialize(serialized)
         except IdentityError as exc:
@@ -72,8 +73,7 @@ class Membership:
 
     @staticmethod
     def _sig_key(ident: Identity, message: bytes, signature: bytes) -> bytes:
-        h = hashlib.sha256()
-        h.update(ident.pem)
+        h = hashlib.sha256(ident.pem_digest)
         h.update(hashlib.sha256(message).digest())
         h.update(signature)
         return h.digest()

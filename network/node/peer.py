@@ -292,7 +292,7 @@ class BlockValidator:
             codes.append(code)
             if code != P.VALID:
                 continue
-            ts_us = int(ptx.timestamp.timestamp() * 1_000_000)
+            ts_us = ptx.timestamp_us
             for rw in rwsets:
                 for key, value in rw.writes.items():
                     pending[(rw.namespace, key)] = _Pending(value, (num, txnum))
@@ -473,7 +473,7 @@ class Peer:
             payload=prp,
             endorsement=proposal_response_pb2.Endorsement(endorser=self._serialized, signature=sig),
         )
-        pr.timestamp.GetCurrentTime()
+        pr.timestamp.FromNanoseconds(time.time_ns())
         return pr, sim.height
 
     # ------------------------------------------------------------------ commit

@@ -136,7 +136,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
                       [self._detail(peer, denied)])
             abort(context, grpc.StatusCode.ABORTED, "failed to endorse transaction, see attached details for more info",
                   [self._detail(peer, denied)])
-        skew = abs(time.time() - prop.timestamp.timestamp())
+        skew = abs(time.time() - prop.timestamp_us / 1e6)
         if skew > self.node.max_proposal_skew_s:
             abort(context, grpc.StatusCode.INVALID_ARGUMENT,
                   f"proposal timestamp is {skew:.0f} s away from the endorser's clock "
