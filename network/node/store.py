@@ -75,7 +75,7 @@ class RWLock:
         finally:
             with self._cond:
                 self._readers -= 1
-                if not self._readers:
+                if not self._readers and self._waiting_writers:  # (readers wait only for writers)
                     self._cond.notify_all()
 
     @contextlib.contextmanager
