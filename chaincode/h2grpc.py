@@ -10,7 +10,11 @@ watched by the loop: a read decrypts, parses the HTTP/2 frames and hands each co
 the method's handler in the same call, and what the handlers send meanwhile leaves in one write
 when the loop is next idle. What HTTP/2 asks of a server (settings, flow control both ways, pings,
 HPACK, resets, GOAWAY) is ``h2``'s state machine; TLS (with ALPN ``h2``, and client certificates
-when a client CA is given) is the ``ssl`` module's.
+when a client CA is given) is the ``ssl`` module's. The frames that make up the calls themselves
+(a request's HEADERS and DATA, the response's HEADERS, DATA and trailers) are read and written here,
+with ``h2``'s HPACK codec and stream state machines kept in step, and every other frame, or any of
+those in a less common shape (CONTINUATION, padding, priority, a connection's first request), is
+``h2``'s: its frame objects and per-frame checks were most of the node's loop thread under load.
 
 A handler is a callable ``open(send, close) -> (on_message, on_end)`` per stream: ``send(msg)``
 queues a message, ``close(status, message)`` ends the stream with a gRPC status; ``on_message(msg)``
@@ -40,8 +44,10 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
-from h2.connection import ConnectionState
-from h2.stream import StreamInputs
+from h2.connection import AllowedStreamIDs, ConnectionState
+from h2.errors import ErrorCodes
+from h2.stream import StreamInputs, StreamState
+from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hpack.hpack import encode_integer
 from hyperframe.frame import WindowUpdateFrame
 
@@ -140,6 +146,10 @@ _H2_CONFIG = h2.config.H2Configuration(client_side=False, header_encoding=None,
                                        validate_inbound_headers=False)
 
 
+#: the stream states in which the client may still send DATA
+_RECEIVING = (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL)
+
+
 class _Connection:
     def __init__(self, server: H2Server, sock: socket.socket, tls: bool):
         self.server = server
@@ -151,6 +161,7 @@ class _Connection:
         self.calls: dict[int, _Call] = {}
         self.inbuf = bytearray()
         self.preface = 24  # bytes of the client's connection preface still to pass to h2
+        self.continuing = False  # h2 holds a header block whose CONTINUATION frames are still to come
         self.unacked = 0
         self.outbuf = bytearray()
         self.flush_scheduled = False
@@ -228,8 +239,11 @@ class _Connection:
             self.receive(b"".join(chunks))
 
     def receive(self, data: bytes) -> None:
-        """Split what arrived into frames: the DATA frames of open calls (no padding, no end of
-        stream: all but a call's last) are handled here, everything else by ``h2``, in order."""
+        """Split what arrived into frames. The frames every call is made of are handled here: a
+        request's HEADERS (one frame, no padding or priority, a new stream, under the concurrency
+        limit) and its DATA (no padding; the last one ends the stream). Everything else goes to
+        ``h2``, in order. The streams opened here are ``h2``'s too (its state machine and windows,
+        which the sending side and RST_STREAM, WINDOW_UPDATE and SETTINGS rely on)."""
         if self.preface:  # the client's connection preface goes to h2 as it comes
             n = min(self.preface, len(data))
             self.preface -= n
@@ -244,24 +258,84 @@ class _Connection:
             end = pos + 9 + length
             if end > size:
                 break
+            kind, flags = buf[pos + 3], buf[pos + 4]
             sid = int.from_bytes(buf[pos + 5:pos + 9], "big") & 0x7FFFFFFF
-            if buf[pos + 3] == 0 and not buf[pos + 4] & 0x09 and length <= 16384 and sid in calls:
-                if slow >= 0:
-                    self.to_h2(bytes(buf[slow:pos]))
-                    slow = -1
+            fast = False
+            if self.continuing:
+                self.continuing = not (kind == 0x9 and flags & 0x4)  # CONTINUATION with END_HEADERS
+            elif kind == 0:
+                fast = not flags & 0x08 and length <= 16384 and self.data_fits(sid)  # DATA, not padded
+            elif kind == 0x1:
+                fast = flags & 0x2D == 0x04 and length <= 16384 and self.may_open(sid)  # HEADERS: END_HEADERS only
+                self.continuing = not fast and not flags & 0x04
+            if not fast:
+                if slow < 0:
+                    slow = pos
+                pos = end
+                continue
+            if slow >= 0:
+                self.to_h2(bytes(buf[slow:pos]))
+                slow = -1
+                if self.closed:
+                    break
+                if not (self.may_open(sid) if kind == 0x1 else self.data_fits(sid)):  # h2 changed it
+                    self.to_h2(bytes(buf[pos:end]))
+                    pos = end
+                    continue
+            if kind == 0x1:
+                self.on_headers(sid, bytes(buf[pos + 9:end]))
+            else:
                 self.unacked += length
-                call = calls.get(sid)  # (h2 may have ended it just now)
-                if call is not None:
-                    call.unacked += length
-                    self.on_data(sid, buf[pos + 9:end])
-            elif slow < 0:
-                slow = pos
+                call = calls[sid]
+                call.unacked += length
+                if flags & 0x01:
+                    self.h2.streams[sid].state_machine.process_input(StreamInputs.RECV_END_STREAM)
+                self.on_data(sid, buf[pos + 9:end])
+                if flags & 0x01:
+                    self.on_stream_ended(sid)
             pos = end
         if slow >= 0:
             self.to_h2(bytes(buf[slow:pos]))
         del buf[:pos]
         self.ack_windows()
         self.flush()
+
+    def data_fits(self, sid: int) -> bool:
+        """Whether a DATA frame on ``sid`` is a running call's, on a stream the client has not ended."""
+        if sid not in self.calls:
+            return False
+        stream = self.h2.streams.get(sid)
+        return stream is not None and stream.state_machine.state in _RECEIVING
+
+    def may_open(self, sid: int) -> bool:
+        """Whether a HEADERS frame on ``sid`` opens a stream that ``h2`` would accept without a word:
+        a client's (odd) id above every earlier one, on an open connection, below the concurrency
+        limit. (``h2.streams`` keeps closed streams until ``h2`` next counts the open ones, so its
+        size bounds their number from above; at the limit, ``h2`` counts, and refuses or accepts.)"""
+        h2c = self.h2
+        return (sid & 1 and sid > h2c.highest_inbound_stream_id
+                and h2c.state_machine.state is ConnectionState.SERVER_OPEN
+                and len(h2c.streams) < h2c.local_settings.max_concurrent_streams)
+
+    def on_headers(self, sid: int, block: bytes) -> None:
+        """A request's HEADERS frame (see :meth:`may_open`): the header block is decoded by ``h2``'s
+        own HPACK decoder (one dynamic table for every block of the connection), the stream opened
+        in ``h2`` as its own handling of the frame would, and the call started."""
+        h2c = self.h2
+        try:
+            headers = h2c.decoder.decode(block, raw=True)
+        except (HPACKError, IndexError, TypeError, UnicodeDecodeError) as exc:
+            # RFC 9113 4.3: COMPRESSION_ERROR; a block over our header list limit: ENHANCE_YOUR_CALM
+            # as h2 says it. (h2 reads a connection's first request, and says PROTOCOL_ERROR for both.)
+            log.info("HTTP/2 error from %s: header block refused: %s", self.peer_name(), exc)
+            h2c.close_connection(ErrorCodes.ENHANCE_YOUR_CALM if isinstance(exc, OversizedHeaderListError)
+                                 else ErrorCodes.COMPRESSION_ERROR)
+            self.flush_now()
+            self.close()
+            return
+        stream = h2c._begin_new_stream(sid, AllowedStreamIDs.ODD)
+        stream.state_machine.process_input(StreamInputs.RECV_HEADERS)
+        self.on_request(sid, headers)
 
     def ack_windows(self) -> None:
         """WINDOW_UPDATE for what the DATA frames handled here used of the windows we offered."""
@@ -292,14 +366,9 @@ class _Connection:
                 self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
                 self.on_data(ev.stream_id, ev.data)
             elif isinstance(ev, h2.events.RequestReceived):
-                self.on_request(ev)
+                self.on_request(ev.stream_id, ev.headers)
             elif isinstance(ev, h2.events.StreamEnded):
-                call = self.calls.get(ev.stream_id)
-                if call is not None and call.full:
-                    if not call.ended and call.on_half_close is not None:
-                        call.on_half_close()
-                else:
-                    self.end_call(ev.stream_id, 0, "")
+                self.on_stream_ended(ev.stream_id)
             elif isinstance(ev, h2.events.StreamReset):
                 self.drop_call(ev.stream_id)
             elif isinstance(ev, h2.events.WindowUpdated):
@@ -310,9 +379,17 @@ class _Connection:
                 self.close()
                 return
 
-    def on_request(self, ev: h2.events.RequestReceived) -> None:
-        headers = dict(ev.headers)
-        sid = ev.stream_id
+    def on_stream_ended(self, sid: int) -> None:
+        """The client half-closed ``sid``: a ``full`` call is told, any other ends with OK."""
+        call = self.calls.get(sid)
+        if call is not None and call.full:
+            if not call.ended and call.on_half_close is not None:
+                call.on_half_close()
+        else:
+            self.end_call(sid, 0, "")
+
+    def on_request(self, sid: int, header_list: list) -> None:
+        headers = dict(header_list)
         method = self.server.methods.get(headers.get(b":path", b"").decode("latin-1"))
         ctype = headers.get(b"content-type", b"")
         if headers.get(b":method") != b"POST" or not ctype.startswith(b"application/grpc"):

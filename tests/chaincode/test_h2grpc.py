@@ -226,3 +226,101 @@ def test_a_strict_http2_client_sees_valid_frames_within_its_small_window(served)
     assert conn.h2.outbound_flow_control_window == c._inbound_flow_control_window_manager.current_window_size
     assert not conn.calls and not conn.h2.open_inbound_streams
     sock.close()
+
+
+def _strict_client(port: int):
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    c.initiate_connection()
+    return sock, c
+
+
+_REQUEST = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/t.T/Echo"), (b":authority", b"t"),
+            (b"content-type", b"application/grpc"), (b"te", b"trailers")]
+
+
+def _answers(sock, c, streams: set[int]) -> dict[int, bytes]:
+    """Read until every stream in ``streams`` ended; the response bytes of each."""
+    data, ended = {sid: b"" for sid in streams}, set()
+    while ended != streams:
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection"
+        for ev in c.receive_data(chunk):
+            if isinstance(ev, h2.events.DataReceived):
+                data[ev.stream_id] += ev.data
+                c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif isinstance(ev, h2.events.StreamEnded):
+                ended.add(ev.stream_id)
+        sock.sendall(c.data_to_send())
+    return data
+
+
+def test_requests_in_every_framing_a_client_may_choose_are_answered(served):
+    """The server reads a request's HEADERS and DATA itself when they come as one frame each; a
+    header block continued in CONTINUATION frames, HEADERS with a priority, and padded DATA go to
+    h2, and mixed on one connection they all answer, with every stream released."""
+    s, _ = served
+    sock, c = _strict_client(s.port)
+    big = [(b"x-big", b"v" * 40000)]  # past the 16 KB frame: HEADERS + CONTINUATION
+    c.send_headers(1, _REQUEST + big)
+    c.send_data(1, _grpc_frame(b"continued"), end_stream=True)
+    c.send_headers(3, _REQUEST, priority_weight=200)  # HEADERS with the PRIORITY flag
+    c.send_data(3, _grpc_frame(b"prioritised"), end_stream=True)
+    c.send_headers(5, _REQUEST)
+    c.send_data(5, _grpc_frame(b"padded"), end_stream=True, pad_length=10)
+    c.send_headers(7, _REQUEST)  # the plain framing, split: a DATA frame, then an empty one ending it
+    c.send_data(7, _grpc_frame(b"plain"))
+    c.send_data(7, b"", end_stream=True)
+    sock.sendall(c.data_to_send())
+    data = _answers(sock, c, {1, 3, 5, 7})
+    assert data == {1: _grpc_frame(b"continued"), 3: _grpc_frame(b"prioritised"), 5: _grpc_frame(b"padded"),
+                    7: _grpc_frame(b"plain")}
+    (conn,) = s.server.connections
+    assert not conn.calls and not conn.h2.open_inbound_streams
+    sock.close()
+
+
+def _goaway_code(sock) -> int:
+    """The error code of the GOAWAY the server sends before it closes the connection."""
+    got = b""
+    while chunk := sock.recv(65536):
+        got += chunk
+    pos = 0
+    while pos + 9 <= len(got):
+        length, kind = int.from_bytes(got[pos:pos + 3], "big"), got[pos + 3]
+        if kind == 0x7:
+            return int.from_bytes(got[pos + 13:pos + 17], "big")
+        pos += 9 + length
+    raise AssertionError("no GOAWAY before the connection closed")
+
+
+@pytest.mark.parametrize("block, code", [
+    (b"\xff\xff\xff\xff\x0f", 0x9),  # an indexed field far past any table: COMPRESSION_ERROR
+    # a 4,000-byte field added to the table, then named 20 times: 84 KB of headers from a 4 KB block,
+    # over the 64 KB limit: ENHANCE_YOUR_CALM
+    (b"\x40\x01a\x7f\xa1\x1e" + b"v" * 4000 + b"\xbe" * 20, 0xB),
+    (b"\x00\x01a\x7f\x81\x80\x04" + b"v" * 70000, 0x6),  # one frame past the 16 KB limit: FRAME_SIZE_ERROR
+])
+def test_a_header_block_refused_ends_the_connection(served, block, code):
+    s, _ = served
+    sock, c = _strict_client(s.port)
+    c.send_headers(1, _REQUEST)  # (a connection's first request is h2's to read)
+    c.send_data(1, _grpc_frame(b"first"), end_stream=True)
+    sock.sendall(c.data_to_send())
+    assert _answers(sock, c, {1}) == {1: _grpc_frame(b"first")}
+    sock.sendall(len(block).to_bytes(3, "big") + b"\x01\x04" + (3).to_bytes(4, "big") + block)
+    assert _goaway_code(sock) == code
+    sock.close()
+
+
+def test_a_stream_id_below_an_earlier_one_is_a_protocol_error(served):
+    s, _ = served
+    sock, c = _strict_client(s.port)
+    c.send_headers(5, _REQUEST)
+    c.send_data(5, _grpc_frame(b"first"), end_stream=True)
+    sock.sendall(c.data_to_send())
+    assert _answers(sock, c, {5}) == {5: _grpc_frame(b"first")}
+    block = c.encoder.encode(_REQUEST)
+    sock.sendall(len(block).to_bytes(3, "big") + b"\x01\x04" + (3).to_bytes(4, "big") + block)
+    assert _goaway_code(sock) == 0x1  # PROTOCOL_ERROR
+    sock.close()
