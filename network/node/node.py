@@ -36,6 +36,9 @@ from .store import OrdererStore, PeerStore
 log = logging.getLogger(__name__)
 
 
+#: parsed transactions kept for the committer at most (see ``EmbeddedNode._parsed``)
+PARSED_KEPT = 5_000
+
 def genesis_config(cfg: NetworkConfig):
     """The channel configuration of a new embedded network: its MSPs with their TLS CAs, the node
     as the Raft consenter and orderer endpoint, the configured block cutting."""
@@ -76,6 +79,11 @@ class EmbeddedNode:
         #: held while the committer moves the peers to a new height, and by an endorsement while it
         #: simulates on its peers: they simulate on one height
         self.publish_lock = threading.Lock()
+        #: transactions as the gateway parsed them at Submit, by their envelope's bytes: the
+        #: committer takes each from here when the same bytes reach it in a block, rather than
+        #: parsing them again (a pure function of the bytes; entries that never reach a block are
+        #: dropped, oldest first, past PARSED_KEPT)
+        self._parsed: dict[bytes, P.ParsedTransaction] = {}
         self.orderer = Orderer(
             cfg.channel, o_ident, o_signer, self.orderer_store, cfg.batch, self._commit_queue.put,
             busy=lambda: self._commit_queue.unfinished_tasks > 0,
@@ -201,13 +209,36 @@ class EmbeddedNode:
             log.info("caught up %d block commits to height %d", done, target)
         return done
 
+    def remember_parsed(self, envelope: bytes, ptx: P.ParsedTransaction) -> None:
+        """Keep ``ptx``, parsed from ``envelope`` at Submit, for the committer (see ``_parsed``)."""
+        parsed = self._parsed
+        parsed[envelope] = ptx
+        if len(parsed) > PARSED_KEPT:
+            with contextlib.suppress(StopIteration, KeyError, RuntimeError):  # (the committer pops too)
+                del parsed[next(iter(parsed))]
+
+    def _parse_block(self, block: common_pb2.Block) -> list[P.ParsedTransaction | None]:
+        """Every envelope of ``block`` as a transaction (None where it is not one), each taken from
+        what Submit parsed when it has the same bytes, else parsed here."""
+        out: list[P.ParsedTransaction | None] = []
+        take = self._parsed.pop
+        for data in block.data.data:
+            ptx = take(data, None)
+            if ptx is None:
+                try:
+                    ptx = P.parse_transaction(data)
+                except P.ProtocolError:
+                    ptx = None
+            out.append(ptx)
+        return out
+
     def _commit_loop(self) -> None:
         while True:
             block = self._commit_queue.get()
             if block is None:
                 self._commit_queue.task_done()
                 return
-            parsed = P.parse_block_transactions(block) if block.header.number else [None]
+            parsed = self._parse_block(block) if block.header.number else [None]
             header_hash = P.block_header_hash(block.header)
             accepted = True
             prepared = []

@@ -265,6 +265,7 @@ class GatewayService(gateway_pb2_grpc.GatewayServicer):
         except MembershipError as exc:
             log.warning("access denied: broadcast of %s: %s", ptx.tx_id, exc)
             abort(context, grpc.StatusCode.ABORTED, ORDERER_FORBIDDEN)
+        self.node.remember_parsed(data, ptx)
         try:
             self.node.orderer.broadcast(data)
         except Exception as exc:  # noqa: BLE001 - shutting down

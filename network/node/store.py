@@ -131,8 +131,11 @@ class VersionedState:
         return out
 
     def apply(self, updates: Iterable[StateUpdate], height: int | None = None) -> None:
+        spaces = self._ns
         for u in updates:
-            d = self._ns.setdefault(u.ns, SortedDict())
+            d = spaces.get(u.ns)
+            if d is None:  # (not setdefault: a SortedDict is dear to build for every update)
+                d = spaces[u.ns] = SortedDict()
             if u.value is None:
                 d.pop(u.key, None)
             else:

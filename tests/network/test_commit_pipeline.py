@@ -157,3 +157,34 @@ def test_a_failing_listener_does_not_stop_the_committer(running, caplog):
         assert "notifying the waiters of block" in caplog.text
     finally:
         peer.remove_height_listener(broken)
+
+
+def test_the_committer_takes_each_transaction_as_submit_parsed_it_and_keeps_none(running, monkeypatch):
+    """A submitted transaction is parsed once, at Submit: the committer takes that parse when the same
+    bytes reach it in a block, so none is left behind; what Submit never saw is parsed at commit."""
+    from network.node import node as node_module
+
+    node = running.node
+    c = running.contract("lothian")
+    committer_parses = []
+    real = P.parse_transaction
+
+    def counting(data):
+        if threading.current_thread() is node._committer:
+            committer_parses.append(data)
+        return real(data)
+
+    monkeypatch.setattr(P, "parse_transaction", counting)
+    for i in range(5):
+        c.submit_json("Put", "p", f"parsed{i}", {"v": i})
+    assert committer_parses == []  # each parsed at Submit only
+    assert node._parsed == {}
+    # an envelope Submit never parsed (or whose parse was dropped): the committer parses it
+    block, _, tx_id = _block_of_one(running, next(iter(node.peers.values())), ["p", "x", '{"v": 1}'])
+    assert node._parse_block(block)[0].tx_id == tx_id
+    # kept parses are bounded: the oldest go first
+    monkeypatch.setattr(node_module, "PARSED_KEPT", 3)
+    for i in range(5):
+        node.remember_parsed(b"envelope %d" % i, None)
+    assert list(node._parsed) == [b"envelope 2", b"envelope 3", b"envelope 4"]
+    node._parsed.clear()
