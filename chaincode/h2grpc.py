@@ -148,6 +148,9 @@ _H2_CONFIG = h2.config.H2Configuration(client_side=False, header_encoding=None,
 
 #: the stream states in which the client may still send DATA
 _RECEIVING = (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL)
+#: how ``h2`` opens a stream for a HEADERS frame it reads (not public API: an ``h2`` without it has
+#: every request's HEADERS read by ``h2`` itself)
+_OPENS_STREAMS = hasattr(h2.connection.H2Connection, "_begin_new_stream")
 
 
 class _Connection:
@@ -313,7 +316,7 @@ class _Connection:
         limit. (``h2.streams`` keeps closed streams until ``h2`` next counts the open ones, so its
         size bounds their number from above; at the limit, ``h2`` counts, and refuses or accepts.)"""
         h2c = self.h2
-        return (sid & 1 and sid > h2c.highest_inbound_stream_id
+        return (_OPENS_STREAMS and sid & 1 and sid > h2c.highest_inbound_stream_id
                 and h2c.state_machine.state is ConnectionState.SERVER_OPEN
                 and len(h2c.streams) < h2c.local_settings.max_concurrent_streams)
 

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 #: parsed transactions kept for the committer at most (see ``EmbeddedNode._parsed``)
 PARSED_KEPT = 5_000
 
+
 def genesis_config(cfg: NetworkConfig):
     """The channel configuration of a new embedded network: its MSPs with their TLS CAs, the node
     as the Raft consenter and orderer endpoint, the configured block cutting."""

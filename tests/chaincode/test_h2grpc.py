@@ -324,3 +324,23 @@ def test_a_stream_id_below_an_earlier_one_is_a_protocol_error(served):
     sock.sendall(len(block).to_bytes(3, "big") + b"\x01\x04" + (3).to_bytes(4, "big") + block)
     assert _goaway_code(sock) == 0x1  # PROTOCOL_ERROR
     sock.close()
+
+
+@pytest.mark.parametrize("opener", [True, False])
+def test_requests_headers_are_read_here_or_by_h2_when_it_lacks_the_stream_opener(served, monkeypatch, opener):
+    """A connection's later requests have their HEADERS read by the server itself; were a later
+    ``h2`` to lose the private method the server opens streams with, ``h2`` would read them all, and
+    calls still answer."""
+    import chaincode.h2grpc as h2grpc
+
+    monkeypatch.setattr(h2grpc, "_OPENS_STREAMS", opener)
+    read_here = []
+    real = h2grpc._Connection.on_headers
+    monkeypatch.setattr(h2grpc._Connection, "on_headers",
+                        lambda conn, sid, block: read_here.append(sid) or real(conn, sid, block))
+    s, ch = served
+    echo = _unary(ch, "Echo")
+    assert [echo(BYTES(value=b"%d" % i), timeout=10).value for i in range(3)] == [b"0", b"1", b"2"]
+    assert len(read_here) == (2 if opener else 0)  # (a connection's first request is h2's)
+    (conn,) = s.server.connections
+    assert not conn.calls and not conn.h2.open_inbound_streams
