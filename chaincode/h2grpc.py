@@ -146,6 +146,9 @@ _H2_CONFIG = h2.config.H2Configuration(client_side=False, header_encoding=None,
                                        validate_inbound_headers=False)
 
 
+#: the largest frame payload the client may send (HTTP/2's default SETTINGS_MAX_FRAME_SIZE, which
+#: the server never raises): a larger frame is h2's to refuse
+_MAX_FRAME = 16384
 #: the stream states in which the client may still send DATA
 _RECEIVING = (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL)
 #: how ``h2`` opens a stream for a HEADERS frame it reads (not public API: an ``h2`` without it has
@@ -267,9 +270,10 @@ class _Connection:
             if self.continuing:
                 self.continuing = not (kind == 0x9 and flags & 0x4)  # CONTINUATION with END_HEADERS
             elif kind == 0:
-                fast = not flags & 0x08 and length <= 16384 and self.data_fits(sid)  # DATA, not padded
+                fast = not flags & 0x08 and length <= _MAX_FRAME and self.data_fits(sid)  # DATA, not padded
             elif kind == 0x1:
-                fast = flags & 0x2D == 0x04 and length <= 16384 and self.may_open(sid)  # HEADERS: END_HEADERS only
+                # HEADERS with END_HEADERS, without END_STREAM, padding or priority
+                fast = flags & 0x2D == 0x04 and length <= _MAX_FRAME and self.may_open(sid)
                 self.continuing = not fast and not flags & 0x04
             if not fast:
                 if slow < 0:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fabric_protos.common import common_pb2
@@ -549,14 +549,20 @@ def parse_block(data: bytes) -> common_pb2.Block:
     return _parse(common_pb2.Block, data, "block")
 
 
-def parse_block_transactions(block: common_pb2.Block) -> list[ParsedTransaction | None]:
-    """Every envelope of a block parsed as a transaction (None where it is not one)."""
+def parse_block_transactions(
+    block: common_pb2.Block, parsed: Callable[[bytes], ParsedTransaction | None] | None = None
+) -> list[ParsedTransaction | None]:
+    """Every envelope of a block parsed as a transaction (None where it is not one). ``parsed``
+    may give an envelope's transaction as parsed before from the same bytes (None: parse it here)."""
     out: list[ParsedTransaction | None] = []
     for data in block.data.data:
-        try:
-            out.append(parse_transaction(data))
-        except ProtocolError:
-            out.append(None)
+        ptx = parsed(data) if parsed is not None else None
+        if ptx is None:
+            try:
+                ptx = parse_transaction(data)
+            except ProtocolError:
+                ptx = None
+        out.append(ptx)
     return out
 
 

@@ -221,17 +221,7 @@ class EmbeddedNode:
     def _parse_block(self, block: common_pb2.Block) -> list[P.ParsedTransaction | None]:
         """Every envelope of ``block`` as a transaction (None where it is not one), each taken from
         what Submit parsed when it has the same bytes, else parsed here."""
-        out: list[P.ParsedTransaction | None] = []
-        take = self._parsed.pop
-        for data in block.data.data:
-            ptx = take(data, None)
-            if ptx is None:
-                try:
-                    ptx = P.parse_transaction(data)
-                except P.ProtocolError:
-                    ptx = None
-            out.append(ptx)
-        return out
+        return P.parse_block_transactions(block, lambda data: self._parsed.pop(data, None))
 
     def _commit_loop(self) -> None:
         while True:
